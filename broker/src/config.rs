@@ -1,0 +1,56 @@
+//! What a broker is started with.
+
+use crate::core::Limits;
+use std::net::SocketAddr;
+
+/// An exchange that exists from the start (durable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExchangeDecl {
+    pub name: String,
+    pub kind: String,
+}
+
+/// A user who may log in. `loopback_only` users (like `guest`) may connect from loopback only,
+/// as in RabbitMQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub loopback_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub amqp_listen: SocketAddr,
+    pub exchanges: Vec<ExchangeDecl>,
+    pub users: Vec<User>,
+    pub limits: Limits,
+    /// Offered in `connection.tune`.
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            amqp_listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            exchanges: ["events", "bloodbank.events.v1"]
+                .into_iter()
+                .map(|name| ExchangeDecl {
+                    name: name.into(),
+                    kind: "topic".into(),
+                })
+                .collect(),
+            users: vec![User {
+                name: "guest".into(),
+                password: "guest".into(),
+                loopback_only: true,
+            }],
+            limits: Limits::default(),
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+        }
+    }
+}

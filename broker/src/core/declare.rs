@@ -1,0 +1,452 @@
+//! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and error texts.
+
+use super::args::{render, string_arg};
+use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::queue::{Queue, QueueType};
+use super::{ChanKey, Core};
+use crate::error::{exchange_ref, queue_ref, AmqpError};
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+/// The flags of an exchange declaration.
+#[derive(Debug, Clone, Default)]
+pub struct ExchangeSpec {
+    pub name: String,
+    pub kind: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+/// The flags of a queue declaration.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSpec {
+    pub name: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+/// Queue arguments this broker implements.
+const QUEUE_ARGUMENTS: &[&str] = &["x-queue-type"];
+
+/// What `queue.declare-ok` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueInfo {
+    pub name: String,
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+fn inequivalent(arg: &str, what: &str, received: String, current: String) -> AmqpError {
+    AmqpError::precondition(format!(
+        "inequivalent arg '{arg}' for {what}: received '{received}' but current is '{current}'"
+    ))
+}
+
+impl Core {
+    pub(super) fn vhost_name(&self, ck: ChanKey) -> String {
+        self.channels
+            .get(&ck)
+            .map(|c| c.vhost.clone())
+            .unwrap_or_else(|| "/".to_string())
+    }
+
+    pub fn exchange_declare(&mut self, ck: ChanKey, spec: ExchangeSpec) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        let what = exchange_ref(&spec.name, &vname);
+        let vhost = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| no_vhost(&vname))?;
+        if spec.passive {
+            return match vhost.exchanges.contains_key(&spec.name) {
+                true => Ok(()),
+                false => Err(AmqpError::not_found(format!("no {what}"))),
+            };
+        }
+        if spec.name.is_empty() {
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
+        }
+        let kind = ExchangeKind::parse(&spec.kind).ok_or_else(|| {
+            AmqpError::precondition(format!("invalid exchange type '{}' for {what}", spec.kind))
+        })?;
+        if let Some(ae) = spec.arguments.inner().get("alternate-exchange") {
+            if !matches!(ae, AMQPValue::LongString(_) | AMQPValue::ShortString(_)) {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'alternate-exchange' for {what}: expected a string"
+                )));
+            }
+        }
+        match vhost.exchanges.get(&spec.name) {
+            Some(existing) => {
+                let checks = [
+                    (
+                        "type",
+                        existing.kind.as_str().to_string(),
+                        kind.as_str().to_string(),
+                    ),
+                    (
+                        "durable",
+                        existing.durable.to_string(),
+                        spec.durable.to_string(),
+                    ),
+                    (
+                        "auto_delete",
+                        existing.auto_delete.to_string(),
+                        spec.auto_delete.to_string(),
+                    ),
+                    (
+                        "internal",
+                        existing.internal.to_string(),
+                        spec.internal.to_string(),
+                    ),
+                    (
+                        "alternate-exchange",
+                        render(existing.arguments.inner().get("alternate-exchange")),
+                        render(spec.arguments.inner().get("alternate-exchange")),
+                    ),
+                ];
+                for (arg, current, received) in checks {
+                    if current != received {
+                        return Err(inequivalent(arg, &what, received, current));
+                    }
+                }
+                Ok(())
+            }
+            None if spec.name.starts_with("amq.") => Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            ))),
+            None => {
+                let e = Exchange::new(
+                    spec.name.clone(),
+                    kind,
+                    spec.durable,
+                    spec.auto_delete,
+                    spec.internal,
+                    spec.arguments,
+                );
+                vhost.exchanges.insert(spec.name, e);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn exchange_delete(
+        &mut self,
+        ck: ChanKey,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        check_not_reserved_exchange(name, &vname)?;
+        let vhost = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| no_vhost(&vname))?;
+        let Some(exchange) = vhost.exchanges.get(name) else {
+            return Ok(());
+        };
+        if if_unused && !exchange.bindings().is_empty() {
+            return Err(AmqpError::precondition(format!(
+                "{} in use",
+                exchange_ref(name, &vname)
+            )));
+        }
+        self.remove_exchange(&vname, name);
+        Ok(())
+    }
+
+    /// `exchange.bind` (`destination` is an exchange) and `queue.bind` alike.
+    pub fn bind(
+        &mut self,
+        ck: ChanKey,
+        source: &str,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        self.check_binding_ends(ck, &vname, source, &destination)?;
+        let vhost = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| no_vhost(&vname))?;
+        if let Some(exchange) = vhost.exchanges.get_mut(source) {
+            exchange.bind(Binding {
+                destination,
+                key: key.to_string(),
+                arguments,
+            });
+        }
+        Ok(())
+    }
+
+    /// `exchange.unbind` and `queue.unbind`: removing a binding that is not there succeeds.
+    pub fn unbind(
+        &mut self,
+        ck: ChanKey,
+        source: &str,
+        destination: Destination,
+        key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        self.check_binding_ends(ck, &vname, source, &destination)?;
+        let binding = Binding {
+            destination,
+            key: key.to_string(),
+            arguments,
+        };
+        let removed = self
+            .vhosts
+            .get_mut(&vname)
+            .and_then(|v| v.exchanges.get_mut(source))
+            .is_some_and(|e| e.unbind(&binding));
+        if removed {
+            self.auto_delete_exchange_if_unused(&vname, source);
+        }
+        Ok(())
+    }
+
+    fn check_binding_ends(
+        &self,
+        ck: ChanKey,
+        vname: &str,
+        source: &str,
+        destination: &Destination,
+    ) -> Result<(), AmqpError> {
+        let vhost = self.vhosts.get(vname).ok_or_else(|| no_vhost(vname))?;
+        match destination {
+            Destination::Queue(q) => {
+                let queue = vhost
+                    .queues
+                    .get(q)
+                    .ok_or_else(|| AmqpError::not_found(format!("no {}", queue_ref(q, vname))))?;
+                check_exclusive_access(queue, ck, vname)?;
+            }
+            Destination::Exchange(e) => {
+                if e.is_empty() {
+                    return Err(default_exchange_refused());
+                }
+                if !vhost.exchanges.contains_key(e) {
+                    return Err(AmqpError::not_found(format!(
+                        "no {}",
+                        exchange_ref(e, vname)
+                    )));
+                }
+            }
+        }
+        if source.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if !vhost.exchanges.contains_key(source) {
+            return Err(AmqpError::not_found(format!(
+                "no {}",
+                exchange_ref(source, vname)
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn queue_declare(&mut self, ck: ChanKey, spec: QueueSpec) -> Result<QueueInfo, AmqpError> {
+        let vname = self.vhost_name(ck);
+        let vhost = self
+            .vhosts
+            .get_mut(&vname)
+            .ok_or_else(|| no_vhost(&vname))?;
+        if spec.passive {
+            let queue = vhost.queues.get(&spec.name).ok_or_else(|| {
+                AmqpError::not_found(format!("no {}", queue_ref(&spec.name, &vname)))
+            })?;
+            check_exclusive_access(queue, ck, &vname)?;
+            return Ok(info(queue));
+        }
+        let name = if spec.name.is_empty() {
+            super::lifecycle::generated_name("amq.gen-")
+        } else if spec.name.starts_with("amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "queue name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        } else {
+            spec.name.clone()
+        };
+        let what = queue_ref(&name, &vname);
+        let kind = queue_type(&spec.arguments, &what)?;
+        if let Some(existing) = vhost.queues.get(&name) {
+            check_exclusive_access(existing, ck, &vname)?;
+            let checks = [
+                ("durable", existing.durable, spec.durable),
+                ("auto_delete", existing.auto_delete, spec.auto_delete),
+            ];
+            for (arg, current, received) in checks {
+                if current != received {
+                    return Err(inequivalent(
+                        arg,
+                        &what,
+                        received.to_string(),
+                        current.to_string(),
+                    ));
+                }
+            }
+            if existing.exclusive_owner.is_some() != spec.exclusive {
+                return Err(exclusive_locked(&name, &vname));
+            }
+            if existing.kind != kind {
+                return Err(inequivalent(
+                    "x-queue-type",
+                    &what,
+                    kind.as_str().into(),
+                    existing.kind.as_str().into(),
+                ));
+            }
+            return Ok(info(existing));
+        }
+        if kind == QueueType::Quorum {
+            let invalid = if !spec.durable {
+                Some("non-durable")
+            } else if spec.exclusive {
+                Some("exclusive-owner")
+            } else if spec.auto_delete {
+                Some("auto-delete")
+            } else {
+                None
+            };
+            if let Some(property) = invalid {
+                return Err(AmqpError::precondition(format!(
+                    "invalid property '{property}' for {what}"
+                )));
+            }
+        }
+        let owner = spec.exclusive.then_some(ck.conn);
+        let queue = Queue::new(
+            name.clone(),
+            spec.durable,
+            spec.auto_delete,
+            owner,
+            kind,
+            spec.arguments,
+        );
+        let result = info(&queue);
+        vhost.queues.insert(name, queue);
+        Ok(result)
+    }
+
+    pub fn queue_purge(&mut self, ck: ChanKey, name: &str) -> Result<u32, AmqpError> {
+        let vname = self.vhost_name(ck);
+        let queue = self.queue_mut(ck, &vname, name)?;
+        Ok(queue.purge() as u32)
+    }
+
+    pub fn queue_delete(
+        &mut self,
+        ck: ChanKey,
+        name: &str,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32, AmqpError> {
+        let vname = self.vhost_name(ck);
+        let Some(queue) = self.vhosts.get(&vname).and_then(|v| v.queues.get(name)) else {
+            return Ok(0);
+        };
+        check_exclusive_access(queue, ck, &vname)?;
+        if if_unused && queue.consumer_count() > 0 {
+            return Err(AmqpError::precondition(format!(
+                "{} in use",
+                queue_ref(name, &vname)
+            )));
+        }
+        if if_empty && !queue.is_empty() {
+            return Err(AmqpError::precondition(format!(
+                "{} not empty",
+                queue_ref(name, &vname)
+            )));
+        }
+        Ok(self.remove_queue(&vname, name) as u32)
+    }
+
+    /// A queue the calling connection may use.
+    pub(super) fn queue_mut(
+        &mut self,
+        ck: ChanKey,
+        vname: &str,
+        name: &str,
+    ) -> Result<&mut Queue, AmqpError> {
+        let queue = self
+            .vhosts
+            .get_mut(vname)
+            .and_then(|v| v.queues.get_mut(name))
+            .ok_or_else(|| AmqpError::not_found(format!("no {}", queue_ref(name, vname))))?;
+        check_exclusive_access(queue, ck, vname)?;
+        Ok(queue)
+    }
+}
+
+fn info(queue: &Queue) -> QueueInfo {
+    QueueInfo {
+        name: queue.name.clone(),
+        messages: queue.len() as u32,
+        consumers: queue.consumer_count() as u32,
+    }
+}
+
+fn queue_type(arguments: &FieldTable, what: &str) -> Result<QueueType, AmqpError> {
+    for key in arguments.inner().keys() {
+        if key.as_str().starts_with("x-") && !QUEUE_ARGUMENTS.contains(&key.as_str()) {
+            return Err(AmqpError::precondition(format!(
+                "unsupported argument '{key}' for {what}: this broker does not implement it yet"
+            )));
+        }
+    }
+    match string_arg(arguments, "x-queue-type").as_deref() {
+        None | Some("classic") => Ok(QueueType::Classic),
+        Some("quorum") => Ok(QueueType::Quorum),
+        Some(other) => Err(AmqpError::precondition(format!(
+            "invalid arg 'x-queue-type' for {what}: '{other}' is not one of classic, quorum"
+        ))),
+    }
+}
+
+fn check_exclusive_access(queue: &Queue, ck: ChanKey, vname: &str) -> Result<(), AmqpError> {
+    match queue.exclusive_owner {
+        Some(owner) if owner != ck.conn => Err(exclusive_locked(&queue.name, vname)),
+        _ => Ok(()),
+    }
+}
+
+fn exclusive_locked(name: &str, vname: &str) -> AmqpError {
+    AmqpError::resource_locked(format!(
+        "cannot obtain exclusive access to locked {}. It could be originally declared on \
+         another connection or the exclusive property value does not match that of the \
+         original declaration.",
+        queue_ref(name, vname)
+    ))
+}
+
+fn check_not_reserved_exchange(name: &str, vname: &str) -> Result<(), AmqpError> {
+    if name.is_empty() {
+        return Err(default_exchange_refused());
+    }
+    if name.starts_with("amq.") {
+        return Err(AmqpError::access_refused(format!(
+            "operation not permitted on {}",
+            exchange_ref(name, vname)
+        )));
+    }
+    Ok(())
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+pub(super) fn no_vhost(name: &str) -> AmqpError {
+    AmqpError::not_allowed(format!("vhost '{name}' not found"))
+}

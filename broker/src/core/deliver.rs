@@ -1,0 +1,272 @@
+//! Consumers, `basic.get`, acknowledgements and the dispatch loop that hands ready messages to
+//! consumers in turn while their prefetch allows.
+
+use super::channel::{Consumer, Unacked};
+use super::queue::ConsumerRef;
+use super::{ChanKey, Core, Outbound};
+use crate::error::{queue_ref, AmqpError};
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::sync::Arc;
+
+/// The flags of `basic.consume`.
+#[derive(Debug, Clone, Default)]
+pub struct ConsumeSpec {
+    pub queue: String,
+    pub tag: String,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    pub nowait: bool,
+}
+
+impl Core {
+    /// `basic.qos` as RabbitMQ reads it: `global` limits the whole channel, otherwise the limit
+    /// applies to each consumer started afterwards.
+    pub fn basic_qos(&mut self, ck: ChanKey, prefetch_count: u16, global: bool) {
+        let Some(ch) = self.channels.get_mut(&ck) else {
+            return;
+        };
+        if global {
+            ch.channel_prefetch = prefetch_count;
+        } else {
+            ch.consumer_prefetch = prefetch_count;
+        }
+        self.dispatch_channel_queues(ck);
+    }
+
+    /// Starts a consumer; sends `consume-ok` (unless nowait) before any delivery.
+    pub fn basic_consume(&mut self, ck: ChanKey, spec: ConsumeSpec) -> Result<String, AmqpError> {
+        let vname = self.vhost_name(ck);
+        let queue = self.queue_mut(ck, &vname, &spec.queue)?;
+        if queue.has_exclusive_consumer() || (spec.exclusive && queue.consumer_count() > 0) {
+            return Err(AmqpError::access_refused(format!(
+                "{} in exclusive use",
+                queue_ref(&spec.queue, &vname)
+            )));
+        }
+        let Some(ch) = self.channels.get_mut(&ck) else {
+            return Err(AmqpError::channel_error("channel is not open"));
+        };
+        let tag = if spec.tag.is_empty() {
+            super::lifecycle::generated_name("amq.ctag-")
+        } else {
+            spec.tag.clone()
+        };
+        let tag: Arc<str> = tag.into();
+        if ch.consumers.contains_key(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        ch.consumers.insert(
+            tag.clone(),
+            Consumer {
+                queue: spec.queue.clone(),
+                no_ack: spec.no_ack,
+                prefetch: ch.consumer_prefetch,
+                unacked: 0,
+            },
+        );
+        if let Some(q) = self
+            .vhosts
+            .get_mut(&vname)
+            .and_then(|v| v.queues.get_mut(&spec.queue))
+        {
+            q.add_consumer(ConsumerRef {
+                channel: ck,
+                tag: tag.clone(),
+                exclusive: spec.exclusive,
+            });
+        }
+        if !spec.nowait {
+            self.send(
+                ck,
+                Outbound::Method(
+                    ck.channel,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.to_string().into(),
+                    })),
+                ),
+            );
+        }
+        self.dispatch(&vname, &spec.queue);
+        Ok(tag.to_string())
+    }
+
+    /// Stops a consumer. Its unacknowledged messages stay unacknowledged on the channel.
+    pub fn basic_cancel(&mut self, ck: ChanKey, tag: &str) {
+        let vname = self.vhost_name(ck);
+        let Some(consumer) = self
+            .channels
+            .get_mut(&ck)
+            .and_then(|c| c.consumers.remove(tag))
+        else {
+            return;
+        };
+        if let Some(q) = self
+            .vhosts
+            .get_mut(&vname)
+            .and_then(|v| v.queues.get_mut(&consumer.queue))
+        {
+            q.remove_consumer(ck, tag);
+        }
+        self.auto_delete_queue_if_unused(&vname, &consumer.queue);
+    }
+
+    /// `basic.get`: sends get-ok with the message, or get-empty.
+    pub fn basic_get(&mut self, ck: ChanKey, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        let q = self.queue_mut(ck, &vname, queue)?;
+        let Some(entry) = q.pop() else {
+            self.send(
+                ck,
+                Outbound::Method(
+                    ck.channel,
+                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+                ),
+            );
+            return Ok(());
+        };
+        let message_count = q.len() as u32;
+        let (message, redelivered) = (entry.message.clone(), entry.redelivered);
+        let Some(ch) = self.channels.get_mut(&ck) else {
+            return Ok(());
+        };
+        let delivery_tag = ch.record_delivery(queue, entry, None, no_ack);
+        self.send(
+            ck,
+            Outbound::GetOk {
+                channel: ck.channel,
+                delivery_tag,
+                redelivered,
+                message_count,
+                message,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn basic_ack(&mut self, ck: ChanKey, tag: u64, multiple: bool) -> Result<(), AmqpError> {
+        self.settle(ck, tag, multiple, false)
+    }
+
+    /// `basic.nack` and `basic.reject`: requeue, or drop the messages.
+    pub fn basic_nack(
+        &mut self,
+        ck: ChanKey,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
+        self.settle(ck, tag, multiple, requeue)
+    }
+
+    /// `basic.recover`: every unacknowledged message of the channel goes back to its queue.
+    pub fn basic_recover(&mut self, ck: ChanKey) -> Result<(), AmqpError> {
+        self.settle(ck, 0, true, true)
+    }
+
+    /// `channel.flow`: pause or resume deliveries to this channel.
+    pub fn channel_flow(&mut self, ck: ChanKey, active: bool) {
+        if let Some(ch) = self.channels.get_mut(&ck) {
+            ch.active = active;
+        }
+        if active {
+            self.dispatch_channel_queues(ck);
+        }
+    }
+
+    fn settle(
+        &mut self,
+        ck: ChanKey,
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
+        let vname = self.vhost_name(ck);
+        let Some(ch) = self.channels.get_mut(&ck) else {
+            return Ok(());
+        };
+        let settled = ch.settle(tag, multiple)?;
+        let mut touched: Vec<String> = Vec::new();
+        if requeue {
+            if let Some(vhost) = self.vhosts.get_mut(&vname) {
+                for Unacked { queue, entry, .. } in settled.into_iter().rev() {
+                    if let Some(q) = vhost.queues.get_mut(&queue) {
+                        q.requeue(entry);
+                        touched.push(queue);
+                    }
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for q in &touched {
+            self.dispatch(&vname, q);
+        }
+        self.dispatch_channel_queues(ck);
+        Ok(())
+    }
+
+    /// Re-runs dispatch for every queue this channel consumes from (its credit may have grown).
+    fn dispatch_channel_queues(&mut self, ck: ChanKey) {
+        let Some(ch) = self.channels.get(&ck) else {
+            return;
+        };
+        let vname = ch.vhost.clone();
+        let mut queues: Vec<String> = ch.consumers.values().map(|c| c.queue.clone()).collect();
+        queues.sort();
+        queues.dedup();
+        for q in queues {
+            self.dispatch(&vname, &q);
+        }
+    }
+
+    /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
+    pub(super) fn dispatch(&mut self, vname: &str, queue: &str) {
+        let Some(q) = self
+            .vhosts
+            .get_mut(vname)
+            .and_then(|v| v.queues.get_mut(queue))
+        else {
+            return;
+        };
+        while !q.is_empty() {
+            let pick = q
+                .rotation()
+                .find(|(_, c)| {
+                    self.channels
+                        .get(&c.channel)
+                        .is_some_and(|ch| ch.can_deliver(&c.tag))
+                })
+                .map(|(idx, c)| (idx, c.channel, c.tag.clone()));
+            let Some((idx, ck, tag)) = pick else {
+                break;
+            };
+            q.served(idx);
+            let Some(entry) = q.pop() else {
+                break;
+            };
+            let Some(ch) = self.channels.get_mut(&ck) else {
+                break;
+            };
+            let no_ack = ch.consumers.get(&tag).is_some_and(|c| c.no_ack);
+            let (message, redelivered) = (entry.message.clone(), entry.redelivered);
+            let delivery_tag = ch.record_delivery(queue, entry, Some(tag.clone()), no_ack);
+            if let Some(conn) = self.conns.get(&ck.conn) {
+                let _ = conn.outlet.send(Outbound::Deliver {
+                    channel: ck.channel,
+                    consumer_tag: tag,
+                    delivery_tag,
+                    redelivered,
+                    message,
+                });
+            }
+        }
+    }
+
+    pub(super) fn send(&self, ck: ChanKey, out: Outbound) {
+        if let Some(conn) = self.conns.get(&ck.conn) {
+            let _ = conn.outlet.send(out);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Connections and channels coming and going, and the removal of queues and exchanges with
+//! everything that depends on them (bindings, consumers, auto-delete cascades).
+
+use super::channel::Channel;
+use super::exchange::Destination;
+use super::{ChanKey, Conn, ConnId, Core, Outbound, Outlet};
+use amq_protocol::protocol::{basic, AMQPClass};
+use rand::distr::{Alphanumeric, SampleString};
+
+/// A server-generated name such as `amq.gen-Xb4...` or `amq.ctag-...`.
+pub fn generated_name(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        Alphanumeric.sample_string(&mut rand::rng(), 22)
+    )
+}
+
+impl Core {
+    pub fn register_connection(&mut self, outlet: Outlet, cancel_notify: bool) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                outlet,
+                cancel_notify,
+            },
+        );
+        id
+    }
+
+    pub fn open_channel(&mut self, ck: ChanKey, vhost: &str) {
+        self.channels.insert(ck, Channel::new(vhost));
+    }
+
+    /// Closes a channel: its consumers go away and its unacknowledged messages are requeued.
+    pub fn close_channel(&mut self, ck: ChanKey) {
+        let Some(channel) = self.channels.remove(&ck) else {
+            return;
+        };
+        let vname = channel.vhost.clone();
+        let mut touched: Vec<String> = Vec::new();
+        if let Some(vhost) = self.vhosts.get_mut(&vname) {
+            // Requeue newest first so each lands in front of the ones after it.
+            for (_, u) in channel.unacked.into_iter().rev() {
+                if let Some(q) = vhost.queues.get_mut(&u.queue) {
+                    q.requeue(u.entry);
+                    touched.push(u.queue);
+                }
+            }
+            for (tag, consumer) in channel.consumers {
+                if let Some(q) = vhost.queues.get_mut(&consumer.queue) {
+                    q.remove_consumer(ck, &tag);
+                    touched.push(consumer.queue);
+                }
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for q in touched {
+            if !self.auto_delete_queue_if_unused(&vname, &q) {
+                self.dispatch(&vname, &q);
+            }
+        }
+    }
+
+    /// Closes every channel of a connection and deletes the queues it exclusively owned.
+    pub fn close_connection(&mut self, conn: ConnId) {
+        let mut keys: Vec<ChanKey> = self
+            .channels
+            .keys()
+            .filter(|k| k.conn == conn)
+            .copied()
+            .collect();
+        keys.sort();
+        for ck in keys {
+            self.close_channel(ck);
+        }
+        let owned: Vec<(String, String)> = self
+            .vhosts
+            .values()
+            .flat_map(|v| {
+                v.queues
+                    .values()
+                    .filter(|q| q.exclusive_owner == Some(conn))
+                    .map(|q| (v.name.clone(), q.name.clone()))
+            })
+            .collect();
+        for (vname, q) in owned {
+            self.remove_queue(&vname, &q);
+        }
+        self.conns.remove(&conn);
+    }
+
+    /// Deletes an auto-delete queue whose last consumer has gone; returns whether it did.
+    pub(super) fn auto_delete_queue_if_unused(&mut self, vname: &str, name: &str) -> bool {
+        let unused = self
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(name))
+            .is_some_and(|q| q.auto_delete && q.consumer_count() == 0);
+        if unused {
+            self.remove_queue(vname, name);
+        }
+        unused
+    }
+
+    /// Removes a queue, its bindings and its consumers (who are told, if they asked to be).
+    /// Returns how many ready messages it held.
+    pub(super) fn remove_queue(&mut self, vname: &str, name: &str) -> usize {
+        let Some(vhost) = self.vhosts.get_mut(vname) else {
+            return 0;
+        };
+        let Some(queue) = vhost.queues.remove(name) else {
+            return 0;
+        };
+        let dest = Destination::Queue(name.to_string());
+        let mut sources = Vec::new();
+        for exchange in vhost.exchanges.values_mut() {
+            if exchange.unbind_destination(&dest) > 0 {
+                sources.push(exchange.name.clone());
+            }
+        }
+        for consumer in queue.consumers() {
+            if let Some(ch) = self.channels.get_mut(&consumer.channel) {
+                ch.consumers.remove(&consumer.tag);
+            }
+            let Some(conn) = self.conns.get(&consumer.channel.conn) else {
+                continue;
+            };
+            if conn.cancel_notify {
+                let _ = conn.outlet.send(Outbound::Method(
+                    consumer.channel.channel,
+                    AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                        consumer_tag: consumer.tag.to_string().into(),
+                        nowait: true,
+                    })),
+                ));
+            }
+        }
+        for source in sources {
+            self.auto_delete_exchange_if_unused(vname, &source);
+        }
+        queue.len()
+    }
+
+    /// Removes an exchange and the bindings that lead to it.
+    pub(super) fn remove_exchange(&mut self, vname: &str, name: &str) {
+        let Some(vhost) = self.vhosts.get_mut(vname) else {
+            return;
+        };
+        if vhost.exchanges.remove(name).is_none() {
+            return;
+        }
+        let dest = Destination::Exchange(name.to_string());
+        let mut sources = Vec::new();
+        for exchange in vhost.exchanges.values_mut() {
+            if exchange.unbind_destination(&dest) > 0 {
+                sources.push(exchange.name.clone());
+            }
+        }
+        for source in sources {
+            self.auto_delete_exchange_if_unused(vname, &source);
+        }
+    }
+
+    /// An auto-delete exchange goes away when its last binding does.
+    pub(super) fn auto_delete_exchange_if_unused(&mut self, vname: &str, name: &str) {
+        let unused = self
+            .vhosts
+            .get(vname)
+            .and_then(|v| v.exchanges.get(name))
+            .is_some_and(|e| e.auto_delete && e.bindings().is_empty());
+        if unused {
+            self.remove_exchange(vname, name);
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The broker's state as plain data and state machines: exchanges, bindings, queues, consumers,
+//! acknowledgements. No sockets, no async: the network layer calls these methods under one lock
+//! and the core writes what each connection must send to that connection's outlet, in order.
+
+pub mod args;
+pub mod channel;
+pub mod exchange;
+pub mod headers;
+pub mod message;
+pub mod queue;
+pub mod topic;
+
+pub mod declare;
+pub mod deliver;
+mod lifecycle;
+mod outbound;
+pub mod publish;
+mod vhost;
+
+pub use channel::ChanKey;
+pub use exchange::{Destination, ExchangeKind};
+pub use message::Message;
+pub use outbound::{Outbound, Outlet};
+pub use vhost::VHost;
+
+use std::collections::HashMap;
+
+pub type ConnId = u64;
+
+/// Limits the core enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest message body accepted, in bytes.
+    pub max_message_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 128 * 1024 * 1024,
+        }
+    }
+}
+
+/// A connection as the core sees it.
+#[derive(Debug)]
+pub struct Conn {
+    pub outlet: Outlet,
+    /// The client asked for `basic.cancel` when its queue goes away.
+    pub cancel_notify: bool,
+}
+
+#[derive(Debug)]
+pub struct Core {
+    vhosts: HashMap<String, VHost>,
+    channels: HashMap<ChanKey, channel::Channel>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    pub limits: Limits,
+}
+
+impl Core {
+    /// A core with the default vhost `/` and its standard exchanges.
+    pub fn new(limits: Limits) -> Core {
+        let mut vhosts = HashMap::new();
+        vhosts.insert("/".to_string(), VHost::new("/"));
+        Core {
+            vhosts,
+            channels: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            limits,
+        }
+    }
+
+    pub fn has_vhost(&self, name: &str) -> bool {
+        self.vhosts.contains_key(name)
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<&VHost> {
+        self.vhosts.get(name)
+    }
+}

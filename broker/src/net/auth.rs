@@ -1,0 +1,108 @@
+//! SASL PLAIN and AMQPLAIN responses, and the user check.
+
+use crate::config::User;
+use amq_protocol::types::parsing::parse_field_table;
+use amq_protocol::types::AMQPValue;
+use std::net::IpAddr;
+
+/// (username, password) from a `connection.start-ok` response.
+pub fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+    match mechanism {
+        "PLAIN" => {
+            // [authzid] NUL authcid NUL passwd
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next()?;
+            let user = parts.next()?;
+            let pass = parts.next()?;
+            if parts.next().is_some() {
+                return None;
+            }
+            Some((
+                String::from_utf8(user.to_vec()).ok()?,
+                String::from_utf8(pass.to_vec()).ok()?,
+            ))
+        }
+        "AMQPLAIN" => {
+            // A field table without its length prefix.
+            let mut table = (response.len() as u32).to_be_bytes().to_vec();
+            table.extend_from_slice(response);
+            let (_, fields) = parse_field_table(&table[..]).ok()?;
+            let get = |k: &str| match fields.inner().get(k)? {
+                AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
+                AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+                _ => None,
+            };
+            Some((get("LOGIN")?, get("PASSWORD")?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `user` may log in with `password` from `peer`.
+pub fn authenticate(users: &[User], user: &str, password: &str, peer: IpAddr) -> bool {
+    users.iter().any(|u| {
+        u.name == user && u.password == password && (!u.loopback_only || peer.is_loopback())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_with_and_without_authzid() {
+        assert_eq!(
+            credentials("PLAIN", b"\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(
+            credentials("PLAIN", b"admin\0guest\0secret"),
+            Some(("guest".into(), "secret".into()))
+        );
+        assert_eq!(credentials("PLAIN", b"guest"), None);
+        assert_eq!(credentials("EXTERNAL", b""), None);
+    }
+
+    #[test]
+    fn amqplain_table() {
+        let mut body = Vec::new();
+        for (k, v) in [("LOGIN", "guest"), ("PASSWORD", "pw")] {
+            body.push(k.len() as u8);
+            body.extend_from_slice(k.as_bytes());
+            body.push(b'S');
+            body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            body.extend_from_slice(v.as_bytes());
+        }
+        assert_eq!(
+            credentials("AMQPLAIN", &body),
+            Some(("guest".into(), "pw".into()))
+        );
+    }
+
+    #[test]
+    fn guest_only_from_loopback() {
+        let users = [User {
+            name: "guest".into(),
+            password: "guest".into(),
+            loopback_only: true,
+        }];
+        assert!(authenticate(
+            &users,
+            "guest",
+            "guest",
+            "127.0.0.1".parse().unwrap()
+        ));
+        assert!(!authenticate(
+            &users,
+            "guest",
+            "guest",
+            "10.0.0.1".parse().unwrap()
+        ));
+        assert!(!authenticate(
+            &users,
+            "guest",
+            "nope",
+            "127.0.0.1".parse().unwrap()
+        ));
+    }
+}

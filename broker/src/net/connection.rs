@@ -1,0 +1,97 @@
+//! One client connection after the handshake: reads frames, assembles published content,
+//! applies methods to the core, batches publisher confirms, enforces heartbeats, and closes
+//! channels or the connection with the right reply codes.
+
+use super::handshake::Negotiated;
+use super::reader::FrameReader;
+use super::session::Session;
+use crate::core::Outbound;
+use crate::error::{code, AmqpError};
+use amq_protocol::protocol::{connection, AMQPClass};
+use std::time::Duration;
+use tokio::io::AsyncRead;
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+/// How long a closing peer gets to answer `connection.close`.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn run_session<R: AsyncRead + Unpin>(
+    mut session: Session,
+    reader: &mut FrameReader<R>,
+    negotiated: &Negotiated,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // A peer that sends nothing for two heartbeat intervals is dead.
+    let read_timeout = match negotiated.heartbeat {
+        0 => Duration::from_secs(u64::MAX / 4),
+        hb => Duration::from_secs(hb as u64 * 2),
+    };
+    loop {
+        loop {
+            match reader.try_frame() {
+                Ok(Some(frame)) => match session.handle_frame(frame) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(err) => {
+                        session.flush_confirms();
+                        return close_with_error(session, reader, err).await;
+                    }
+                },
+                Ok(None) => break,
+                Err(err) => return close_with_error(session, reader, err).await,
+            }
+        }
+        session.flush_confirms();
+        tokio::select! {
+            read = timeout(read_timeout, reader.fill()) => match read {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::info!(conn = session.conn, "missed heartbeats, closing connection");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => {
+                let err = AmqpError::new(
+                    code::CONNECTION_FORCED,
+                    "broker forced connection closure with reason 'shutdown'",
+                );
+                return close_with_error(session, reader, err).await;
+            }
+        }
+    }
+}
+
+/// Sends `connection.close` and waits (bounded) for `close-ok`, ignoring everything else.
+async fn close_with_error<R: AsyncRead + Unpin>(
+    session: Session,
+    reader: &mut FrameReader<R>,
+    err: AmqpError,
+) {
+    tracing::info!(conn = session.conn, error = %err, "closing connection");
+    session.close_core();
+    let _ = session.tx.send(Outbound::Method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: err.code,
+            reply_text: err.text.as_str().into(),
+            class_id: err.class_id,
+            method_id: err.method_id,
+        })),
+    ));
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        while let Ok(Some(frame)) = reader.next_frame().await {
+            if let crate::wire::Frame::Method(
+                0,
+                AMQPClass::Connection(
+                    connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
+                ),
+            ) = frame
+            {
+                break;
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,207 @@
+//! The network side: a listener, one task pair (reader + writer) per connection, graceful
+//! shutdown, and `Broker`, the handle to a running broker (also for embedding in tests).
+
+mod auth;
+mod connection;
+mod handshake;
+mod reader;
+mod session;
+mod writer;
+
+use crate::config::BrokerConfig;
+use crate::core::declare::ExchangeSpec;
+use crate::core::{ChanKey, Core, Outbound};
+use crate::error::{AmqpError, BrokerError};
+use crate::wire::PROTOCOL_HEADER;
+use amq_protocol::protocol::{connection as conn_methods, AMQPClass};
+use handshake::HandshakeError;
+use reader::FrameReader;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+/// How long a client has to complete the handshake (RabbitMQ's default).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// State shared by every connection.
+pub struct Shared {
+    core: Mutex<Core>,
+    pub config: BrokerConfig,
+}
+
+impl Shared {
+    /// The core, even if a thread panicked while holding it (its state stays consistent:
+    /// every core method leaves it valid before returning).
+    pub fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Binds the AMQP listener (port 0 picks a free port) and starts serving.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let mut core = Core::new(config.limits.clone());
+        let boot = ChanKey {
+            conn: 0,
+            channel: 0,
+        };
+        core.open_channel(boot, "/");
+        for decl in &config.exchanges {
+            core.exchange_declare(
+                boot,
+                ExchangeSpec {
+                    name: decl.name.clone(),
+                    kind: decl.kind.clone(),
+                    durable: true,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| BrokerError::Config(format!("exchange '{}': {e}", decl.name)))?;
+        }
+        core.close_channel(boot);
+        let listener = TcpListener::bind(config.amqp_listen)
+            .await
+            .map_err(|source| BrokerError::Listen {
+                addr: config.amqp_listen.to_string(),
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| BrokerError::Listen {
+                addr: config.amqp_listen.to_string(),
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            config,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let server = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        Ok(Broker {
+            addr,
+            shared,
+            shutdown,
+            server,
+        })
+    }
+
+    /// The address the AMQP listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Closes every connection with 320 CONNECTION_FORCED and waits for them to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve(stream, peer, shared.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Serves one TCP connection from protocol header to close.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut header = [0u8; 8];
+    match timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut header)).await {
+        Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
+        Ok(Ok(_)) => {
+            // Tell the client which protocol we speak, then hang up (AMQP 0.9.1 section 4.2.2).
+            let _ = stream.write_all(PROTOCOL_HEADER).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        _ => return,
+    }
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer::run_writer(wr, rx));
+    let mut reader = FrameReader::new(rd, shared.config.frame_max);
+    match timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::handshake(&shared, &mut reader, &tx, peer.ip()),
+    )
+    .await
+    {
+        Ok(Ok(negotiated)) => {
+            let session = session::Session::new(
+                shared.clone(),
+                tx.clone(),
+                negotiated.vhost.clone(),
+                negotiated.channel_max,
+                negotiated.cancel_notify,
+            );
+            let conn = session.conn;
+            tracing::debug!(conn, %peer, user = %negotiated.user, "connection opened");
+            connection::run_session(session, &mut reader, &negotiated, shutdown).await;
+            shared.lock().close_connection(conn);
+        }
+        Ok(Err(HandshakeError::Refused(err, can_close))) => {
+            tracing::info!(%peer, error = %err, "handshake refused");
+            if can_close {
+                send_close(&tx, &err);
+                let _ = timeout(Duration::from_secs(1), reader.next_frame()).await;
+            }
+        }
+        Ok(Err(HandshakeError::Gone)) | Err(_) => {}
+    }
+    let _ = tx.send(Outbound::Shutdown);
+    let _ = timeout(Duration::from_secs(5), writer).await;
+}
+
+fn send_close(tx: &mpsc::UnboundedSender<Outbound>, err: &AmqpError) {
+    let _ = tx.send(Outbound::Method(
+        0,
+        AMQPClass::Connection(conn_methods::AMQPMethod::Close(conn_methods::Close {
+            reply_code: err.code,
+            reply_text: err.text.as_str().into(),
+            class_id: err.class_id,
+            method_id: err.method_id,
+        })),
+    ));
+}

@@ -1,0 +1,730 @@
+//! Per-connection protocol state: which channels are open or closing, content being assembled,
+//! confirm sequence numbers and transactions. Methods are applied to the shared core here.
+
+use super::Shared;
+use crate::core::declare::{ExchangeSpec, QueueSpec};
+use crate::core::deliver::ConsumeSpec;
+use crate::core::{ChanKey, ConnId, Core, Destination, Message, Outbound, Outlet};
+use crate::error::AmqpError;
+use crate::wire::{ContentHeader, Frame};
+use amq_protocol::protocol::{
+    access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
+};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::sync::{Arc, MutexGuard};
+
+/// A publish whose header or body frames are still arriving.
+struct Pending {
+    publish: basic::Publish,
+    header: Option<ContentHeader>,
+    parts: Vec<Bytes>,
+    received: u64,
+}
+
+/// Work a transaction holds back until `tx.commit`.
+enum TxOp {
+    Publish {
+        mandatory: bool,
+        message: Message,
+    },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Nack {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
+}
+
+#[derive(Default)]
+struct ChannelIo {
+    /// Sent `channel.close`; waiting for `close-ok`, dropping everything else.
+    closing: bool,
+    pending: Option<Pending>,
+    /// Publisher confirms: (last sequence number assigned, last one acknowledged).
+    confirm: Option<(u64, u64)>,
+    tx: Option<Vec<TxOp>>,
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    pub conn: ConnId,
+    pub tx: Outlet,
+    vhost: String,
+    channel_max: u16,
+    channels: HashMap<u16, ChannelIo>,
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        tx: Outlet,
+        vhost: String,
+        channel_max: u16,
+        cancel_notify: bool,
+    ) -> Session {
+        let conn = shared.lock().register_connection(tx.clone(), cancel_notify);
+        Session {
+            shared,
+            conn,
+            tx,
+            vhost,
+            channel_max,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn core(&self) -> MutexGuard<'_, Core> {
+        self.shared.lock()
+    }
+
+    fn key(&self, channel: u16) -> ChanKey {
+        ChanKey {
+            conn: self.conn,
+            channel,
+        }
+    }
+
+    fn reply(&self, channel: u16, method: AMQPClass) {
+        let _ = self.tx.send(Outbound::Method(channel, method));
+    }
+
+    /// Releases everything the core holds for this connection (requeues unacked messages).
+    pub fn close_core(&self) {
+        self.core().close_connection(self.conn);
+    }
+
+    /// Applies one frame. Ok(false): the client closed the connection. Err: a connection error.
+    pub fn handle_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
+        let ch = frame.channel();
+        if ch == 0 {
+            return self.handle_connection_frame(frame);
+        }
+        if ch > self.channel_max {
+            return Err(AmqpError::channel_error(format!(
+                "channel {ch} exceeds channel_max {}",
+                self.channel_max
+            )));
+        }
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return match frame {
+                Frame::Method(_, AMQPClass::Channel(channel::AMQPMethod::Open(_))) => {
+                    self.channels.insert(ch, ChannelIo::default());
+                    let (vhost, key) = (self.vhost.clone(), self.key(ch));
+                    self.core().open_channel(key, &vhost);
+                    self.reply(
+                        ch,
+                        AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+                    );
+                    Ok(true)
+                }
+                _ => Err(AmqpError::channel_error("expected 'channel.open'")),
+            };
+        };
+        if state.closing {
+            if let Frame::Method(_, AMQPClass::Channel(m)) = &frame {
+                match m {
+                    channel::AMQPMethod::CloseOk(_) => {
+                        self.channels.remove(&ch);
+                    }
+                    channel::AMQPMethod::Close(_) => {
+                        self.channels.remove(&ch);
+                        self.reply(
+                            ch,
+                            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(true);
+        }
+        let result = match frame {
+            Frame::Method(_, method) => {
+                if self.channels.get(&ch).is_some_and(|s| s.pending.is_some()) {
+                    Err(AmqpError::unexpected_frame(format!(
+                        "expected content header for class 60, got non content header frame instead"
+                    )))
+                } else {
+                    self.handle_method(ch, method)
+                }
+            }
+            Frame::Header(_, header) => self.handle_header(ch, header),
+            Frame::Body(_, body) => self.handle_body(ch, body),
+            Frame::Heartbeat(_) => Err(AmqpError::frame_error(
+                "heartbeat frame on a channel other than 0",
+            )),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(err) if err.closes_connection() => Err(err),
+            Err(err) => {
+                self.fail_channel(ch, err);
+                Ok(true)
+            }
+        }
+    }
+
+    /// A channel error: close the channel on both sides, releasing its messages.
+    fn fail_channel(&mut self, ch: u16, err: AmqpError) {
+        tracing::debug!(conn = self.conn, channel = ch, error = %err, "channel error");
+        self.flush_confirms();
+        let key = self.key(ch);
+        self.core().close_channel(key);
+        if let Some(state) = self.channels.get_mut(&ch) {
+            *state = ChannelIo {
+                closing: true,
+                ..Default::default()
+            };
+        }
+        self.reply(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: err.code,
+                reply_text: err.text.as_str().into(),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            })),
+        );
+    }
+
+    fn handle_connection_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
+        match frame {
+            Frame::Heartbeat(_) => Ok(true),
+            Frame::Method(_, AMQPClass::Connection(m)) => match m {
+                connection::AMQPMethod::Close(_) => {
+                    self.flush_confirms();
+                    self.close_core();
+                    self.reply(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
+                    );
+                    Ok(false)
+                }
+                connection::AMQPMethod::UpdateSecret(_) => {
+                    self.reply(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                            connection::UpdateSecretOk {},
+                        )),
+                    );
+                    Ok(true)
+                }
+                connection::AMQPMethod::CloseOk(_) => Ok(false),
+                connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_) => {
+                    Ok(true)
+                }
+                _ => Err(AmqpError::command_invalid(
+                    "unexpected connection method after open",
+                )),
+            },
+            Frame::Method(_, _) => Err(AmqpError::command_invalid(
+                "only connection methods are allowed on channel 0",
+            )),
+            Frame::Header(..) | Frame::Body(..) => {
+                Err(AmqpError::unexpected_frame("content frame on channel 0"))
+            }
+        }
+    }
+
+    fn handle_header(&mut self, ch: u16, header: ContentHeader) -> Result<(), AmqpError> {
+        let max = self.core().limits.max_message_size;
+        let Some(pending) = self.channels.get_mut(&ch).and_then(|s| s.pending.as_mut()) else {
+            return Err(AmqpError::unexpected_frame(
+                "content header without basic.publish",
+            ));
+        };
+        if pending.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "second content header for one message",
+            ));
+        }
+        if header.class_id != 60 {
+            return Err(AmqpError::frame_error(format!(
+                "content header for class {}",
+                header.class_id
+            )));
+        }
+        if header.body_size > max {
+            self.channels.get_mut(&ch).map(|s| s.pending = None);
+            return Err(AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {max}",
+                header.body_size
+            ))
+            .on(60, 40));
+        }
+        let complete = header.body_size == 0;
+        pending.header = Some(header);
+        if complete {
+            self.complete_publish(ch)?;
+        }
+        Ok(())
+    }
+
+    fn handle_body(&mut self, ch: u16, body: Bytes) -> Result<(), AmqpError> {
+        let Some(pending) = self.channels.get_mut(&ch).and_then(|s| s.pending.as_mut()) else {
+            return Err(AmqpError::unexpected_frame(
+                "content body without basic.publish",
+            ));
+        };
+        let Some(header) = &pending.header else {
+            return Err(AmqpError::unexpected_frame(
+                "content body before content header",
+            ));
+        };
+        pending.received += body.len() as u64;
+        if pending.received > header.body_size {
+            return Err(AmqpError::frame_error(format!(
+                "content body of {} bytes exceeds the {} announced",
+                pending.received, header.body_size
+            )));
+        }
+        let complete = pending.received == header.body_size;
+        pending.parts.push(body);
+        if complete {
+            self.complete_publish(ch)?;
+        }
+        Ok(())
+    }
+
+    fn complete_publish(&mut self, ch: u16) -> Result<(), AmqpError> {
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let Some(pending) = state.pending.take() else {
+            return Ok(());
+        };
+        let Some(header) = pending.header else {
+            return Ok(());
+        };
+        let body = match pending.parts.len() {
+            0 => Bytes::new(),
+            1 => pending.parts.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut all = BytesMut::with_capacity(pending.received as usize);
+                for part in pending.parts {
+                    all.extend_from_slice(&part);
+                }
+                all.freeze()
+            }
+        };
+        let message = Message {
+            exchange: pending.publish.exchange.as_str().to_string(),
+            routing_key: pending.publish.routing_key.as_str().to_string(),
+            properties: header.properties,
+            raw_properties: header.raw_properties,
+            body,
+        };
+        let mandatory = pending.publish.mandatory;
+        if let Some(ops) = state.tx.as_mut() {
+            ops.push(TxOp::Publish { mandatory, message });
+            return Ok(());
+        }
+        let key = self.key(ch);
+        self.core()
+            .publish(key, mandatory, message)
+            .map_err(|e| e.on(60, 40))?;
+        if let Some((assigned, _)) = self.channels.get_mut(&ch).and_then(|s| s.confirm.as_mut()) {
+            *assigned += 1;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges, in one `basic.ack(multiple)` per channel, every publish confirmed so far.
+    pub fn flush_confirms(&mut self) {
+        for (ch, state) in self.channels.iter_mut() {
+            if let Some((assigned, acked)) = state.confirm.as_mut() {
+                if *assigned > *acked {
+                    let multiple = *assigned - *acked > 1;
+                    let _ = self.tx.send(Outbound::Method(
+                        *ch,
+                        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+                            delivery_tag: *assigned,
+                            multiple,
+                        })),
+                    ));
+                    *acked = *assigned;
+                }
+            }
+        }
+    }
+
+    fn handle_method(&mut self, ch: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
+        self.apply_method(ch, method).map_err(|e| {
+            if e.class_id == 0 {
+                e.on(class_id, method_id)
+            } else {
+                e
+            }
+        })
+    }
+
+    fn apply_method(&mut self, ch: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        let key = self.key(ch);
+        match method {
+            AMQPClass::Channel(m) => self.channel_method(ch, m),
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                self.reply(
+                    ch,
+                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+                );
+                Ok(())
+            }
+            AMQPClass::Exchange(m) => self.exchange_method(key, m),
+            AMQPClass::Queue(m) => self.queue_method(key, m),
+            AMQPClass::Basic(m) => self.basic_method(key, m),
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
+                let state = self.channels.entry(ch).or_default();
+                if state.tx.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                state.confirm.get_or_insert((0, 0));
+                if !select.nowait {
+                    self.reply(
+                        ch,
+                        AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+                    );
+                }
+                Ok(())
+            }
+            AMQPClass::Tx(m) => self.tx_method(key, m),
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(
+                "connection methods are only allowed on channel 0",
+            )),
+            _ => Err(AmqpError::command_invalid(
+                "method not allowed from a client",
+            )),
+        }
+    }
+
+    fn channel_method(&mut self, ch: u16, m: channel::AMQPMethod) -> Result<(), AmqpError> {
+        let key = self.key(ch);
+        match m {
+            channel::AMQPMethod::Open(_) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
+            channel::AMQPMethod::Close(_) => {
+                self.flush_confirms();
+                self.core().close_channel(key);
+                self.channels.remove(&ch);
+                self.reply(
+                    ch,
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                );
+                Ok(())
+            }
+            channel::AMQPMethod::CloseOk(_) => Ok(()),
+            channel::AMQPMethod::Flow(flow) => {
+                self.core().channel_flow(key, flow.active);
+                self.reply(
+                    ch,
+                    AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
+                        active: flow.active,
+                    })),
+                );
+                Ok(())
+            }
+            channel::AMQPMethod::FlowOk(_) => Ok(()),
+            channel::AMQPMethod::OpenOk(_) => Err(AmqpError::command_invalid(
+                "channel.open-ok is sent by servers",
+            )),
+        }
+    }
+
+    fn exchange_method(&mut self, key: ChanKey, m: exchange::AMQPMethod) -> Result<(), AmqpError> {
+        let ch = key.channel;
+        let (nowait, ok) = match m {
+            exchange::AMQPMethod::Declare(d) => {
+                self.core().exchange_declare(
+                    key,
+                    ExchangeSpec {
+                        name: d.exchange.to_string(),
+                        kind: d.kind.to_string(),
+                        passive: d.passive,
+                        durable: d.durable,
+                        auto_delete: d.auto_delete,
+                        internal: d.internal,
+                        arguments: d.arguments,
+                    },
+                )?;
+                (
+                    d.nowait,
+                    exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+                )
+            }
+            exchange::AMQPMethod::Delete(d) => {
+                self.core()
+                    .exchange_delete(key, d.exchange.as_str(), d.if_unused)?;
+                (
+                    d.nowait,
+                    exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+                )
+            }
+            exchange::AMQPMethod::Bind(b) => {
+                self.core().bind(
+                    key,
+                    b.source.as_str(),
+                    Destination::Exchange(b.destination.to_string()),
+                    b.routing_key.as_str(),
+                    b.arguments,
+                )?;
+                (b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}))
+            }
+            exchange::AMQPMethod::Unbind(b) => {
+                self.core().unbind(
+                    key,
+                    b.source.as_str(),
+                    Destination::Exchange(b.destination.to_string()),
+                    b.routing_key.as_str(),
+                    b.arguments,
+                )?;
+                (
+                    b.nowait,
+                    exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
+                )
+            }
+            _ => return Err(AmqpError::command_invalid("method is sent by servers")),
+        };
+        if !nowait {
+            self.reply(ch, AMQPClass::Exchange(ok));
+        }
+        Ok(())
+    }
+
+    fn queue_method(&mut self, key: ChanKey, m: queue::AMQPMethod) -> Result<(), AmqpError> {
+        let ch = key.channel;
+        let (nowait, ok) = match m {
+            queue::AMQPMethod::Declare(d) => {
+                let info = self.core().queue_declare(
+                    key,
+                    QueueSpec {
+                        name: d.queue.to_string(),
+                        passive: d.passive,
+                        durable: d.durable,
+                        exclusive: d.exclusive,
+                        auto_delete: d.auto_delete,
+                        arguments: d.arguments,
+                    },
+                )?;
+                (
+                    d.nowait,
+                    queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                        queue: info.name.into(),
+                        message_count: info.messages,
+                        consumer_count: info.consumers,
+                    }),
+                )
+            }
+            queue::AMQPMethod::Bind(b) => {
+                self.core().bind(
+                    key,
+                    b.exchange.as_str(),
+                    Destination::Queue(b.queue.to_string()),
+                    b.routing_key.as_str(),
+                    b.arguments,
+                )?;
+                (b.nowait, queue::AMQPMethod::BindOk(queue::BindOk {}))
+            }
+            queue::AMQPMethod::Unbind(b) => {
+                self.core().unbind(
+                    key,
+                    b.exchange.as_str(),
+                    Destination::Queue(b.queue.to_string()),
+                    b.routing_key.as_str(),
+                    b.arguments,
+                )?;
+                (false, queue::AMQPMethod::UnbindOk(queue::UnbindOk {}))
+            }
+            queue::AMQPMethod::Purge(p) => {
+                let n = self.core().queue_purge(key, p.queue.as_str())?;
+                (
+                    p.nowait,
+                    queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n }),
+                )
+            }
+            queue::AMQPMethod::Delete(d) => {
+                let n = self
+                    .core()
+                    .queue_delete(key, d.queue.as_str(), d.if_unused, d.if_empty)?;
+                (
+                    d.nowait,
+                    queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: n }),
+                )
+            }
+            _ => return Err(AmqpError::command_invalid("method is sent by servers")),
+        };
+        if !nowait {
+            self.reply(ch, AMQPClass::Queue(ok));
+        }
+        Ok(())
+    }
+
+    fn basic_method(&mut self, key: ChanKey, m: basic::AMQPMethod) -> Result<(), AmqpError> {
+        let ch = key.channel;
+        let in_tx = self.channels.get(&ch).is_some_and(|s| s.tx.is_some());
+        match m {
+            basic::AMQPMethod::Publish(p) => {
+                if p.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                if let Some(state) = self.channels.get_mut(&ch) {
+                    state.pending = Some(Pending {
+                        publish: p,
+                        header: None,
+                        parts: Vec::new(),
+                        received: 0,
+                    });
+                }
+                Ok(())
+            }
+            basic::AMQPMethod::Qos(q) => {
+                self.core().basic_qos(key, q.prefetch_count, q.global);
+                self.reply(
+                    ch,
+                    AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::Consume(c) => {
+                self.core().basic_consume(
+                    key,
+                    ConsumeSpec {
+                        queue: c.queue.to_string(),
+                        tag: c.consumer_tag.to_string(),
+                        no_ack: c.no_ack,
+                        exclusive: c.exclusive,
+                        nowait: c.nowait,
+                    },
+                )?;
+                Ok(())
+            }
+            basic::AMQPMethod::Cancel(c) => {
+                self.core().basic_cancel(key, c.consumer_tag.as_str());
+                if !c.nowait {
+                    self.reply(
+                        ch,
+                        AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                            consumer_tag: c.consumer_tag,
+                        })),
+                    );
+                }
+                Ok(())
+            }
+            basic::AMQPMethod::Get(g) => self.core().basic_get(key, g.queue.as_str(), g.no_ack),
+            basic::AMQPMethod::Ack(a) if in_tx => {
+                self.tx_push(
+                    ch,
+                    TxOp::Ack {
+                        tag: a.delivery_tag,
+                        multiple: a.multiple,
+                    },
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::Ack(a) => self.core().basic_ack(key, a.delivery_tag, a.multiple),
+            basic::AMQPMethod::Nack(n) if in_tx => {
+                self.tx_push(
+                    ch,
+                    TxOp::Nack {
+                        tag: n.delivery_tag,
+                        multiple: n.multiple,
+                        requeue: n.requeue,
+                    },
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::Nack(n) => {
+                self.core()
+                    .basic_nack(key, n.delivery_tag, n.multiple, n.requeue)
+            }
+            basic::AMQPMethod::Reject(r) if in_tx => {
+                self.tx_push(
+                    ch,
+                    TxOp::Nack {
+                        tag: r.delivery_tag,
+                        multiple: false,
+                        requeue: r.requeue,
+                    },
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::Reject(r) => {
+                self.core()
+                    .basic_nack(key, r.delivery_tag, false, r.requeue)
+            }
+            basic::AMQPMethod::Recover(_) => {
+                self.core().basic_recover(key)?;
+                self.reply(
+                    ch,
+                    AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
+                Ok(())
+            }
+            basic::AMQPMethod::RecoverAsync(_) => self.core().basic_recover(key),
+            _ => Err(AmqpError::command_invalid("method is sent by servers")),
+        }
+    }
+
+    fn tx_push(&mut self, ch: u16, op: TxOp) {
+        if let Some(ops) = self.channels.get_mut(&ch).and_then(|s| s.tx.as_mut()) {
+            ops.push(op);
+        }
+    }
+
+    fn tx_method(&mut self, key: ChanKey, m: tx::AMQPMethod) -> Result<(), AmqpError> {
+        let ch = key.channel;
+        let state = self.channels.entry(ch).or_default();
+        match m {
+            tx::AMQPMethod::Select(_) => {
+                if state.confirm.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                state.tx.get_or_insert_with(Vec::new);
+                self.reply(ch, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let Some(ops) = state.tx.replace(Vec::new()) else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                let mut core = self.core();
+                for op in ops {
+                    match op {
+                        TxOp::Publish { mandatory, message } => {
+                            core.publish(key, mandatory, message)?;
+                        }
+                        TxOp::Ack { tag, multiple } => core.basic_ack(key, tag, multiple)?,
+                        TxOp::Nack {
+                            tag,
+                            multiple,
+                            requeue,
+                        } => core.basic_nack(key, tag, multiple, requeue)?,
+                    }
+                }
+                drop(core);
+                self.reply(ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                let Some(ops) = state.tx.as_mut() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                ops.clear();
+                self.reply(
+                    ch,
+                    AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+                );
+            }
+            _ => return Err(AmqpError::command_invalid("method is sent by servers")),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! The writing half of a connection: turns `Outbound` work into frames, batches whatever is
+//! queued into one write, and sends heartbeats when the connection is otherwise quiet.
+
+use crate::core::Outbound;
+use crate::wire::{encode_content, encode_heartbeat, encode_method};
+use amq_protocol::protocol::{basic, AMQPClass};
+use bytes::BytesMut;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+/// Stop gathering queued work into one write past this many bytes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+pub async fn run_writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: UnboundedReceiver<Outbound>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut frame_max: u32 = 131_072;
+    // Until tune, no heartbeats: a tick far away.
+    let mut beat = interval_at(
+        Instant::now() + Duration::from_secs(86_400),
+        Duration::from_secs(86_400),
+    );
+    let mut wrote_since_tick = false;
+    loop {
+        let first = tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(m) => m,
+                None => break,
+            },
+            _ = beat.tick() => {
+                if !wrote_since_tick {
+                    encode_heartbeat(&mut buf);
+                    if sock.write_all(&buf).await.is_err() {
+                        return;
+                    }
+                    buf.clear();
+                }
+                wrote_since_tick = false;
+                continue;
+            }
+        };
+        let mut next = Some(first);
+        let mut done = false;
+        while let Some(msg) = next.take() {
+            match msg {
+                Outbound::Shutdown => {
+                    done = true;
+                    break;
+                }
+                Outbound::Tune {
+                    frame_max: fm,
+                    heartbeat,
+                } => {
+                    frame_max = fm;
+                    if heartbeat > 0 {
+                        let period = Duration::from_millis(heartbeat as u64 * 500);
+                        beat = interval_at(Instant::now() + period, period);
+                        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    }
+                }
+                other => encode(&mut buf, other, frame_max),
+            }
+            if buf.len() < BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !buf.is_empty() {
+            if sock.write_all(&buf).await.is_err() {
+                return;
+            }
+            buf.clear();
+            wrote_since_tick = true;
+        }
+        if done {
+            let _ = sock.shutdown().await;
+            return;
+        }
+    }
+}
+
+fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
+    match out {
+        Outbound::Method(channel, method) => encode_method(buf, channel, &method),
+        Outbound::Deliver {
+            channel,
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+            message,
+        } => {
+            let method = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+                consumer_tag: consumer_tag.to_string().into(),
+                delivery_tag,
+                redelivered,
+                exchange: message.exchange.as_str().into(),
+                routing_key: message.routing_key.as_str().into(),
+            }));
+            encode_method(buf, channel, &method);
+            encode_content(
+                buf,
+                channel,
+                &message.raw_properties,
+                &message.body,
+                frame_max,
+            );
+        }
+        Outbound::GetOk {
+            channel,
+            delivery_tag,
+            redelivered,
+            message_count,
+            message,
+        } => {
+            let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+                delivery_tag,
+                redelivered,
+                exchange: message.exchange.as_str().into(),
+                routing_key: message.routing_key.as_str().into(),
+                message_count,
+            }));
+            encode_method(buf, channel, &method);
+            encode_content(
+                buf,
+                channel,
+                &message.raw_properties,
+                &message.body,
+                frame_max,
+            );
+        }
+        Outbound::Return {
+            channel,
+            reply_code,
+            reply_text,
+            message,
+        } => {
+            let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+                reply_code,
+                reply_text: reply_text.into(),
+                exchange: message.exchange.as_str().into(),
+                routing_key: message.routing_key.as_str().into(),
+            }));
+            encode_method(buf, channel, &method);
+            encode_content(
+                buf,
+                channel,
+                &message.raw_properties,
+                &message.body,
+                frame_max,
+            );
+        }
+        Outbound::Tune { .. } | Outbound::Shutdown => {}
+    }
+}

@@ -1,0 +1,66 @@
+//! Frame encoding into a `BytesMut`. Content (header + body frames) is written from the raw
+//! properties the publisher sent, so forwarding a message never re-encodes its properties.
+
+use super::{frame_type, FRAME_END, FRAME_HEADER_SIZE};
+use amq_protocol::frame::WriteContext;
+use amq_protocol::protocol::basic::gen_properties;
+use amq_protocol::protocol::{gen_class, AMQPClass, BasicProperties};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Writes one method frame.
+pub fn encode_method(buf: &mut BytesMut, channel: u16, method: &AMQPClass) {
+    let payload = gen_class(method)(WriteContext::from(Vec::with_capacity(64)))
+        .map(|ctx| ctx.into_inner().0)
+        // Generation into a Vec only fails on values that cannot be produced by this broker.
+        .unwrap_or_default();
+    put_frame(buf, frame_type::METHOD, channel, &payload);
+}
+
+/// Writes a heartbeat frame.
+pub fn encode_heartbeat(buf: &mut BytesMut) {
+    put_frame(buf, frame_type::HEARTBEAT, 0, &[]);
+}
+
+/// Writes a content header frame and as many body frames as `frame_max` requires.
+pub fn encode_content(
+    buf: &mut BytesMut,
+    channel: u16,
+    raw_properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
+    let header_len = 12 + raw_properties.len();
+    buf.reserve(FRAME_HEADER_SIZE + header_len + 1 + body.len() + 8 * 2);
+    buf.put_u8(frame_type::HEADER);
+    buf.put_u16(channel);
+    buf.put_u32(header_len as u32);
+    buf.put_u16(60); // class basic
+    buf.put_u16(0); // weight
+    buf.put_u64(body.len() as u64);
+    buf.put_slice(raw_properties);
+    buf.put_u8(FRAME_END);
+    let max_chunk = if frame_max == 0 {
+        u32::MAX as usize
+    } else {
+        frame_max as usize - FRAME_HEADER_SIZE - 1
+    };
+    for chunk in body.chunks(max_chunk) {
+        put_frame(buf, frame_type::BODY, channel, chunk);
+    }
+}
+
+/// Encodes message properties the way a content header carries them.
+pub fn encode_properties(properties: &BasicProperties) -> Bytes {
+    gen_properties(properties)(WriteContext::from(Vec::with_capacity(32)))
+        .map(|ctx| Bytes::from(ctx.into_inner().0))
+        .unwrap_or_else(|_| Bytes::from_static(&[0, 0]))
+}
+
+fn put_frame(buf: &mut BytesMut, kind: u8, channel: u16, payload: &[u8]) {
+    buf.reserve(FRAME_HEADER_SIZE + payload.len() + 1);
+    buf.put_u8(kind);
+    buf.put_u16(channel);
+    buf.put_u32(payload.len() as u32);
+    buf.put_slice(payload);
+    buf.put_u8(FRAME_END);
+}

@@ -1,0 +1,1 @@
+//! HTTP publishing gateway. Not built yet: see issue 6.

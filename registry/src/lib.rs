@@ -1,0 +1,1 @@
+//! Event contract registry (Holyfields replacement). Not built yet: see issue 5.

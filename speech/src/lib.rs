@@ -1,0 +1,1 @@
+//! Speech-to-text service (TalkyTonny replacement). Not built yet: see issue 7.

@@ -1,0 +1,126 @@
+//! Configuration: flags, `BLOODBANK_*` environment variables and an optional TOML file with
+//! the same keys. A flag or variable wins over the file, the file over the defaults.
+
+use anyhow::Context;
+use bloodbank_broker::{BrokerConfig, ExchangeDecl};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the keys below (data_dir, amqp_listen, ready_file, exchanges).
+    #[arg(long, env = "BLOODBANK_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where state is kept [default: ./data].
+    #[arg(long, env = "BLOODBANK_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// AMQP listener; port 0 picks a free port [default: 0.0.0.0:5672].
+    #[arg(long, env = "BLOODBANK_AMQP_LISTEN")]
+    pub amqp_listen: Option<SocketAddr>,
+    /// Once every listener is up, write their addresses here as JSON.
+    #[arg(long, env = "BLOODBANK_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// The file's form: the same keys as the flags, plus the exchanges to declare at start.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    amqp_listen: Option<SocketAddr>,
+    ready_file: Option<PathBuf>,
+    exchanges: Option<Vec<FileExchange>>,
+    max_message_size: Option<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileExchange {
+    name: String,
+    #[serde(rename = "type", default = "topic")]
+    kind: String,
+}
+
+fn topic() -> String {
+    "topic".into()
+}
+
+/// Everything `serve` needs, resolved.
+#[derive(Debug)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub ready_file: Option<PathBuf>,
+    pub broker: BrokerConfig,
+}
+
+pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut broker = BrokerConfig::default();
+    if let Some(addr) = args.amqp_listen.or(file.amqp_listen) {
+        broker.amqp_listen = addr;
+    }
+    if let Some(exchanges) = file.exchanges {
+        broker.exchanges = exchanges
+            .into_iter()
+            .map(|e| ExchangeDecl {
+                name: e.name,
+                kind: e.kind,
+            })
+            .collect();
+    }
+    if let Some(max) = file.max_message_size {
+        broker.limits.max_message_size = max;
+    }
+    Ok(Settings {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data")),
+        ready_file: args.ready_file.or(file.ready_file),
+        broker,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("bb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bloodbank.toml");
+        std::fs::write(
+            &path,
+            "amqp_listen = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\n[[exchanges]]\nname = \"only\"\n",
+        )
+        .unwrap();
+        let s = load(ServeArgs {
+            config: Some(path.clone()),
+            amqp_listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.broker.amqp_listen.port(), 7000);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.broker.exchanges.len(), 1);
+        assert_eq!(s.broker.exchanges[0].kind, "topic");
+
+        std::fs::write(&path, "amqp_listn = \"x\"\n").unwrap();
+        let err = load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("amqp_listn"));
+    }
+}

@@ -1,0 +1,42 @@
+//! `bloodbank serve`: start the listeners, announce them, run until SIGINT/SIGTERM.
+
+use crate::config::Settings;
+use anyhow::Context;
+use bloodbank_broker::Broker;
+
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let broker = Broker::start(settings.broker).await?;
+    println!("listening amqp {}", broker.addr());
+    if let Some(path) = &settings.ready_file {
+        let ready = serde_json::json!({ "amqp": broker.addr().to_string() });
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, ready.to_string())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .with_context(|| format!("writing ready file {}", path.display()))?;
+    }
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
