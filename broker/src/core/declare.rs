@@ -74,7 +74,7 @@ impl Core {
             ));
         }
         let kind = ExchangeKind::parse(&spec.kind).ok_or_else(|| {
-            AmqpError::precondition(format!("invalid exchange type '{}' for {what}", spec.kind))
+            AmqpError::precondition(format!("invalid exchange type '{}'", spec.kind))
         })?;
         if let Some(ae) = spec.arguments.inner().get("alternate-exchange") {
             if !matches!(ae, AMQPValue::LongString(_) | AMQPValue::ShortString(_)) {
@@ -188,7 +188,8 @@ impl Core {
         Ok(())
     }
 
-    /// `exchange.unbind` and `queue.unbind`: removing a binding that is not there succeeds.
+    /// `exchange.unbind` and `queue.unbind`: as in RabbitMQ, removing a binding that is not
+    /// there (or whose exchange is gone) succeeds.
     pub fn unbind(
         &mut self,
         ck: ChanKey,
@@ -198,7 +199,14 @@ impl Core {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
-        self.check_binding_ends(ck, &vname, source, &destination)?;
+        if source.is_empty() || matches!(&destination, Destination::Exchange(e) if e.is_empty()) {
+            return Err(default_exchange_refused());
+        }
+        if let Destination::Queue(q) = &destination {
+            if let Some(queue) = self.vhosts.get(&vname).and_then(|v| v.queues.get(q)) {
+                check_exclusive_access(queue, ck, &vname)?;
+            }
+        }
         let binding = Binding {
             destination,
             key: key.to_string(),
@@ -436,7 +444,7 @@ fn check_not_reserved_exchange(name: &str, vname: &str) -> Result<(), AmqpError>
     }
     if name.starts_with("amq.") {
         return Err(AmqpError::access_refused(format!(
-            "operation not permitted on {}",
+            "deletion of system {} not allowed",
             exchange_ref(name, vname)
         )));
     }

@@ -130,6 +130,16 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
                 .on(class_id, method_id),
         );
     }
+    // amq-protocol drops basic.qos's prefetch_size; RabbitMQ refuses any value but 0.
+    if (class_id, method_id) == (60, 10) && payload.len() >= 8 {
+        let prefetch_size = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+        if prefetch_size != 0 {
+            return Err(
+                AmqpError::not_implemented(format!("prefetch_size!=0 ({prefetch_size})"))
+                    .on(class_id, method_id),
+            );
+        }
+    }
     match parse_class(payload) {
         Ok((rest, method)) if rest.is_empty() => Ok(Frame::Method(channel, method)),
         Ok(_) => Err(AmqpError::syntax(format!(
