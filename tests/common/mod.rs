@@ -1,0 +1,111 @@
+//! Helpers for the end-to-end tests: an in-process broker on port 0 and lapin clients.
+#![allow(dead_code)]
+
+use bloodbank_broker::{Broker, BrokerConfig};
+use futures_lite::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use std::time::Duration;
+
+pub async fn broker() -> Broker {
+    broker_with(BrokerConfig::default()).await
+}
+
+pub async fn broker_with(mut config: BrokerConfig) -> Broker {
+    config.amqp_listen = "127.0.0.1:0".parse().unwrap();
+    Broker::start(config).await.expect("broker starts")
+}
+
+pub fn url(broker: &Broker) -> String {
+    format!("amqp://guest:guest@{}/%2f", broker.addr())
+}
+
+pub async fn connect(broker: &Broker) -> Connection {
+    Connection::connect(&url(broker), ConnectionProperties::default())
+        .await
+        .expect("connects")
+}
+
+pub async fn channel(conn: &Connection) -> Channel {
+    conn.create_channel().await.expect("channel opens")
+}
+
+/// The AMQP reply code carried by a lapin error.
+pub fn reply_code(err: &lapin::Error) -> u16 {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => e.get_id(),
+        other => panic!("expected an AMQP error, got {other:?}"),
+    }
+}
+
+pub fn reply_text(err: &lapin::Error) -> String {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => e.get_message().to_string(),
+        other => panic!("expected an AMQP error, got {other:?}"),
+    }
+}
+
+pub async fn declare_queue(ch: &Channel, name: &str) -> String {
+    ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("queue declared")
+        .name()
+        .to_string()
+}
+
+pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {
+    ch.basic_publish(
+        exchange.into(),
+        key.into(),
+        BasicPublishOptions::default(),
+        body,
+        BasicProperties::default(),
+    )
+    .await
+    .expect("published");
+}
+
+pub async fn consume(ch: &Channel, queue: &str, no_ack: bool) -> Consumer {
+    ch.basic_consume(
+        queue.into(),
+        "".into(),
+        BasicConsumeOptions {
+            no_ack,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("consuming")
+}
+
+/// The next delivery, failing the test after 5 s.
+pub async fn next(consumer: &mut Consumer) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .expect("a delivery within 5 s")
+        .expect("consumer open")
+        .expect("delivery ok")
+}
+
+/// Asserts nothing arrives within `ms` milliseconds.
+pub async fn nothing_within(consumer: &mut Consumer, ms: u64) {
+    if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(ms), consumer.next()).await {
+        panic!("unexpected delivery: {:?}", d.map(|d| d.data));
+    }
+}
+
+/// Bodies of all messages currently in a queue, fetched with basic.get (acked).
+pub async fn drain(ch: &Channel, queue: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        out.push(m.delivery.data.clone());
+    }
+    out
+}
