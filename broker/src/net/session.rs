@@ -661,12 +661,12 @@ impl Session {
                     .basic_nack(key, r.delivery_tag, false, r.requeue)
             }
             basic::AMQPMethod::Recover(_) => {
-                self.core().basic_recover(key)?;
+                // Clients drop what they prefetched on recover-ok, so it goes before redeliveries.
                 self.reply(
                     ch,
                     AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
                 );
-                Ok(())
+                self.core().basic_recover(key)
             }
             basic::AMQPMethod::RecoverAsync(_) => self.core().basic_recover(key),
             _ => Err(AmqpError::command_invalid("method is sent by servers")),
