@@ -20,3 +20,6 @@ pub mod frame_type {
 
 /// Every frame ends with this octet.
 pub const FRAME_END: u8 = 0xCE;
+
+#[cfg(test)]
+mod tests;
