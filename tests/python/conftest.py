@@ -1,0 +1,50 @@
+"""Starts a real `bloodbank serve` process on a free port for each test module."""
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("BLOODBANK_BIN", ROOT / "target" / "debug" / "bloodbank"))
+
+
+class Server:
+    def __init__(self, proc, host, port, data_dir):
+        self.proc = proc
+        self.host = host
+        self.port = port
+        self.data_dir = data_dir
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+
+
+@pytest.fixture(scope="module")
+def bloodbank():
+    with tempfile.TemporaryDirectory() as tmp:
+        ready = Path(tmp) / "ready.json"
+        proc = subprocess.Popen(
+            [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0",
+             "--data-dir", str(Path(tmp) / "data"), "--ready-file", str(ready)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 10
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"bloodbank did not start: {proc.stderr.read()}")
+            time.sleep(0.01)
+        host, port = json.loads(ready.read_text())["amqp"].rsplit(":", 1)
+        server = Server(proc, host, int(port), Path(tmp) / "data")
+        yield server
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read()
+        first_line = proc.stdout.readline().strip()
+        assert first_line == f"listening amqp {host}:{port}"
