@@ -56,17 +56,53 @@ impl Raw {
     async fn open(addr: std::net::SocketAddr, frame_max: u32, heartbeat: u16) -> Raw {
         let mut raw = Raw::connect(addr).await;
         raw.send(PROTOCOL_HEADER).await;
-        assert!(matches!(raw.frame().await, Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(_))))));
-        raw.method(0, AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: Default::default(),
-            mechanism: "PLAIN".into(),
-            response: "\0guest\0guest".into(),
-            locale: "en_US".into(),
-        }))).await;
-        assert!(matches!(raw.frame().await, Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Tune(_))))));
-        raw.method(0, AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk { channel_max: 0, frame_max, heartbeat }))).await;
-        raw.method(0, AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open { virtual_host: "/".into() }))).await;
-        assert!(matches!(raw.frame().await, Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))))));
+        assert!(matches!(
+            raw.frame().await,
+            Some(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Start(_))
+            ))
+        ));
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+                client_properties: Default::default(),
+                mechanism: "PLAIN".into(),
+                response: "\0guest\0guest".into(),
+                locale: "en_US".into(),
+            })),
+        )
+        .await;
+        assert!(matches!(
+            raw.frame().await,
+            Some(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::Tune(_))
+            ))
+        ));
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+                channel_max: 0,
+                frame_max,
+                heartbeat,
+            })),
+        )
+        .await;
+        raw.method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
+                virtual_host: "/".into(),
+            })),
+        )
+        .await;
+        assert!(matches!(
+            raw.frame().await,
+            Some(Frame::Method(
+                0,
+                AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))
+            ))
+        ));
         raw
     }
 
@@ -74,7 +110,9 @@ impl Raw {
     async fn expect_connection_close(&mut self) -> u16 {
         loop {
             match self.frame().await {
-                Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c)))) => return c.reply_code,
+                Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c)))) => {
+                    return c.reply_code
+                }
                 Some(_) => continue,
                 None => panic!("socket closed without connection.close"),
             }
@@ -88,12 +126,18 @@ async fn wrong_protocol_header_gets_ours_back_and_a_close() {
     let mut raw = Raw::connect(b.addr()).await;
     raw.send(b"AMQP\x01\x01\x00\x0a").await;
     let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), raw.sock.read_to_end(&mut reply)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), raw.sock.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply, PROTOCOL_HEADER);
     let mut raw = Raw::connect(b.addr()).await;
     raw.send(b"GET / HTTP/1.1\r\n\r\n").await;
     let mut reply = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), raw.sock.read_to_end(&mut reply)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), raw.sock.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(reply, PROTOCOL_HEADER);
     b.shutdown().await;
 }
@@ -103,7 +147,9 @@ async fn server_properties_advertise_capabilities() {
     let b = broker().await;
     let mut raw = Raw::connect(b.addr()).await;
     raw.send(PROTOCOL_HEADER).await;
-    let Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start)))) = raw.frame().await else {
+    let Some(Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start)))) =
+        raw.frame().await
+    else {
         panic!("expected connection.start");
     };
     assert_eq!((start.version_major, start.version_minor), (0, 9));
@@ -113,8 +159,20 @@ async fn server_properties_advertise_capabilities() {
         Some(lapin::types::AMQPValue::FieldTable(t)) => t.clone(),
         other => panic!("no capabilities: {other:?}"),
     };
-    for cap in ["publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify", "connection.blocked", "authentication_failure_close", "per_consumer_qos"] {
-        assert_eq!(caps.inner().get(cap), Some(&lapin::types::AMQPValue::Boolean(true)), "{cap}");
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        assert_eq!(
+            caps.inner().get(cap),
+            Some(&lapin::types::AMQPValue::Boolean(true)),
+            "{cap}"
+        );
     }
     assert!(props.inner().contains_key("product") && props.inner().contains_key("version"));
     b.shutdown().await;
@@ -123,11 +181,26 @@ async fn server_properties_advertise_capabilities() {
 #[tokio::test]
 async fn bad_credentials_and_unknown_vhost_are_refused() {
     let b = broker().await;
-    let err = Connection::connect(&format!("amqp://guest:wrong@{}/%2f", b.addr()), ConnectionProperties::default()).await.unwrap_err();
+    let err = Connection::connect(
+        &format!("amqp://guest:wrong@{}/%2f", b.addr()),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 403, "{err:?}");
-    let err = Connection::connect(&format!("amqp://nobody:guest@{}/%2f", b.addr()), ConnectionProperties::default()).await.unwrap_err();
+    let err = Connection::connect(
+        &format!("amqp://nobody:guest@{}/%2f", b.addr()),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 403);
-    let err = Connection::connect(&format!("amqp://guest:guest@{}/elsewhere", b.addr()), ConnectionProperties::default()).await.unwrap_err();
+    let err = Connection::connect(
+        &format!("amqp://guest:guest@{}/elsewhere", b.addr()),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 530);
     b.shutdown().await;
 }
@@ -150,14 +223,26 @@ async fn frame_max_below_minimum_is_refused() {
     let mut raw = Raw::connect(b.addr()).await;
     raw.send(PROTOCOL_HEADER).await;
     raw.frame().await;
-    raw.method(0, AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-        client_properties: Default::default(),
-        mechanism: "PLAIN".into(),
-        response: "\0guest\0guest".into(),
-        locale: "en_US".into(),
-    }))).await;
+    raw.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
+            client_properties: Default::default(),
+            mechanism: "PLAIN".into(),
+            response: "\0guest\0guest".into(),
+            locale: "en_US".into(),
+        })),
+    )
+    .await;
     raw.frame().await;
-    raw.method(0, AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk { channel_max: 0, frame_max: 1024, heartbeat: 0 }))).await;
+    raw.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
+            channel_max: 0,
+            frame_max: 1024,
+            heartbeat: 0,
+        })),
+    )
+    .await;
     assert_eq!(raw.expect_connection_close().await, 530);
     b.shutdown().await;
 }
@@ -179,17 +264,33 @@ async fn garbage_frames_get_protocol_errors_not_panics() {
     assert_eq!(raw.expect_connection_close().await, 540);
     // Truncated method arguments (queue.declare with nothing after its ids).
     let mut raw = Raw::open(b.addr(), 0, 0).await;
-    raw.method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}))).await;
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
     raw.frame().await;
-    raw.send(&[1, 0, 1, 0, 0, 0, 5, 0, 50, 0, 10, 0, 0xCE]).await;
+    raw.send(&[1, 0, 1, 0, 0, 0, 5, 0, 50, 0, 10, 0, 0xCE])
+        .await;
     assert_eq!(raw.expect_connection_close().await, 502);
     // A method on a channel that was never opened.
     let mut raw = Raw::open(b.addr(), 0, 0).await;
-    raw.method(7, AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count: 1, global: false }))).await;
+    raw.method(
+        7,
+        AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+            prefetch_count: 1,
+            global: false,
+        })),
+    )
+    .await;
     assert_eq!(raw.expect_connection_close().await, 504);
     // Content body with no publish before it.
     let mut raw = Raw::open(b.addr(), 0, 0).await;
-    raw.method(1, AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}))).await;
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
     raw.frame().await;
     raw.send(&[3, 0, 1, 0, 0, 0, 1, b'x', 0xCE]).await;
     assert_eq!(raw.expect_connection_close().await, 505);
@@ -227,9 +328,16 @@ async fn shutdown_closes_connections_with_connection_forced() {
     let addr = b.addr();
     let stopping = tokio::spawn(b.shutdown());
     assert_eq!(raw.expect_connection_close().await, 320);
-    raw.method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}))).await;
+    raw.method(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+    )
+    .await;
     stopping.await.unwrap();
-    assert!(TcpStream::connect(addr).await.is_err(), "listener is closed");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "listener is closed"
+    );
 }
 
 #[tokio::test]

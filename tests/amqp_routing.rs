@@ -10,9 +10,15 @@ use lapin::{BasicProperties, ExchangeKind};
 
 async fn bound_queue(ch: &lapin::Channel, exchange: &str, key: &str) -> String {
     let q = declare_queue(ch, "").await;
-    ch.queue_bind(q.as_str().into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_bind(
+        q.as_str().into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     q
 }
 
@@ -22,8 +28,28 @@ async fn events_exchange_exists_and_routes_by_topic_pattern() {
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
     // Exists and is a durable topic exchange: a passive and an equivalent declare both pass.
-    ch.exchange_declare("events".into(), ExchangeKind::Topic, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap();
-    ch.exchange_declare("events".into(), ExchangeKind::Topic, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "events".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_declare(
+        "events".into(),
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let meetings = bound_queue(&ch, "events", "theboard.meeting.*").await;
     let all = bound_queue(&ch, "events", "theboard.#").await;
     publish(&ch, "events", "theboard.meeting.created", b"m1").await;
@@ -31,7 +57,10 @@ async fn events_exchange_exists_and_routes_by_topic_pattern() {
     publish(&ch, "events", "theboard.meeting", b"short").await;
     publish(&ch, "events", "other.meeting.created", b"x").await;
     assert_eq!(drain(&ch, &meetings).await, vec![b"m1".to_vec()]);
-    assert_eq!(drain(&ch, &all).await, vec![b"m1".to_vec(), b"r1".to_vec(), b"short".to_vec()]);
+    assert_eq!(
+        drain(&ch, &all).await,
+        vec![b"m1".to_vec(), b"r1".to_vec(), b"short".to_vec()]
+    );
     b.shutdown().await;
 }
 
@@ -71,7 +100,14 @@ async fn topic_wildcards_follow_rabbitmq_semantics() {
     ];
     for (i, (pattern, key, expected)) in cases.iter().enumerate() {
         let ex = format!("topic-{i}");
-        ch.exchange_declare(ex.as_str().into(), ExchangeKind::Topic, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+        ch.exchange_declare(
+            ex.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
         let q = bound_queue(&ch, &ex, pattern).await;
         publish(&ch, &ex, key, b"m").await;
         let got = drain(&ch, &q).await.len() == 1;
@@ -97,20 +133,59 @@ async fn headers_exchange_all_and_any() {
     any.insert("x-match".into(), AMQPValue::LongString("any".into()));
     let q_all = declare_queue(&ch, "").await;
     let q_any = declare_queue(&ch, "").await;
-    ch.queue_bind(q_all.as_str().into(), "amq.headers".into(), "".into(), QueueBindOptions::default(), all).await.unwrap();
-    ch.queue_bind(q_any.as_str().into(), "amq.match".into(), "".into(), QueueBindOptions::default(), any.clone()).await.unwrap();
-    ch.exchange_bind("amq.match".into(), "amq.headers".into(), "".into(), ExchangeBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.queue_bind(
+        q_all.as_str().into(),
+        "amq.headers".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        all,
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        q_any.as_str().into(),
+        "amq.match".into(),
+        "".into(),
+        QueueBindOptions::default(),
+        any.clone(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_bind(
+        "amq.match".into(),
+        "amq.headers".into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let send = |format: &'static str, kind: &'static str| {
         let mut h = FieldTable::default();
         h.insert("format".into(), AMQPValue::LongString(format.into()));
         h.insert("type".into(), AMQPValue::LongString(kind.into()));
         BasicProperties::default().with_headers(h)
     };
-    for (body, props) in [(&b"both"[..], send("pdf", "report")), (&b"one"[..], send("pdf", "log")), (&b"none"[..], send("zip", "log"))] {
-        ch.basic_publish("amq.headers".into(), "".into(), BasicPublishOptions::default(), body, props).await.unwrap();
+    for (body, props) in [
+        (&b"both"[..], send("pdf", "report")),
+        (&b"one"[..], send("pdf", "log")),
+        (&b"none"[..], send("zip", "log")),
+    ] {
+        ch.basic_publish(
+            "amq.headers".into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(drain(&ch, &q_all).await, vec![b"both".to_vec()]);
-    assert_eq!(drain(&ch, &q_any).await, vec![b"both".to_vec(), b"one".to_vec()]);
+    assert_eq!(
+        drain(&ch, &q_any).await,
+        vec![b"both".to_vec(), b"one".to_vec()]
+    );
     b.shutdown().await;
 }
 
@@ -119,15 +194,46 @@ async fn exchange_to_exchange_bindings_and_unbind() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare("e2e-dest".into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    ch.exchange_bind("e2e-dest".into(), "events".into(), "theboard.#".into(), ExchangeBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "e2e-dest".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_bind(
+        "e2e-dest".into(),
+        "events".into(),
+        "theboard.#".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     // A cycle back to the source must not loop or duplicate.
-    ch.exchange_bind("events".into(), "e2e-dest".into(), "".into(), ExchangeBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_bind(
+        "events".into(),
+        "e2e-dest".into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let q = bound_queue(&ch, "e2e-dest", "").await;
     publish(&ch, "events", "theboard.meeting.created", b"via").await;
     publish(&ch, "events", "other.thing", b"not").await;
     assert_eq!(drain(&ch, &q).await, vec![b"via".to_vec()]);
-    ch.exchange_unbind("e2e-dest".into(), "events".into(), "theboard.#".into(), ExchangeUnbindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_unbind(
+        "e2e-dest".into(),
+        "events".into(),
+        "theboard.#".into(),
+        ExchangeUnbindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     publish(&ch, "events", "theboard.meeting.created", b"after").await;
     assert!(drain(&ch, &q).await.is_empty());
     b.shutdown().await;
@@ -138,10 +244,27 @@ async fn alternate_exchange_takes_unroutable_messages() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare("ae".into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "ae".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let mut args = FieldTable::default();
-    args.insert("alternate-exchange".into(), AMQPValue::LongString("ae".into()));
-    ch.exchange_declare("with-ae".into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), args).await.unwrap();
+    args.insert(
+        "alternate-exchange".into(),
+        AMQPValue::LongString("ae".into()),
+    );
+    ch.exchange_declare(
+        "with-ae".into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions::default(),
+        args,
+    )
+    .await
+    .unwrap();
     let routed = bound_queue(&ch, "with-ae", "known").await;
     let fallback = bound_queue(&ch, "ae", "").await;
     publish(&ch, "with-ae", "known", b"direct").await;
@@ -156,16 +279,49 @@ async fn internal_exchange_refuses_publishes_but_receives_from_exchanges() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare("inner".into(), ExchangeKind::Fanout, ExchangeDeclareOptions { internal: true, ..Default::default() }, FieldTable::default()).await.unwrap();
-    ch.exchange_bind("inner".into(), "amq.fanout".into(), "".into(), ExchangeBindOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "inner".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            internal: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.exchange_bind(
+        "inner".into(),
+        "amq.fanout".into(),
+        "".into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let q = bound_queue(&ch, "inner", "").await;
     publish(&ch, "amq.fanout", "", b"through").await;
     assert_eq!(drain(&ch, &q).await, vec![b"through".to_vec()]);
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let confirm = ch.basic_publish("inner".into(), "".into(), BasicPublishOptions::default(), b"direct", BasicProperties::default()).await.unwrap().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirm = ch
+        .basic_publish(
+            "inner".into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            b"direct",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await;
     let err = match confirm {
         Err(e) => e,
-        Ok(_) => ch.basic_get(q.as_str().into(), BasicGetOptions::default()).await.unwrap_err(),
+        Ok(_) => ch
+            .basic_get(q.as_str().into(), BasicGetOptions::default())
+            .await
+            .unwrap_err(),
     };
     assert_eq!(reply_code(&err), 403);
     b.shutdown().await;
@@ -176,29 +332,97 @@ async fn exchange_declare_and_delete_rules() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    let err = ch.exchange_declare("amq.custom".into(), ExchangeKind::Topic, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap_err();
+    let err = ch
+        .exchange_declare(
+            "amq.custom".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 403);
     let ch = channel(&conn).await;
-    let err = ch.exchange_declare("events".into(), ExchangeKind::Fanout, ExchangeDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await.unwrap_err();
+    let err = ch
+        .exchange_declare(
+            "events".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 406);
-    assert!(reply_text(&err).contains("inequivalent arg 'type'"), "{}", reply_text(&err));
+    assert!(
+        reply_text(&err).contains("inequivalent arg 'type'"),
+        "{}",
+        reply_text(&err)
+    );
     let ch = channel(&conn).await;
-    let err = ch.exchange_declare("nope".into(), ExchangeKind::Custom("nonsense".into()), ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap_err();
+    let err = ch
+        .exchange_declare(
+            "nope".into(),
+            ExchangeKind::Custom("nonsense".into()),
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 406);
     let ch = channel(&conn).await;
-    let err = ch.exchange_declare("missing".into(), ExchangeKind::Topic, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap_err();
+    let err = ch
+        .exchange_declare(
+            "missing".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 404);
-    assert_eq!(reply_text(&err), "NOT_FOUND - no exchange 'missing' in vhost '/'");
+    assert_eq!(
+        reply_text(&err),
+        "NOT_FOUND - no exchange 'missing' in vhost '/'"
+    );
     // if-unused refuses while bound; plain delete works; deleting again is fine.
     let ch = channel(&conn).await;
-    ch.exchange_declare("used".into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "used".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     bound_queue(&ch, "used", "").await;
-    let err = ch.exchange_delete("used".into(), ExchangeDeleteOptions { if_unused: true, ..Default::default() }).await.unwrap_err();
+    let err = ch
+        .exchange_delete(
+            "used".into(),
+            ExchangeDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 406);
     let ch = channel(&conn).await;
-    ch.exchange_delete("used".into(), ExchangeDeleteOptions::default()).await.unwrap();
-    ch.exchange_delete("used".into(), ExchangeDeleteOptions::default()).await.unwrap();
-    let err = ch.exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default()).await.unwrap_err();
+    ch.exchange_delete("used".into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    ch.exchange_delete("used".into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap();
+    let err = ch
+        .exchange_delete("amq.direct".into(), ExchangeDeleteOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 403);
     b.shutdown().await;
 }
@@ -208,10 +432,38 @@ async fn auto_delete_exchange_goes_with_its_last_binding() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare("ephemeral".into(), ExchangeKind::Fanout, ExchangeDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default()).await.unwrap();
+    ch.exchange_declare(
+        "ephemeral".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            auto_delete: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let q = bound_queue(&ch, "ephemeral", "").await;
-    ch.queue_unbind(q.as_str().into(), "ephemeral".into(), "".into(), FieldTable::default()).await.unwrap();
-    let err = ch.exchange_declare("ephemeral".into(), ExchangeKind::Fanout, ExchangeDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()).await.unwrap_err();
+    ch.queue_unbind(
+        q.as_str().into(),
+        "ephemeral".into(),
+        "".into(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let err = ch
+        .exchange_declare(
+            "ephemeral".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), 404);
     b.shutdown().await;
 }

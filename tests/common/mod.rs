@@ -48,11 +48,15 @@ pub fn reply_text(err: &lapin::Error) -> String {
 }
 
 pub async fn declare_queue(ch: &Channel, name: &str) -> String {
-    ch.queue_declare(name.into(), QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .expect("queue declared")
-        .name()
-        .to_string()
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue declared")
+    .name()
+    .to_string()
 }
 
 pub async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8]) {

@@ -26,7 +26,7 @@ struct Pending {
 enum TxOp {
     Publish {
         mandatory: bool,
-        message: Message,
+        message: Box<Message>,
     },
     Ack {
         tag: u64,
@@ -145,9 +145,9 @@ impl Session {
         let result = match frame {
             Frame::Method(_, method) => {
                 if self.channels.get(&ch).is_some_and(|s| s.pending.is_some()) {
-                    Err(AmqpError::unexpected_frame(format!(
-                        "expected content header for class 60, got non content header frame instead"
-                    )))
+                    Err(AmqpError::unexpected_frame(
+                        "expected content header for class 60, got non content header frame instead",
+                    ))
                 } else {
                     self.handle_method(ch, method)
                 }
@@ -232,7 +232,7 @@ impl Session {
         }
     }
 
-    fn handle_header(&mut self, ch: u16, header: ContentHeader) -> Result<(), AmqpError> {
+    fn handle_header(&mut self, ch: u16, header: Box<ContentHeader>) -> Result<(), AmqpError> {
         let max = self.core().limits.max_message_size;
         let Some(pending) = self.channels.get_mut(&ch).and_then(|s| s.pending.as_mut()) else {
             return Err(AmqpError::unexpected_frame(
@@ -251,7 +251,9 @@ impl Session {
             )));
         }
         if header.body_size > max {
-            self.channels.get_mut(&ch).map(|s| s.pending = None);
+            if let Some(state) = self.channels.get_mut(&ch) {
+                state.pending = None;
+            }
             return Err(AmqpError::precondition(format!(
                 "message size {} is larger than configured max size {max}",
                 header.body_size
@@ -259,7 +261,7 @@ impl Session {
             .on(60, 40));
         }
         let complete = header.body_size == 0;
-        pending.header = Some(header);
+        pending.header = Some(*header);
         if complete {
             self.complete_publish(ch)?;
         }
@@ -322,7 +324,10 @@ impl Session {
         };
         let mandatory = pending.publish.mandatory;
         if let Some(ops) = state.tx.as_mut() {
-            ops.push(TxOp::Publish { mandatory, message });
+            ops.push(TxOp::Publish {
+                mandatory,
+                message: Box::new(message),
+            });
             return Ok(());
         }
         let key = self.key(ch);
@@ -700,7 +705,7 @@ impl Session {
                 for op in ops {
                     match op {
                         TxOp::Publish { mandatory, message } => {
-                            core.publish(key, mandatory, message)?;
+                            core.publish(key, mandatory, *message)?;
                         }
                         TxOp::Ack { tag, multiple } => core.basic_ack(key, tag, multiple)?,
                         TxOp::Nack {

@@ -18,7 +18,7 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Method(u16, AMQPClass),
-    Header(u16, ContentHeader),
+    Header(u16, Box<ContentHeader>),
     Body(u16, Bytes),
     Heartbeat(u16),
 }
@@ -95,15 +95,15 @@ fn parse_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, AmqpEr
     match kind {
         frame_type::METHOD => parse_method(channel, &payload),
         frame_type::HEADER => match parse_content_header(&payload[..]) {
-            Ok((rest, header)) if rest.is_empty() => Ok(Frame::Header(
+            Ok(([], header)) => Ok(Frame::Header(
                 channel,
-                ContentHeader {
+                Box::new(ContentHeader {
                     class_id: header.class_id,
                     body_size: header.body_size,
                     properties: header.properties,
                     // class id (2) + weight (2) + body size (8) precede the property flags.
                     raw_properties: payload.slice(12..),
-                },
+                }),
             )),
             _ => Err(AmqpError::frame_error("malformed content header frame")),
         },
@@ -141,7 +141,7 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         }
     }
     match parse_class(payload) {
-        Ok((rest, method)) if rest.is_empty() => Ok(Frame::Method(channel, method)),
+        Ok(([], method)) => Ok(Frame::Method(channel, method)),
         Ok(_) => Err(AmqpError::syntax(format!(
             "method {class_id}.{method_id} has trailing bytes"
         ))
