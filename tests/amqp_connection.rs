@@ -52,8 +52,8 @@ impl Raw {
         }
     }
 
-    /// Handshake as guest with the given frame_max and heartbeat.
-    async fn open(addr: std::net::SocketAddr, frame_max: u32, heartbeat: u16) -> Raw {
+    /// Protocol header, start, start-ok as guest; returns when tune has arrived.
+    async fn until_tune(addr: std::net::SocketAddr) -> Raw {
         let mut raw = Raw::connect(addr).await;
         raw.send(PROTOCOL_HEADER).await;
         assert!(matches!(
@@ -63,14 +63,15 @@ impl Raw {
                 AMQPClass::Connection(connection::AMQPMethod::Start(_))
             ))
         ));
+        let start_ok = connection::StartOk {
+            client_properties: Default::default(),
+            mechanism: "PLAIN".into(),
+            response: "\0guest\0guest".into(),
+            locale: "en_US".into(),
+        };
         raw.method(
             0,
-            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: Default::default(),
-                mechanism: "PLAIN".into(),
-                response: "\0guest\0guest".into(),
-                locale: "en_US".into(),
-            })),
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)),
         )
         .await;
         assert!(matches!(
@@ -80,22 +81,31 @@ impl Raw {
                 AMQPClass::Connection(connection::AMQPMethod::Tune(_))
             ))
         ));
-        raw.method(
+        raw
+    }
+
+    async fn tune_ok(&mut self, frame_max: u32, heartbeat: u16) {
+        let tune_ok = connection::TuneOk {
+            channel_max: 0,
+            frame_max,
+            heartbeat,
+        };
+        self.method(
             0,
-            AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                channel_max: 0,
-                frame_max,
-                heartbeat,
-            })),
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)),
         )
         .await;
-        raw.method(
-            0,
-            AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                virtual_host: "/".into(),
-            })),
-        )
-        .await;
+    }
+
+    /// Handshake as guest with the given frame_max and heartbeat.
+    async fn open(addr: std::net::SocketAddr, frame_max: u32, heartbeat: u16) -> Raw {
+        let mut raw = Raw::until_tune(addr).await;
+        raw.tune_ok(frame_max, heartbeat).await;
+        let open = connection::Open {
+            virtual_host: "/".into(),
+        };
+        raw.method(0, AMQPClass::Connection(connection::AMQPMethod::Open(open)))
+            .await;
         assert!(matches!(
             raw.frame().await,
             Some(Frame::Method(
@@ -220,29 +230,8 @@ async fn frames_larger_than_frame_max_close_the_connection_with_501() {
 #[tokio::test]
 async fn frame_max_below_minimum_is_refused() {
     let b = broker().await;
-    let mut raw = Raw::connect(b.addr()).await;
-    raw.send(PROTOCOL_HEADER).await;
-    raw.frame().await;
-    raw.method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-            client_properties: Default::default(),
-            mechanism: "PLAIN".into(),
-            response: "\0guest\0guest".into(),
-            locale: "en_US".into(),
-        })),
-    )
-    .await;
-    raw.frame().await;
-    raw.method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-            channel_max: 0,
-            frame_max: 1024,
-            heartbeat: 0,
-        })),
-    )
-    .await;
+    let mut raw = Raw::until_tune(b.addr()).await;
+    raw.tune_ok(1024, 0).await;
     assert_eq!(raw.expect_connection_close().await, 530);
     b.shutdown().await;
 }

@@ -7,6 +7,7 @@ use super::reader::FrameReader;
 use super::session::Session;
 use crate::core::Outbound;
 use crate::error::{code, AmqpError};
+use crate::wire::Frame;
 use amq_protocol::protocol::{connection, AMQPClass};
 use std::time::Duration;
 use tokio::io::AsyncRead;
@@ -82,14 +83,21 @@ async fn close_with_error<R: AsyncRead + Unpin>(
     ));
     let _ = timeout(CLOSE_TIMEOUT, async {
         while let Ok(Some(frame)) = reader.next_frame().await {
-            if let crate::wire::Frame::Method(
-                0,
-                AMQPClass::Connection(
-                    connection::AMQPMethod::CloseOk(_) | connection::AMQPMethod::Close(_),
-                ),
-            ) = frame
-            {
-                break;
+            match frame {
+                Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => {
+                    break
+                }
+                // Both sides closed at once: each answers the other's close.
+                Frame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
+                    let _ = session.tx.send(Outbound::Method(
+                        0,
+                        AMQPClass::Connection(connection::AMQPMethod::CloseOk(
+                            connection::CloseOk {},
+                        )),
+                    ));
+                    break;
+                }
+                _ => {}
             }
         }
     })
