@@ -11,6 +11,7 @@
 pub mod core;
 pub mod error;
 pub mod net;
+pub mod store;
 pub mod wire;
 
 mod config;

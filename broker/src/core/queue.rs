@@ -3,8 +3,8 @@
 use super::channel::ChanKey;
 use super::message::Message;
 use super::ConnId;
+use crate::store::{MemoryQueue, QueueStore};
 use amq_protocol::types::FieldTable;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A message as it sits in one queue.
@@ -46,7 +46,7 @@ pub struct Queue {
     pub exclusive_owner: Option<ConnId>,
     pub kind: QueueType,
     pub arguments: FieldTable,
-    messages: VecDeque<Entry>,
+    messages: Box<dyn QueueStore>,
     next_id: u64,
     consumers: Vec<ConsumerRef>,
     next_consumer: usize,
@@ -68,7 +68,7 @@ impl Queue {
             exclusive_owner,
             kind,
             arguments,
-            messages: VecDeque::new(),
+            messages: Box::<MemoryQueue>::default(),
             next_id: 0,
             consumers: Vec::new(),
             next_consumer: 0,
@@ -86,7 +86,7 @@ impl Queue {
     pub fn push(&mut self, message: Arc<Message>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.messages.push_back(Entry {
+        self.messages.push(Entry {
             id,
             message,
             redelivered: false,
@@ -94,20 +94,17 @@ impl Queue {
     }
 
     pub fn pop(&mut self) -> Option<Entry> {
-        self.messages.pop_front()
+        self.messages.pop()
     }
 
     /// Puts a delivered message back at its original place, marked redelivered.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
-        let at = self.messages.partition_point(|e| e.id < entry.id);
-        self.messages.insert(at, entry);
+        self.messages.requeue(entry);
     }
 
     pub fn purge(&mut self) -> usize {
-        let n = self.messages.len();
-        self.messages.clear();
-        n
+        self.messages.purge()
     }
 
     pub fn consumers(&self) -> &[ConsumerRef] {

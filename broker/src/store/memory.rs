@@ -1,0 +1,35 @@
+//! Ready messages in memory, in id order.
+
+use super::QueueStore;
+use crate::core::queue::Entry;
+use std::collections::VecDeque;
+
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    entries: VecDeque<Entry>,
+}
+
+impl QueueStore for MemoryQueue {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.entries.push_back(entry);
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        self.entries.pop_front()
+    }
+
+    fn requeue(&mut self, entry: Entry) {
+        let at = self.entries.partition_point(|e| e.id < entry.id);
+        self.entries.insert(at, entry);
+    }
+
+    fn purge(&mut self) -> usize {
+        let n = self.entries.len();
+        self.entries.clear();
+        n
+    }
+}
