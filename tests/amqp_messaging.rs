@@ -27,17 +27,7 @@ async fn queue_declare_reports_counts_and_generates_names() {
     declare_queue(&ch, "counted").await;
     publish(&ch, "", "counted", b"1").await;
     publish(&ch, "", "counted", b"2").await;
-    let again = ch
-        .queue_declare(
-            "counted".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let again = passive_queue(&ch, "counted").await.unwrap();
     assert_eq!((again.message_count(), again.consumer_count()), (2, 0));
     declare_queue(&ch, "watched").await;
     let _consumer = consume(&channel(&conn).await, "watched", true).await;
@@ -58,17 +48,7 @@ async fn queue_errors_carry_rabbitmq_codes() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    let err = ch
-        .queue_declare(
-            "missing".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive_queue(&ch, "missing").await.unwrap_err();
     assert_eq!(reply_code(&err), 404);
     assert_eq!(
         reply_text(&err),
@@ -106,28 +86,12 @@ async fn queue_errors_carry_rabbitmq_codes() {
         .unwrap_err();
     assert_eq!(reply_code(&err), 403);
     let ch = channel(&conn).await;
-    let err = ch
-        .queue_bind(
-            "plain".into(),
-            "missing-exchange".into(),
-            "k".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
+    let err = bind_queue(&ch, "plain", "missing-exchange", "k")
         .await
         .unwrap_err();
     assert_eq!(reply_code(&err), 404);
     let ch = channel(&conn).await;
-    let err = ch
-        .queue_bind(
-            "plain".into(),
-            "".into(),
-            "k".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = bind_queue(&ch, "plain", "", "k").await.unwrap_err();
     assert_eq!(reply_code(&err), 403);
     // The connection survives channel errors.
     let ch = channel(&conn).await;
@@ -237,17 +201,7 @@ async fn exclusive_queue_is_private_and_dies_with_its_connection() {
     assert_eq!(reply_code(&err), 405);
     owner.close(200, "bye".into()).await.unwrap();
     let och = channel(&other).await;
-    let err = och
-        .queue_declare(
-            "mine".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive_queue(&och, "mine").await.unwrap_err();
     assert_eq!(reply_code(&err), 404);
     b.shutdown().await;
 }
@@ -528,18 +482,7 @@ async fn nack_requeue_keeps_position_and_marks_redelivered() {
         .await
         .unwrap();
     nothing_within(&mut c, 200).await;
-    let count = ch
-        .queue_declare(
-            "order".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count();
+    let count = passive_queue(&ch, "order").await.unwrap().message_count();
     assert_eq!(count, 0);
     b.shutdown().await;
 }
@@ -671,17 +614,7 @@ async fn confirms_ack_every_publish_in_order() {
     for p in pending {
         assert!(matches!(p.await.unwrap(), Confirmation::Ack(None)));
     }
-    let q = ch
-        .queue_declare(
-            "c".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let q = passive_queue(&ch, "c").await.unwrap();
     assert_eq!(q.message_count(), 500);
     let err = ch.tx_select().await.unwrap_err();
     assert_eq!(reply_code(&err), 406);
@@ -744,17 +677,7 @@ async fn auto_delete_queue_goes_with_its_last_consumer() {
     ch.basic_cancel(c.tag(), BasicCancelOptions::default())
         .await
         .unwrap();
-    let err = ch
-        .queue_declare(
-            "ad".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = passive_queue(&ch, "ad").await.unwrap_err();
     assert_eq!(reply_code(&err), 404);
     b.shutdown().await;
 }

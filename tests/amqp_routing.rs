@@ -10,15 +10,7 @@ use lapin::{BasicProperties, ExchangeKind};
 
 async fn bound_queue(ch: &lapin::Channel, exchange: &str, key: &str) -> String {
     let q = declare_queue(ch, "").await;
-    ch.queue_bind(
-        q.as_str().into(),
-        exchange.into(),
-        key.into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_queue(ch, &q, exchange, key).await.unwrap();
     q
 }
 
@@ -28,25 +20,25 @@ async fn events_exchange_exists_and_routes_by_topic_pattern() {
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
     // Exists and is a durable topic exchange: a passive and an equivalent declare both pass.
-    ch.exchange_declare(
-        "events".into(),
+    declare_exchange(
+        &ch,
+        "events",
         ExchangeKind::Topic,
         ExchangeDeclareOptions {
             passive: true,
             ..Default::default()
         },
-        FieldTable::default(),
     )
     .await
     .unwrap();
-    ch.exchange_declare(
-        "events".into(),
+    declare_exchange(
+        &ch,
+        "events",
         ExchangeKind::Topic,
         ExchangeDeclareOptions {
             durable: true,
             ..Default::default()
         },
-        FieldTable::default(),
     )
     .await
     .unwrap();
@@ -151,15 +143,9 @@ async fn headers_exchange_all_and_any() {
     )
     .await
     .unwrap();
-    ch.exchange_bind(
-        "amq.match".into(),
-        "amq.headers".into(),
-        "".into(),
-        ExchangeBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_exchange(&ch, "amq.match", "amq.headers", "")
+        .await
+        .unwrap();
     let send = |format: &'static str, kind: &'static str| {
         let mut h = FieldTable::default();
         h.insert("format".into(), AMQPValue::LongString(format.into()));
@@ -194,33 +180,19 @@ async fn exchange_to_exchange_bindings_and_unbind() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "e2e-dest".into(),
+    declare_exchange(
+        &ch,
+        "e2e-dest",
         ExchangeKind::Fanout,
         ExchangeDeclareOptions::default(),
-        FieldTable::default(),
     )
     .await
     .unwrap();
-    ch.exchange_bind(
-        "e2e-dest".into(),
-        "events".into(),
-        "theboard.#".into(),
-        ExchangeBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_exchange(&ch, "e2e-dest", "events", "theboard.#")
+        .await
+        .unwrap();
     // A cycle back to the source must not loop or duplicate.
-    ch.exchange_bind(
-        "events".into(),
-        "e2e-dest".into(),
-        "".into(),
-        ExchangeBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_exchange(&ch, "events", "e2e-dest", "").await.unwrap();
     let q = bound_queue(&ch, "e2e-dest", "").await;
     publish(&ch, "events", "theboard.meeting.created", b"via").await;
     publish(&ch, "events", "other.thing", b"not").await;
@@ -244,11 +216,11 @@ async fn alternate_exchange_takes_unroutable_messages() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "ae".into(),
+    declare_exchange(
+        &ch,
+        "ae",
         ExchangeKind::Fanout,
         ExchangeDeclareOptions::default(),
-        FieldTable::default(),
     )
     .await
     .unwrap();
@@ -279,26 +251,18 @@ async fn internal_exchange_refuses_publishes_but_receives_from_exchanges() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "inner".into(),
+    declare_exchange(
+        &ch,
+        "inner",
         ExchangeKind::Fanout,
         ExchangeDeclareOptions {
             internal: true,
             ..Default::default()
         },
-        FieldTable::default(),
     )
     .await
     .unwrap();
-    ch.exchange_bind(
-        "inner".into(),
-        "amq.fanout".into(),
-        "".into(),
-        ExchangeBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    bind_exchange(&ch, "inner", "amq.fanout", "").await.unwrap();
     let q = bound_queue(&ch, "inner", "").await;
     publish(&ch, "amq.fanout", "", b"through").await;
     assert_eq!(drain(&ch, &q).await, vec![b"through".to_vec()]);
@@ -332,29 +296,27 @@ async fn exchange_declare_and_delete_rules() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    let err = ch
-        .exchange_declare(
-            "amq.custom".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = declare_exchange(
+        &ch,
+        "amq.custom",
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 403);
     let ch = channel(&conn).await;
-    let err = ch
-        .exchange_declare(
-            "events".into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = declare_exchange(
+        &ch,
+        "events",
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 406);
     assert!(
         reply_text(&err).contains("inequivalent arg 'type'"),
@@ -362,29 +324,27 @@ async fn exchange_declare_and_delete_rules() {
         reply_text(&err)
     );
     let ch = channel(&conn).await;
-    let err = ch
-        .exchange_declare(
-            "nope".into(),
-            ExchangeKind::Custom("nonsense".into()),
-            ExchangeDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = declare_exchange(
+        &ch,
+        "nope",
+        ExchangeKind::Custom("nonsense".into()),
+        ExchangeDeclareOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 406);
     let ch = channel(&conn).await;
-    let err = ch
-        .exchange_declare(
-            "missing".into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = declare_exchange(
+        &ch,
+        "missing",
+        ExchangeKind::Topic,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 404);
     assert_eq!(
         reply_text(&err),
@@ -392,11 +352,11 @@ async fn exchange_declare_and_delete_rules() {
     );
     // if-unused refuses while bound; plain delete works; deleting again is fine.
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "used".into(),
+    declare_exchange(
+        &ch,
+        "used",
         ExchangeKind::Fanout,
         ExchangeDeclareOptions::default(),
-        FieldTable::default(),
     )
     .await
     .unwrap();
@@ -432,14 +392,14 @@ async fn auto_delete_exchange_goes_with_its_last_binding() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.exchange_declare(
-        "ephemeral".into(),
+    declare_exchange(
+        &ch,
+        "ephemeral",
         ExchangeKind::Fanout,
         ExchangeDeclareOptions {
             auto_delete: true,
             ..Default::default()
         },
-        FieldTable::default(),
     )
     .await
     .unwrap();
@@ -452,18 +412,17 @@ async fn auto_delete_exchange_goes_with_its_last_binding() {
     )
     .await
     .unwrap();
-    let err = ch
-        .exchange_declare(
-            "ephemeral".into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = declare_exchange(
+        &ch,
+        "ephemeral",
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reply_code(&err), 404);
     b.shutdown().await;
 }

@@ -113,3 +113,53 @@ pub async fn drain(ch: &Channel, queue: &str) -> Vec<Vec<u8>> {
     }
     out
 }
+
+/// `queue.declare(passive)`: the queue's counts, or the broker's error.
+pub async fn passive_queue(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), options, FieldTable::default())
+        .await
+}
+
+/// `exchange.declare` with no arguments.
+pub async fn declare_exchange(
+    ch: &Channel,
+    name: &str,
+    kind: lapin::ExchangeKind,
+    options: ExchangeDeclareOptions,
+) -> lapin::Result<()> {
+    ch.exchange_declare(name.into(), kind, options, FieldTable::default())
+        .await
+}
+
+/// `queue.bind` with no arguments.
+pub async fn bind_queue(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// `exchange.bind` with no arguments.
+pub async fn bind_exchange(
+    ch: &Channel,
+    destination: &str,
+    source: &str,
+    key: &str,
+) -> lapin::Result<()> {
+    ch.exchange_bind(
+        destination.into(),
+        source.into(),
+        key.into(),
+        ExchangeBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
