@@ -9,7 +9,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML file with any of the keys below (data_dir, amqp_listen, ready_file, exchanges).
+    /// TOML file with any of the keys below, and exchanges, max_message_size, segment_bytes,
+    /// message_memory.
     #[arg(long, env = "BLOODBANK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where state is kept [default: ./data].
@@ -21,6 +22,14 @@ pub struct ServeArgs {
     /// Once every listener is up, write their addresses here as JSON.
     #[arg(long, env = "BLOODBANK_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+    /// Block publishers while the process uses more memory than this many bytes
+    /// [default: 40% of the machine's memory].
+    #[arg(long, env = "BLOODBANK_MEMORY_HIGH_WATERMARK")]
+    pub memory_high_watermark: Option<u64>,
+    /// Block publishers while the data directory's disk has less free space than this many
+    /// bytes [default: 50000000].
+    #[arg(long, env = "BLOODBANK_DISK_FREE_LIMIT")]
+    pub disk_free_limit: Option<u64>,
 }
 
 /// The file's form: the same keys as the flags, plus the exchanges to declare at start.
@@ -32,6 +41,13 @@ struct FileConfig {
     ready_file: Option<PathBuf>,
     exchanges: Option<Vec<FileExchange>>,
     max_message_size: Option<u64>,
+    memory_high_watermark: Option<u64>,
+    disk_free_limit: Option<u64>,
+    /// Message log segment size in bytes.
+    segment_bytes: Option<u64>,
+    /// Body bytes of ready messages kept in memory before persistent ones are read back from
+    /// the log instead.
+    message_memory: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -80,11 +96,25 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(max) = file.max_message_size {
         broker.limits.max_message_size = max;
     }
+    if let Some(m) = args.memory_high_watermark.or(file.memory_high_watermark) {
+        broker.memory_high_watermark = m;
+    }
+    if let Some(d) = args.disk_free_limit.or(file.disk_free_limit) {
+        broker.disk_free_limit = d;
+    }
+    if let Some(s) = file.segment_bytes {
+        broker.segment_bytes = s;
+    }
+    if let Some(m) = file.message_memory {
+        broker.limits.resident_bytes = m;
+    }
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    broker.data_dir = Some(data_dir.clone());
     Ok(Settings {
-        data_dir: args
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./data")),
+        data_dir,
         ready_file: args.ready_file.or(file.ready_file),
         broker,
     })

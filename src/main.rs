@@ -1,6 +1,7 @@
 //! `bloodbank`: the 33GOD event bus in one binary.
 
 mod config;
+mod definitions;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,9 @@ struct Cli {
 enum Command {
     /// Start every part that exists: the AMQP broker.
     Serve(config::ServeArgs),
+    /// Export or import durable definitions (RabbitMQ's definitions JSON).
+    #[command(subcommand)]
+    Definitions(definitions::DefinitionsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => config::load(args).and_then(serve::run),
+        Command::Definitions(command) => definitions::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

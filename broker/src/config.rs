@@ -2,6 +2,7 @@
 
 use crate::core::Limits;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// An exchange that exists from the start (durable).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,15 @@ pub struct User {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub amqp_listen: SocketAddr,
+    /// Where durable definitions and persistent messages live. None: nothing survives a
+    /// restart (for tests that embed a broker).
+    pub data_dir: Option<PathBuf>,
+    /// Message log segment size in bytes.
+    pub segment_bytes: u64,
+    /// Resident memory above which publishers are blocked.
+    pub memory_high_watermark: u64,
+    /// Free disk space below which publishers are blocked.
+    pub disk_free_limit: u64,
     pub exchanges: Vec<ExchangeDecl>,
     pub users: Vec<User>,
     pub limits: Limits,
@@ -35,6 +45,10 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             amqp_listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            data_dir: None,
+            segment_bytes: 64 * 1024 * 1024,
+            memory_high_watermark: crate::net::default_memory_high_watermark(),
+            disk_free_limit: 50 * 1000 * 1000,
             exchanges: ["events", "bloodbank.events.v1"]
                 .into_iter()
                 .map(|name| ExchangeDecl {

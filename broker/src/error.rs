@@ -148,4 +148,6 @@ pub enum BrokerError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("store: {0}")]
+    Store(String),
 }

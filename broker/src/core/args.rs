@@ -1,5 +1,6 @@
-//! Reading and checking the `x-` arguments of declarations.
+//! Reading and checking the `x-` arguments of declarations, with RabbitMQ's names.
 
+use crate::error::AmqpError;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 /// A string-valued argument (clients send short or long strings).
@@ -11,6 +12,20 @@ pub fn string_arg(args: &FieldTable, key: &str) -> Option<String> {
     }
 }
 
+/// An integer-valued argument of any AMQP integer width.
+pub fn int_value(value: &AMQPValue) -> Option<i128> {
+    Some(match value {
+        AMQPValue::ShortShortInt(n) => *n as i128,
+        AMQPValue::ShortShortUInt(n) => *n as i128,
+        AMQPValue::ShortInt(n) => *n as i128,
+        AMQPValue::ShortUInt(n) => *n as i128,
+        AMQPValue::LongInt(n) => *n as i128,
+        AMQPValue::LongUInt(n) => *n as i128,
+        AMQPValue::LongLongInt(n) => *n as i128,
+        _ => return None,
+    })
+}
+
 /// Renders an argument value as RabbitMQ's error texts do.
 pub fn render(value: Option<&AMQPValue>) -> String {
     match value {
@@ -18,13 +33,239 @@ pub fn render(value: Option<&AMQPValue>) -> String {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),
         Some(AMQPValue::Boolean(b)) => b.to_string(),
-        Some(AMQPValue::LongLongInt(n)) => n.to_string(),
-        Some(AMQPValue::LongInt(n)) => n.to_string(),
-        Some(AMQPValue::ShortInt(n)) => n.to_string(),
-        Some(AMQPValue::LongUInt(n)) => n.to_string(),
-        Some(AMQPValue::ShortUInt(n)) => n.to_string(),
-        Some(AMQPValue::ShortShortInt(n)) => n.to_string(),
-        Some(AMQPValue::ShortShortUInt(n)) => n.to_string(),
-        Some(other) => format!("{other:?}"),
+        Some(other) => match int_value(other) {
+            Some(n) => n.to_string(),
+            None => format!("{other:?}"),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueType {
+    Classic,
+    Quorum,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+/// What happens when a queue with a length limit is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Drop (or dead-letter) the oldest messages.
+    #[default]
+    DropHead,
+    /// Refuse the new message (publisher confirms get a nack).
+    RejectPublish,
+    /// Refuse it and dead-letter it.
+    RejectPublishDlx,
+}
+
+/// A queue's behaviour as its arguments set it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueArgs {
+    pub quorum: bool,
+    pub message_ttl: Option<u64>,
+    pub expires: Option<u64>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_routing_key: Option<String>,
+    pub max_priority: Option<u8>,
+    pub single_active_consumer: bool,
+}
+
+impl QueueArgs {
+    pub fn kind(&self) -> QueueType {
+        if self.quorum {
+            QueueType::Quorum
+        } else {
+            QueueType::Classic
+        }
+    }
+}
+
+/// Arguments whose values must match when a queue is declared again (RabbitMQ's list).
+pub const EQUIVALENCE_CHECKED: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-single-active-consumer",
+];
+
+/// Every `x-` queue argument this broker knows. `x-dead-letter-strategy`, `x-queue-mode` and
+/// `x-queue-version` are accepted for compatibility: dead-lettering here is always
+/// at-least-once (it happens inside one process), and every durable queue pages to disk.
+const KNOWN: &[&str] = &[
+    "x-queue-type",
+    "x-message-ttl",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-dead-letter-strategy",
+    "x-max-priority",
+    "x-single-active-consumer",
+    "x-queue-mode",
+    "x-queue-version",
+];
+
+/// Parses and checks a queue's arguments; `what` names the queue in error texts.
+pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, AmqpError> {
+    let invalid = |key: &str, why: String| {
+        AmqpError::precondition(format!("invalid arg '{key}' for {what}: {why}"))
+    };
+    let mut parsed = QueueArgs::default();
+    for (key, value) in args.inner() {
+        let key = key.as_str();
+        if !key.starts_with("x-") {
+            continue;
+        }
+        if !KNOWN.contains(&key) {
+            return Err(AmqpError::precondition(format!(
+                "unknown argument '{key}' for {what}"
+            )));
+        }
+        let int = |min: i128, max: i128| -> Result<u64, AmqpError> {
+            match int_value(value) {
+                Some(n) if n >= min && n <= max => Ok(n as u64),
+                Some(n) => Err(invalid(key, format!("{n} is out of range {min}..={max}"))),
+                None => Err(invalid(key, format!("expected an integer, got {value:?}"))),
+            }
+        };
+        let string = || -> Result<String, AmqpError> {
+            match value {
+                AMQPValue::LongString(s) => Ok(String::from_utf8_lossy(s.as_bytes()).into()),
+                AMQPValue::ShortString(s) => Ok(s.as_str().to_string()),
+                _ => Err(invalid(key, format!("expected a string, got {value:?}"))),
+            }
+        };
+        let one_of = |allowed: &[&str]| -> Result<String, AmqpError> {
+            let s = string()?;
+            if allowed.contains(&s.as_str()) {
+                Ok(s)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("'{s}' is not one of {}", allowed.join(", ")),
+                ))
+            }
+        };
+        match key {
+            "x-queue-type" => parsed.quorum = one_of(&["classic", "quorum"])? == "quorum",
+            "x-message-ttl" => parsed.message_ttl = Some(int(0, u32::MAX as i128)?),
+            "x-expires" => parsed.expires = Some(int(1, u32::MAX as i128)?),
+            "x-max-length" => parsed.max_length = Some(int(0, i64::MAX as i128)?),
+            "x-max-length-bytes" => parsed.max_length_bytes = Some(int(0, i64::MAX as i128)?),
+            "x-overflow" => {
+                parsed.overflow =
+                    match one_of(&["drop-head", "reject-publish", "reject-publish-dlx"])?.as_str() {
+                        "reject-publish" => Overflow::RejectPublish,
+                        "reject-publish-dlx" => Overflow::RejectPublishDlx,
+                        _ => Overflow::DropHead,
+                    }
+            }
+            "x-dead-letter-exchange" => parsed.dead_letter_exchange = Some(string()?),
+            "x-dead-letter-routing-key" => parsed.dead_letter_routing_key = Some(string()?),
+            "x-dead-letter-strategy" => {
+                one_of(&["at-most-once", "at-least-once"])?;
+            }
+            "x-max-priority" => parsed.max_priority = Some(int(0, 255)? as u8),
+            "x-single-active-consumer" => match value {
+                AMQPValue::Boolean(b) => parsed.single_active_consumer = *b,
+                _ => return Err(invalid(key, format!("expected a boolean, got {value:?}"))),
+            },
+            "x-queue-mode" => {
+                one_of(&["default", "lazy"])?;
+            }
+            "x-queue-version" => {
+                int(1, 2)?;
+            }
+            _ => {}
+        }
+    }
+    if parsed.dead_letter_routing_key.is_some() && parsed.dead_letter_exchange.is_none() {
+        return Err(AmqpError::precondition(format!(
+            "invalid arg 'x-dead-letter-routing-key' for {what}: Key \
+             x-dead-letter-exchange must be present when x-dead-letter-routing-key is"
+        )));
+    }
+    if parsed.quorum && parsed.max_priority.is_some() {
+        return Err(invalid(
+            "x-max-priority",
+            "quorum queues do not support priorities here".into(),
+        ));
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in pairs {
+            t.insert((*k).into(), v.clone());
+        }
+        t
+    }
+
+    #[test]
+    fn reads_every_argument() {
+        let args = parse_queue_args(
+            &table(&[
+                ("x-message-ttl", AMQPValue::LongInt(1000)),
+                ("x-expires", AMQPValue::ShortInt(5)),
+                ("x-max-length", AMQPValue::LongLongInt(3)),
+                ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+                (
+                    "x-dead-letter-exchange",
+                    AMQPValue::LongString("dlx".into()),
+                ),
+                ("x-max-priority", AMQPValue::ShortShortUInt(9)),
+                ("x-single-active-consumer", AMQPValue::Boolean(true)),
+            ]),
+            "queue 'q'",
+        )
+        .unwrap();
+        assert_eq!(args.message_ttl, Some(1000));
+        assert_eq!(args.expires, Some(5));
+        assert_eq!(args.max_length, Some(3));
+        assert_eq!(args.overflow, Overflow::RejectPublish);
+        assert_eq!(args.dead_letter_exchange.as_deref(), Some("dlx"));
+        assert_eq!(args.max_priority, Some(9));
+        assert!(args.single_active_consumer);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_argument() {
+        for (key, value) in [
+            ("x-message-ttl", AMQPValue::LongInt(-1)),
+            ("x-expires", AMQPValue::LongInt(0)),
+            ("x-max-length", AMQPValue::LongString("ten".into())),
+            ("x-overflow", AMQPValue::LongString("explode".into())),
+            ("x-max-priority", AMQPValue::LongInt(256)),
+            ("x-single-active-consumer", AMQPValue::LongInt(1)),
+            ("x-no-such-thing", AMQPValue::LongInt(1)),
+        ] {
+            let err = parse_queue_args(&table(&[(key, value)]), "queue 'q'").unwrap_err();
+            assert_eq!(err.code, 406);
+            assert!(err.text.contains(key), "{}", err.text);
+        }
     }
 }

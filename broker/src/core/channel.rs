@@ -136,10 +136,10 @@ mod tests {
     use bytes::Bytes;
 
     fn entry(id: u64) -> Entry {
+        let message = Message::new("", "q", Default::default(), Bytes::new());
         Entry {
             id,
-            message: Arc::new(Message::new("", "q", Default::default(), Bytes::new())),
-            redelivered: false,
+            ..Entry::new(Arc::new(message), None, 0)
         }
     }
 

@@ -1,8 +1,9 @@
 //! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and error texts.
 
-use super::args::{render, string_arg};
+use super::args::{parse_queue_args, render, QueueType, EQUIVALENCE_CHECKED};
+use super::clock::now_ms;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use super::queue::{Queue, QueueType};
+use super::queue::Queue;
 use super::{ChanKey, Core};
 use crate::error::{exchange_ref, queue_ref, AmqpError};
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -29,9 +30,6 @@ pub struct QueueSpec {
     pub auto_delete: bool,
     pub arguments: FieldTable,
 }
-
-/// Queue arguments this broker implements.
-const QUEUE_ARGUMENTS: &[&str] = &["x-queue-type"];
 
 /// What `queue.declare-ok` reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +130,8 @@ impl Core {
                     spec.internal,
                     spec.arguments,
                 );
-                vhost.exchanges.insert(spec.name, e);
+                vhost.exchanges.insert(spec.name.clone(), e);
+                self.persist_exchange(&vname, &spec.name);
                 Ok(())
             }
         }
@@ -178,13 +177,15 @@ impl Core {
             .vhosts
             .get_mut(&vname)
             .ok_or_else(|| no_vhost(&vname))?;
+        let binding = Binding {
+            destination,
+            key: key.to_string(),
+            arguments,
+        };
         if let Some(exchange) = vhost.exchanges.get_mut(source) {
-            exchange.bind(Binding {
-                destination,
-                key: key.to_string(),
-                arguments,
-            });
+            exchange.bind(binding.clone());
         }
+        self.persist_binding(&vname, source, &binding, true);
         Ok(())
     }
 
@@ -218,6 +219,7 @@ impl Core {
             .and_then(|v| v.exchanges.get_mut(source))
             .is_some_and(|e| e.unbind(&binding));
         if removed {
+            self.persist_binding(&vname, source, &binding, false);
             self.auto_delete_exchange_if_unused(&vname, source);
         }
         Ok(())
@@ -287,8 +289,8 @@ impl Core {
             spec.name.clone()
         };
         let what = queue_ref(&name, &vname);
-        let kind = queue_type(&spec.arguments, &what)?;
-        if let Some(existing) = vhost.queues.get(&name) {
+        let args = parse_queue_args(&spec.arguments, &what)?;
+        if let Some(existing) = vhost.queues.get_mut(&name) {
             check_exclusive_access(existing, ck, &vname)?;
             let checks = [
                 ("durable", existing.durable, spec.durable),
@@ -307,17 +309,25 @@ impl Core {
             if existing.exclusive_owner.is_some() != spec.exclusive {
                 return Err(exclusive_locked(&name, &vname));
             }
-            if existing.kind != kind {
+            if existing.kind() != args.kind() {
                 return Err(inequivalent(
                     "x-queue-type",
                     &what,
-                    kind.as_str().into(),
-                    existing.kind.as_str().into(),
+                    args.kind().as_str().into(),
+                    existing.kind().as_str().into(),
                 ));
             }
+            for arg in EQUIVALENCE_CHECKED {
+                let current = render(existing.arguments.inner().get(*arg));
+                let received = render(spec.arguments.inner().get(*arg));
+                if current != received {
+                    return Err(inequivalent(arg, &what, received, current));
+                }
+            }
+            existing.last_used_ms = now_ms();
             return Ok(info(existing));
         }
-        if kind == QueueType::Quorum {
+        if args.kind() == QueueType::Quorum {
             let invalid = if !spec.durable {
                 Some("non-durable")
             } else if spec.exclusive {
@@ -339,18 +349,23 @@ impl Core {
             spec.durable,
             spec.auto_delete,
             owner,
-            kind,
             spec.arguments,
+            args,
+            now_ms(),
         );
         let result = info(&queue);
-        vhost.queues.insert(name, queue);
+        vhost.queues.insert(name.clone(), queue);
+        self.persist_queue(&vname, &name);
         Ok(result)
     }
 
     pub fn queue_purge(&mut self, ck: ChanKey, name: &str) -> Result<u32, AmqpError> {
         let vname = self.vhost_name(ck);
         let queue = self.queue_mut(ck, &vname, name)?;
-        Ok(queue.purge() as u32)
+        let purged = queue.drain();
+        let count = purged.len() as u32;
+        self.discard(&vname, name, purged, None, 0);
+        Ok(count)
     }
 
     pub fn queue_delete(
@@ -402,23 +417,6 @@ fn info(queue: &Queue) -> QueueInfo {
         name: queue.name.clone(),
         messages: queue.len() as u32,
         consumers: queue.consumer_count() as u32,
-    }
-}
-
-fn queue_type(arguments: &FieldTable, what: &str) -> Result<QueueType, AmqpError> {
-    for key in arguments.inner().keys() {
-        if key.as_str().starts_with("x-") && !QUEUE_ARGUMENTS.contains(&key.as_str()) {
-            return Err(AmqpError::precondition(format!(
-                "unsupported argument '{key}' for {what}: this broker does not implement it yet"
-            )));
-        }
-    }
-    match string_arg(arguments, "x-queue-type").as_deref() {
-        None | Some("classic") => Ok(QueueType::Classic),
-        Some("quorum") => Ok(QueueType::Quorum),
-        Some(other) => Err(AmqpError::precondition(format!(
-            "invalid arg 'x-queue-type' for {what}: '{other}' is not one of classic, quorum"
-        ))),
     }
 }
 

@@ -2,10 +2,13 @@
 //! consumers in turn while their prefetch allows.
 
 use super::channel::{Consumer, Unacked};
-use super::queue::ConsumerRef;
-use super::{ChanKey, Core, Outbound};
+use super::clock::now_ms;
+use super::deadletter::Reason;
+use super::queue::{ConsumerRef, Entry};
+use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{queue_ref, AmqpError};
 use amq_protocol::protocol::{basic, AMQPClass};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The flags of `basic.consume`.
@@ -37,6 +40,7 @@ impl Core {
     pub fn basic_consume(&mut self, ck: ChanKey, spec: ConsumeSpec) -> Result<String, AmqpError> {
         let vname = self.vhost_name(ck);
         let queue = self.queue_mut(ck, &vname, &spec.queue)?;
+        queue.last_used_ms = now_ms();
         if queue.has_exclusive_consumer() || (spec.exclusive && queue.consumer_count() > 0) {
             return Err(AmqpError::access_refused(format!(
                 "{} in exclusive use",
@@ -108,15 +112,20 @@ impl Core {
             .and_then(|v| v.queues.get_mut(&consumer.queue))
         {
             q.remove_consumer(ck, tag);
+            q.last_used_ms = now_ms();
         }
-        self.auto_delete_queue_if_unused(&vname, &consumer.queue);
+        // With a single active consumer, the next one in line takes over.
+        if !self.auto_delete_queue_if_unused(&vname, &consumer.queue) {
+            self.dispatch(&vname, &consumer.queue);
+        }
     }
 
     /// `basic.get`: sends get-ok with the message, or get-empty.
     pub fn basic_get(&mut self, ck: ChanKey, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
         let q = self.queue_mut(ck, &vname, queue)?;
-        let Some(entry) = q.pop() else {
+        q.last_used_ms = now_ms();
+        let Some((entry, message)) = self.take_ready(&vname, queue) else {
             self.send(
                 ck,
                 Outbound::Method(
@@ -126,12 +135,11 @@ impl Core {
             );
             return Ok(());
         };
-        let message_count = q.len() as u32;
-        let (message, redelivered) = (entry.message.clone(), entry.redelivered);
-        let Some(ch) = self.channels.get_mut(&ck) else {
+        let message_count = self.queue_len(&vname, queue) as u32;
+        let redelivered = entry.redelivered;
+        let Some(delivery_tag) = self.hand_out(ck, &vname, queue, entry, None, no_ack) else {
             return Ok(());
         };
-        let delivery_tag = ch.record_delivery(queue, entry, None, no_ack);
         self.send(
             ck,
             Outbound::GetOk {
@@ -146,7 +154,7 @@ impl Core {
     }
 
     pub fn basic_ack(&mut self, ck: ChanKey, tag: u64, multiple: bool) -> Result<(), AmqpError> {
-        self.settle(ck, tag, multiple, false)
+        self.settle(ck, tag, multiple, false, false)
     }
 
     /// `basic.nack` and `basic.reject`: requeue, or drop the messages.
@@ -157,12 +165,12 @@ impl Core {
         multiple: bool,
         requeue: bool,
     ) -> Result<(), AmqpError> {
-        self.settle(ck, tag, multiple, requeue)
+        self.settle(ck, tag, multiple, requeue, true)
     }
 
     /// `basic.recover`: every unacknowledged message of the channel goes back to its queue.
     pub fn basic_recover(&mut self, ck: ChanKey) -> Result<(), AmqpError> {
-        self.settle(ck, 0, true, true)
+        self.settle(ck, 0, true, true, false)
     }
 
     /// `channel.flow`: pause or resume deliveries to this channel.
@@ -181,6 +189,7 @@ impl Core {
         tag: u64,
         multiple: bool,
         requeue: bool,
+        reject: bool,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
         let Some(ch) = self.channels.get_mut(&ck) else {
@@ -195,6 +204,17 @@ impl Core {
                         q.requeue(entry);
                         touched.push(queue);
                     }
+                }
+            }
+        } else {
+            let reason = reject.then_some(Reason::Rejected);
+            let mut by_queue: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+            for Unacked { queue, entry, .. } in settled {
+                by_queue.entry(queue).or_default().push(entry);
+            }
+            for (queue, entries) in by_queue {
+                if self.queue_exists(&vname, &queue) {
+                    self.discard(&vname, &queue, entries, reason, 0);
                 }
             }
         }
@@ -223,14 +243,17 @@ impl Core {
 
     /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
     pub(super) fn dispatch(&mut self, vname: &str, queue: &str) {
-        let Some(q) = self
-            .vhosts
-            .get_mut(vname)
-            .and_then(|v| v.queues.get_mut(queue))
-        else {
-            return;
-        };
-        while !q.is_empty() {
+        loop {
+            let Some(q) = self
+                .vhosts
+                .get_mut(vname)
+                .and_then(|v| v.queues.get_mut(queue))
+            else {
+                return;
+            };
+            if q.is_empty() {
+                return;
+            }
             let pick = q
                 .rotation()
                 .find(|(_, c)| {
@@ -240,18 +263,23 @@ impl Core {
                 })
                 .map(|(idx, c)| (idx, c.channel, c.tag.clone()));
             let Some((idx, ck, tag)) = pick else {
-                break;
+                return;
             };
             q.served(idx);
-            let Some(entry) = q.pop() else {
-                break;
+            let Some((entry, message)) = self.take_ready(vname, queue) else {
+                return;
             };
-            let Some(ch) = self.channels.get_mut(&ck) else {
-                break;
+            let no_ack = self
+                .channels
+                .get(&ck)
+                .and_then(|ch| ch.consumers.get(&tag))
+                .is_some_and(|c| c.no_ack);
+            let redelivered = entry.redelivered;
+            let Some(delivery_tag) =
+                self.hand_out(ck, vname, queue, entry, Some(tag.clone()), no_ack)
+            else {
+                return;
             };
-            let no_ack = ch.consumers.get(&tag).is_some_and(|c| c.no_ack);
-            let (message, redelivered) = (entry.message.clone(), entry.redelivered);
-            let delivery_tag = ch.record_delivery(queue, entry, Some(tag.clone()), no_ack);
             if let Some(conn) = self.conns.get(&ck.conn) {
                 let _ = conn.outlet.send(Outbound::Deliver {
                     channel: ck.channel,
@@ -262,6 +290,72 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// The next live message of a queue with its body: expired ones at the head are
+    /// dead-lettered on the way, unreadable ones dropped (and reported).
+    fn take_ready(&mut self, vname: &str, queue: &str) -> Option<(Entry, Arc<Message>)> {
+        let now = now_ms();
+        loop {
+            let mut entry = self
+                .vhosts
+                .get_mut(vname)
+                .and_then(|v| v.queues.get_mut(queue))?
+                .pop()?;
+            if entry.expired(now) {
+                self.discard(vname, queue, vec![entry], Some(Reason::Expired), 0);
+                continue;
+            }
+            match self.load(&entry) {
+                Some(message) => {
+                    entry.message = Some(message.clone());
+                    return Some((entry, message));
+                }
+                None => {
+                    let lost: Vec<u64> = entry.persisted.into_iter().collect();
+                    self.forget(vname, queue, lost);
+                }
+            }
+        }
+    }
+
+    /// Records a delivery on the channel (and in the log); returns its delivery tag.
+    fn hand_out(
+        &mut self,
+        ck: ChanKey,
+        vname: &str,
+        queue: &str,
+        entry: Entry,
+        consumer: Option<Arc<str>>,
+        no_ack: bool,
+    ) -> Option<u64> {
+        if let (Some(id), Some(log)) = (entry.persisted, self.log.as_mut()) {
+            let written = if no_ack {
+                log.ack(vname, queue, vec![id])
+            } else if !entry.redelivered {
+                log.delivered(vname, queue, id)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written {
+                tracing::error!(error = %e, "writing to the message log failed");
+            }
+        }
+        let ch = self.channels.get_mut(&ck)?;
+        Some(ch.record_delivery(queue, entry, consumer, no_ack))
+    }
+
+    fn queue_len(&self, vname: &str, queue: &str) -> usize {
+        self.vhosts
+            .get(vname)
+            .and_then(|v| v.queues.get(queue))
+            .map_or(0, |q| q.len())
+    }
+
+    fn queue_exists(&self, vname: &str, queue: &str) -> bool {
+        self.vhosts
+            .get(vname)
+            .is_some_and(|v| v.queues.contains_key(queue))
     }
 
     pub(super) fn send(&self, ck: ChanKey, out: Outbound) {

@@ -138,6 +138,14 @@ impl Core {
                 ));
             }
         }
+        if queue.durable {
+            self.unpersist(vname, "queue", name);
+            if let Some(log) = self.log.as_mut() {
+                if let Err(e) = log.drop_queue(vname, name) {
+                    tracing::error!(error = %e, "writing to the message log failed");
+                }
+            }
+        }
         for source in sources {
             self.auto_delete_exchange_if_unused(vname, &source);
         }
@@ -149,15 +157,18 @@ impl Core {
         let Some(vhost) = self.vhosts.get_mut(vname) else {
             return;
         };
-        if vhost.exchanges.remove(name).is_none() {
+        let Some(removed) = vhost.exchanges.remove(name) else {
             return;
-        }
+        };
         let dest = Destination::Exchange(name.to_string());
         let mut sources = Vec::new();
         for exchange in vhost.exchanges.values_mut() {
             if exchange.unbind_destination(&dest) > 0 {
                 sources.push(exchange.name.clone());
             }
+        }
+        if removed.durable {
+            self.unpersist(vname, "exchange", name);
         }
         for source in sources {
             self.auto_delete_exchange_if_unused(vname, &source);

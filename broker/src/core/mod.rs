@@ -4,7 +4,11 @@
 
 pub mod args;
 pub mod channel;
+mod clock;
+mod deadletter;
+mod durable;
 pub mod exchange;
+mod expiry;
 pub mod headers;
 pub mod message;
 pub mod queue;
@@ -23,7 +27,10 @@ pub use message::Message;
 pub use outbound::{Outbound, Outlet};
 pub use vhost::VHost;
 
+use crate::store::definitions::Definitions;
+use crate::store::{MessageLog, Syncer};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub type ConnId = u64;
 
@@ -32,12 +39,16 @@ pub type ConnId = u64;
 pub struct Limits {
     /// Largest message body accepted, in bytes.
     pub max_message_size: u64,
+    /// Past this many body bytes of ready messages in memory, persistent messages on durable
+    /// queues keep only their place in the queue; their bodies are read back from the log.
+    pub resident_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_message_size: 128 * 1024 * 1024,
+            resident_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -57,6 +68,8 @@ pub struct Core {
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
     pub limits: Limits,
+    log: Option<MessageLog>,
+    defs: Option<Definitions>,
 }
 
 impl Core {
@@ -70,7 +83,29 @@ impl Core {
             conns: HashMap::new(),
             next_conn: 1,
             limits,
+            log: None,
+            defs: None,
         }
+    }
+
+    /// The group-commit handle of the message log, when there is one.
+    pub fn syncer(&self) -> Option<Arc<Syncer>> {
+        self.log.as_ref().map(|l| l.syncer().clone())
+    }
+
+    /// The position after the last log record, if there is a log.
+    pub fn log_position(&self) -> Option<u64> {
+        self.log.as_ref().map(|l| l.lsn())
+    }
+
+    /// Makes everything logged durable and closes the log (at shutdown).
+    pub fn close_store(&mut self) {
+        if let Some(mut log) = self.log.take() {
+            if let Err(e) = log.close() {
+                tracing::error!(error = %e, "closing the message log failed");
+            }
+        }
+        self.defs = None;
     }
 
     pub fn has_vhost(&self, name: &str) -> bool {

@@ -1,20 +1,31 @@
 //! Publishing: route a message through its exchange (following exchange-to-exchange bindings
-//! and alternate exchanges), enqueue it on every matched queue, dispatch, or return it.
+//! and alternate exchanges), apply each queue's length limit, write persistent messages for
+//! durable queues to the log, enqueue, dispatch, or return it.
 
+use super::args::Overflow;
+use super::clock::now_ms;
+use super::deadletter::{is_cycle, Reason};
 use super::exchange::Destination;
+use super::queue::Entry;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{code, exchange_ref, AmqpError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// How a publish went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routed {
-    /// Enqueued on this many queues.
-    Queues(usize),
-    /// Matched no queue (returned to the publisher if it was mandatory).
-    Unroutable,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Queues the message was enqueued on (0: unroutable, returned if mandatory).
+    pub queues: usize,
+    /// A queue refused it (`reject-publish` overflow, or the log could not be written):
+    /// a confirming publisher gets `basic.nack`.
+    pub rejected: bool,
+    /// The log position that must be durable before the publish is confirmed.
+    pub wait_for: Option<u64>,
 }
+
+/// Dead-lettering that leads to more dead-lettering stops this deep.
+const MAX_DEAD_LETTER_DEPTH: u32 = 16;
 
 impl Core {
     pub fn publish(
@@ -22,7 +33,7 @@ impl Core {
         ck: ChanKey,
         mandatory: bool,
         message: Message,
-    ) -> Result<Routed, AmqpError> {
+    ) -> Result<Published, AmqpError> {
         let vname = self.vhost_name(ck);
         let queues = self.route(&vname, &message)?;
         let message = Arc::new(message);
@@ -38,19 +49,138 @@ impl Core {
                     },
                 );
             }
-            return Ok(Routed::Unroutable);
+            return Ok(Published::default());
         }
-        for q in &queues {
-            if let Some(queue) = self
-                .vhosts
-                .get_mut(&vname)
-                .and_then(|v| v.queues.get_mut(q))
-            {
-                queue.push(message.clone());
+        Ok(self.enqueue(&vname, message, queues, 0))
+    }
+
+    /// Puts a routed message on its queues.
+    pub(super) fn enqueue(
+        &mut self,
+        vname: &str,
+        message: Arc<Message>,
+        queues: BTreeSet<String>,
+        depth: u32,
+    ) -> Published {
+        let now = now_ms();
+        let size = message.body.len() as u64;
+        let mut out = Published::default();
+        let mut accepted: Vec<(String, bool)> = Vec::new();
+        let mut refused_dlx = Vec::new();
+        let Some(vhost) = self.vhosts.get(vname) else {
+            return out;
+        };
+        for name in queues {
+            let Some(q) = vhost.queues.get(&name) else {
+                continue;
+            };
+            if q.full_for(size) && q.args.overflow != Overflow::DropHead {
+                out.rejected = true;
+                if q.args.overflow == Overflow::RejectPublishDlx {
+                    refused_dlx.push(name);
+                }
+                continue;
             }
-            self.dispatch(&vname, q);
+            let durable = q.durable && q.exclusive_owner.is_none();
+            accepted.push((name, durable));
         }
-        Ok(Routed::Queues(queues.len()))
+        let persistent = message.properties.delivery_mode() == &Some(2);
+        let mut msg_id = None;
+        if persistent && accepted.iter().any(|(_, d)| *d) {
+            if let Some(log) = self.log.as_mut() {
+                let holders: Vec<(&str, &str)> = accepted
+                    .iter()
+                    .filter(|(_, d)| *d)
+                    .map(|(q, _)| (vname, q.as_str()))
+                    .collect();
+                match log.publish(&message, now, &holders) {
+                    Ok(id) => {
+                        msg_id = Some(id);
+                        out.wait_for = Some(log.lsn());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "writing to the message log failed");
+                        out.rejected = true;
+                        accepted.retain(|(_, d)| !*d);
+                    }
+                }
+            }
+        }
+        let page_out = msg_id.is_some() && self.resident_bytes() > self.limits.resident_bytes;
+        let expiration = message
+            .properties
+            .expiration()
+            .as_ref()
+            .and_then(|e| e.as_str().parse::<u64>().ok());
+        for (name, durable) in &accepted {
+            let persisted = if *durable { msg_id } else { None };
+            let mut entry = Entry::new(message.clone(), persisted, now);
+            if persisted.is_some() && page_out {
+                entry.message = None;
+            }
+            if let Some(q) = self
+                .vhosts
+                .get_mut(vname)
+                .and_then(|v| v.queues.get_mut(name))
+            {
+                q.push(entry, expiration);
+                out.queues += 1;
+            }
+            self.drop_over_limit(vname, name, depth);
+            self.dispatch(vname, name);
+        }
+        for name in refused_dlx {
+            let entry = Entry::new(message.clone(), None, now);
+            self.discard(vname, &name, vec![entry], Some(Reason::MaxLen), depth);
+        }
+        out
+    }
+
+    /// `drop-head` overflow: the oldest messages leave (dead-lettered) until the queue fits.
+    fn drop_over_limit(&mut self, vname: &str, name: &str, depth: u32) {
+        let mut dropped = Vec::new();
+        if let Some(q) = self
+            .vhosts
+            .get_mut(vname)
+            .and_then(|v| v.queues.get_mut(name))
+        {
+            while q.over_limit() {
+                match q.pop() {
+                    Some(e) => dropped.push(e),
+                    None => break,
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            self.discard(vname, name, dropped, Some(Reason::MaxLen), depth);
+        }
+    }
+
+    /// Body bytes held in memory by all ready messages.
+    fn resident_bytes(&self) -> u64 {
+        self.vhosts
+            .values()
+            .flat_map(|v| v.queues.values())
+            .map(|q| q.resident_bytes())
+            .sum()
+    }
+
+    /// Routes a message made inside the broker (dead-lettering) from `exchange`.
+    pub(super) fn republish(&mut self, vname: &str, message: Message, depth: u32) {
+        if depth >= MAX_DEAD_LETTER_DEPTH {
+            tracing::warn!("dead-lettering chain too deep; message dropped");
+            return;
+        }
+        match self.route(vname, &message) {
+            Ok(mut queues) => {
+                queues.retain(|q| !is_cycle(&message, q));
+                if queues.is_empty() {
+                    return;
+                }
+                self.enqueue(vname, Arc::new(message), queues, depth + 1);
+            }
+            Err(e) => tracing::debug!(error = %e, "dead-letter exchange unusable; message dropped"),
+        }
     }
 
     /// The queues a message reaches, each once.

@@ -1,9 +1,10 @@
 //! A queue: ready messages in publish order, and the consumers that take turns receiving them.
 
+use super::args::{QueueArgs, QueueType};
 use super::channel::ChanKey;
 use super::message::Message;
 use super::ConnId;
-use crate::store::{MemoryQueue, QueueStore};
+use crate::store::{MemoryQueue, PriorityQueue, QueueStore};
 use amq_protocol::types::FieldTable;
 use std::sync::Arc;
 
@@ -12,22 +13,37 @@ use std::sync::Arc;
 pub struct Entry {
     /// Position in the queue's publish order; requeued messages go back to it.
     pub id: u64,
-    pub message: Arc<Message>,
+    /// The message, or None while only the message log holds its body.
+    pub message: Option<Arc<Message>>,
     pub redelivered: bool,
+    /// Its id in the message log, when it is persistent on a durable queue.
+    pub persisted: Option<u64>,
+    /// Body size in bytes.
+    pub size: u64,
+    pub priority: u8,
+    /// When it was published (ms since the Unix epoch).
+    pub published_ms: u64,
+    /// When its TTL runs out (ms since the Unix epoch).
+    pub expires_at: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueType {
-    Classic,
-    Quorum,
-}
-
-impl QueueType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
+impl Entry {
+    /// A message as it enters a queue.
+    pub fn new(message: Arc<Message>, persisted: Option<u64>, now_ms: u64) -> Entry {
+        Entry {
+            id: 0,
+            size: message.body.len() as u64,
+            priority: message.properties.priority().unwrap_or(0),
+            expires_at: None,
+            message: Some(message),
+            redelivered: false,
+            persisted,
+            published_ms: now_ms,
         }
+    }
+
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|at| now_ms > at)
     }
 }
 
@@ -44,10 +60,18 @@ pub struct Queue {
     pub durable: bool,
     pub auto_delete: bool,
     pub exclusive_owner: Option<ConnId>,
-    pub kind: QueueType,
+    /// The arguments as declared (for equivalence checks and definitions).
     pub arguments: FieldTable,
+    /// What the arguments mean.
+    pub args: QueueArgs,
+    /// Last declare, consume or get (ms since the Unix epoch), for `x-expires`.
+    pub last_used_ms: u64,
     messages: Box<dyn QueueStore>,
     next_id: u64,
+    /// Body bytes of the ready messages.
+    ready_bytes: u64,
+    /// Body bytes of the ready messages held in memory.
+    resident_bytes: u64,
     consumers: Vec<ConsumerRef>,
     next_consumer: usize,
 }
@@ -58,21 +82,33 @@ impl Queue {
         durable: bool,
         auto_delete: bool,
         exclusive_owner: Option<ConnId>,
-        kind: QueueType,
         arguments: FieldTable,
+        args: QueueArgs,
+        now_ms: u64,
     ) -> Queue {
+        let messages: Box<dyn QueueStore> = match args.max_priority {
+            Some(max) => Box::new(PriorityQueue::new(max)),
+            None => Box::<MemoryQueue>::default(),
+        };
         Queue {
             name: name.into(),
             durable,
             auto_delete,
             exclusive_owner,
-            kind,
             arguments,
-            messages: Box::<MemoryQueue>::default(),
+            args,
+            last_used_ms: now_ms,
+            messages,
             next_id: 0,
+            ready_bytes: 0,
+            resident_bytes: 0,
             consumers: Vec::new(),
             next_consumer: 0,
         }
+    }
+
+    pub fn kind(&self) -> QueueType {
+        self.args.kind()
     }
 
     pub fn len(&self) -> usize {
@@ -83,28 +119,81 @@ impl Queue {
         self.messages.is_empty()
     }
 
-    pub fn push(&mut self, message: Arc<Message>) {
-        let id = self.next_id;
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
+    }
+
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident_bytes
+    }
+
+    /// Appends a message in publish order, with the queue's TTL applied.
+    pub fn push(&mut self, mut entry: Entry, expiration: Option<u64>) {
+        entry.id = self.next_id;
         self.next_id += 1;
-        self.messages.push(Entry {
-            id,
-            message,
-            redelivered: false,
-        });
+        let ttl = match (self.args.message_ttl, expiration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        entry.expires_at = ttl.map(|t| entry.published_ms.saturating_add(t));
+        self.account_in(&entry);
+        self.messages.push(entry);
     }
 
     pub fn pop(&mut self) -> Option<Entry> {
-        self.messages.pop()
+        let entry = self.messages.pop()?;
+        self.account_out(&entry);
+        Some(entry)
+    }
+
+    pub fn peek(&self) -> Option<&Entry> {
+        self.messages.peek()
     }
 
     /// Puts a delivered message back at its original place, marked redelivered.
     pub fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.account_in(&entry);
         self.messages.requeue(entry);
     }
 
-    pub fn purge(&mut self) -> usize {
-        self.messages.purge()
+    /// Takes every ready message.
+    pub fn drain(&mut self) -> Vec<Entry> {
+        self.ready_bytes = 0;
+        self.resident_bytes = 0;
+        self.messages.drain()
+    }
+
+    /// Whether one more message of `size` bytes would break a length limit.
+    pub fn full_for(&self, size: u64) -> bool {
+        self.args.max_length.is_some_and(|m| self.len() as u64 >= m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes + size > m)
+    }
+
+    /// Whether the queue holds more than its limits allow.
+    pub fn over_limit(&self) -> bool {
+        self.args.max_length.is_some_and(|m| self.len() as u64 > m)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|m| self.ready_bytes > m)
+    }
+
+    fn account_in(&mut self, entry: &Entry) {
+        self.ready_bytes += entry.size;
+        if entry.message.is_some() {
+            self.resident_bytes += entry.size;
+        }
+    }
+
+    fn account_out(&mut self, entry: &Entry) {
+        self.ready_bytes = self.ready_bytes.saturating_sub(entry.size);
+        if entry.message.is_some() {
+            self.resident_bytes = self.resident_bytes.saturating_sub(entry.size);
+        }
     }
 
     pub fn consumers(&self) -> &[ConsumerRef] {
@@ -132,8 +221,13 @@ impl Queue {
     }
 
     /// Consumers in round-robin order, starting after the last one served.
+    /// With `x-single-active-consumer`, only the longest-standing consumer takes turns.
     pub fn rotation(&self) -> impl Iterator<Item = (usize, &ConsumerRef)> {
-        let n = self.consumers.len();
+        let n = if self.args.single_active_consumer {
+            self.consumers.len().min(1)
+        } else {
+            self.consumers.len()
+        };
         let start = if n == 0 { 0 } else { self.next_consumer % n };
         (0..n).map(move |i| {
             let idx = (start + i) % n;
@@ -152,13 +246,14 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn msg(body: &'static str) -> Arc<Message> {
-        Arc::new(Message::new(
+    fn msg(body: &'static str) -> Entry {
+        let m = Message::new(
             "",
             "q",
             Default::default(),
             Bytes::from_static(body.as_bytes()),
-        ))
+        );
+        Entry::new(Arc::new(m), None, 0)
     }
 
     #[test]
@@ -168,18 +263,19 @@ mod tests {
             false,
             false,
             None,
-            QueueType::Classic,
             FieldTable::default(),
+            QueueArgs::default(),
+            0,
         );
-        q.push(msg("a"));
-        q.push(msg("b"));
-        q.push(msg("c"));
+        q.push(msg("a"), None);
+        q.push(msg("b"), None);
+        q.push(msg("c"), None);
         let a = q.pop().unwrap();
         let b = q.pop().unwrap();
         q.requeue(b);
         q.requeue(a);
         let order: Vec<_> = std::iter::from_fn(|| q.pop())
-            .map(|e| (e.message.body.clone(), e.redelivered))
+            .map(|e| (e.message.unwrap().body.clone(), e.redelivered))
             .collect();
         assert_eq!(
             order,

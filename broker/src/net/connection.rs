@@ -28,6 +28,9 @@ pub async fn run_session<R: AsyncRead + Unpin>(
         0 => Duration::from_secs(u64::MAX / 4),
         hb => Duration::from_secs(hb as u64 * 2),
     };
+    let mut durable = session.durable_positions();
+    let mut alarm = session.alarm();
+    let mut told_blocked = false;
     loop {
         loop {
             match reader.try_frame() {
@@ -44,8 +47,23 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             }
         }
         session.flush_confirms();
+        // A resource alarm stops reading from connections that publish.
+        let blocked = session.published && alarm.borrow().is_some();
+        if blocked != told_blocked && negotiated.blocked_notify {
+            let method = match alarm.borrow().clone() {
+                Some(reason) if blocked => connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: format!("low on {reason}").into(),
+                }),
+                _ => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+            };
+            let _ = session
+                .tx
+                .send(Outbound::Method(0, AMQPClass::Connection(method)));
+            told_blocked = blocked;
+        }
+        let waiting = session.waiting() && durable.is_some();
         tokio::select! {
-            read = timeout(read_timeout, reader.fill()) => match read {
+            read = timeout(read_timeout, reader.fill()), if !blocked => match read {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return,
                 Err(_) => {
@@ -53,6 +71,8 @@ pub async fn run_session<R: AsyncRead + Unpin>(
                     return;
                 }
             },
+            _ = changed(&mut durable), if waiting => {}
+            _ = alarm.changed(), if blocked => {}
             _ = shutdown.changed() => {
                 let err = AmqpError::new(
                     code::CONNECTION_FORCED,
@@ -61,6 +81,18 @@ pub async fn run_session<R: AsyncRead + Unpin>(
                 return close_with_error(session, reader, err).await;
             }
         }
+    }
+}
+
+/// Waits for the durable log position to move.
+async fn changed(durable: &mut Option<watch::Receiver<u64>>) {
+    match durable {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Negotiated {
     pub channel_max: u16,
     pub heartbeat: u16,
     pub cancel_notify: bool,
+    /// The client understands `connection.blocked` / `unblocked`.
+    pub blocked_notify: bool,
     pub user: String,
 }
 
@@ -193,6 +195,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         channel_max,
         heartbeat: tune_ok.heartbeat,
         cancel_notify: has_cap("consumer_cancel_notify"),
+        blocked_notify: has_cap("connection.blocked"),
         user,
     })
 }

@@ -1,6 +1,7 @@
 //! The network side: a listener, one task pair (reader + writer) per connection, graceful
 //! shutdown, and `Broker`, the handle to a running broker (also for embedding in tests).
 
+mod alarm;
 mod auth;
 mod connection;
 mod handshake;
@@ -8,10 +9,14 @@ mod reader;
 mod session;
 mod writer;
 
+pub use alarm::{default_memory_high_watermark, resident_memory};
+
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
 use crate::core::{ChanKey, Core, Outbound};
 use crate::error::{AmqpError, BrokerError};
+use crate::store::definitions::Definitions;
+use crate::store::MessageLog;
 use crate::wire::PROTOCOL_HEADER;
 use amq_protocol::protocol::{connection as conn_methods, AMQPClass};
 use handshake::HandshakeError;
@@ -28,10 +33,15 @@ use tokio::time::timeout;
 /// How long a client has to complete the handshake (RabbitMQ's default).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often queue TTLs and `x-expires` are checked.
+const TICK: Duration = Duration::from_millis(50);
+
 /// State shared by every connection.
 pub struct Shared {
     core: Mutex<Core>,
     pub config: BrokerConfig,
+    /// Why publishers are blocked, while they are (a resource alarm).
+    pub alarm: watch::Receiver<Option<String>>,
 }
 
 impl Shared {
@@ -54,6 +64,9 @@ impl Broker {
     /// Binds the AMQP listener (port 0 picks a free port) and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let mut core = Core::new(config.limits.clone());
+        if let Some(dir) = &config.data_dir {
+            open_store(&mut core, dir, config.segment_bytes)?;
+        }
         let boot = ChanKey {
             conn: 0,
             channel: 0,
@@ -84,12 +97,27 @@ impl Broker {
                 addr: config.amqp_listen.to_string(),
                 source,
             })?;
+        let (alarm_tx, alarm) = watch::channel(None);
+        let alarm_config = alarm::AlarmConfig {
+            memory_high_watermark: config.memory_high_watermark,
+            disk_free_limit: config.disk_free_limit,
+            data_dir: config.data_dir.clone(),
+        };
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             config,
+            alarm,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let server = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx));
+        let server = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx.clone()));
+        tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
+        tokio::spawn(async move {
+            let mut shutdown = shutdown_rx;
+            tokio::select! {
+                _ = alarm::watch(alarm_config, alarm_tx) => {}
+                _ = shutdown.changed() => {}
+            }
+        });
         Ok(Broker {
             addr,
             shared,
@@ -107,10 +135,41 @@ impl Broker {
         &self.shared
     }
 
-    /// Closes every connection with 320 CONNECTION_FORCED and waits for them to finish.
+    /// Closes every connection with 320 CONNECTION_FORCED, waits for them to finish, and
+    /// makes the message log durable.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        self.shared.lock().close_store();
+    }
+}
+
+/// Opens the definitions database and the message log under `dir` and loads them.
+fn open_store(
+    core: &mut Core,
+    dir: &std::path::Path,
+    segment_bytes: u64,
+) -> Result<(), BrokerError> {
+    let store_err = |what: &str, e: &dyn std::fmt::Display| {
+        BrokerError::Store(format!("{what} in {}: {e}", dir.display()))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| store_err("cannot create the data directory", &e))?;
+    let defs = Definitions::open(&dir.join("definitions.redb"))
+        .map_err(|e| store_err("cannot open the definitions", &e))?;
+    let (log, recovery) = MessageLog::open(&dir.join("messages"), segment_bytes)
+        .map_err(|e| store_err("cannot open the message log", &e))?;
+    core.restore(defs, log, recovery)
+        .map_err(|e| store_err("cannot load the definitions", &e))
+}
+
+/// Runs time-driven expiry until shutdown.
+async fn ticker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => shared.lock().tick(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

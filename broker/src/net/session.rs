@@ -6,12 +6,13 @@ use crate::core::declare::{ExchangeSpec, QueueSpec};
 use crate::core::deliver::ConsumeSpec;
 use crate::core::{ChanKey, ConnId, Core, Destination, Message, Outbound, Outlet};
 use crate::error::AmqpError;
+use crate::store::Syncer;
 use crate::wire::{ContentHeader, Frame};
 use amq_protocol::protocol::{
     access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
 };
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, MutexGuard};
 
 /// A publish whose header or body frames are still arriving.
@@ -39,13 +40,29 @@ enum TxOp {
     },
 }
 
+/// A publish not yet confirmed: its sequence number, the log position that must be durable
+/// first, and whether it is to be nacked (a queue refused it).
+struct Unconfirmed {
+    seq: u64,
+    wait_for: u64,
+    nack: bool,
+}
+
+/// Publisher confirms of a channel in confirm mode.
+#[derive(Default)]
+struct Confirms {
+    /// The last sequence number assigned.
+    assigned: u64,
+    /// In sequence order, with non-decreasing `wait_for`.
+    pending: VecDeque<Unconfirmed>,
+}
+
 #[derive(Default)]
 struct ChannelIo {
     /// Sent `channel.close`; waiting for `close-ok`, dropping everything else.
     closing: bool,
     pending: Option<Pending>,
-    /// Publisher confirms: (last sequence number assigned, last one acknowledged).
-    confirm: Option<(u64, u64)>,
+    confirm: Option<Confirms>,
     tx: Option<Vec<TxOp>>,
 }
 
@@ -56,6 +73,11 @@ pub struct Session {
     vhost: String,
     channel_max: u16,
     channels: HashMap<u16, ChannelIo>,
+    syncer: Option<Arc<Syncer>>,
+    /// Replies held until the log is durable up to a position (`tx.commit-ok`).
+    deferred: VecDeque<(u64, u16, AMQPClass)>,
+    /// This connection has published (resource alarms block it).
+    pub published: bool,
 }
 
 impl Session {
@@ -66,7 +88,13 @@ impl Session {
         channel_max: u16,
         cancel_notify: bool,
     ) -> Session {
-        let conn = shared.lock().register_connection(tx.clone(), cancel_notify);
+        let (conn, syncer) = {
+            let mut core = shared.lock();
+            (
+                core.register_connection(tx.clone(), cancel_notify),
+                core.syncer(),
+            )
+        };
         Session {
             shared,
             conn,
@@ -74,7 +102,29 @@ impl Session {
             vhost,
             channel_max,
             channels: HashMap::new(),
+            syncer,
+            deferred: VecDeque::new(),
+            published: false,
         }
+    }
+
+    /// Changes when more of the message log becomes durable (None: there is no log).
+    pub fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.syncer.as_ref().map(|s| s.subscribe())
+    }
+
+    /// Why publishers are blocked, while they are.
+    pub fn alarm(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shared.alarm.clone()
+    }
+
+    /// Confirms or replies wait for the log.
+    pub fn waiting(&self) -> bool {
+        !self.deferred.is_empty()
+            || self
+                .channels
+                .values()
+                .any(|c| c.confirm.as_ref().is_some_and(|c| !c.pending.is_empty()))
     }
 
     fn core(&self) -> MutexGuard<'_, Core> {
@@ -331,31 +381,65 @@ impl Session {
             return Ok(());
         }
         let key = self.key(ch);
-        self.core()
+        self.published = true;
+        let published = self
+            .core()
             .publish(key, mandatory, message)
             .map_err(|e| e.on(60, 40))?;
-        if let Some((assigned, _)) = self.channels.get_mut(&ch).and_then(|s| s.confirm.as_mut()) {
-            *assigned += 1;
+        if let Some(c) = self.channels.get_mut(&ch).and_then(|s| s.confirm.as_mut()) {
+            c.assigned += 1;
+            let floor = c.pending.back().map_or(0, |p| p.wait_for);
+            c.pending.push_back(Unconfirmed {
+                seq: c.assigned,
+                wait_for: published.wait_for.unwrap_or(0).max(floor),
+                nack: published.rejected,
+            });
         }
         Ok(())
     }
 
-    /// Acknowledges, in one `basic.ack(multiple)` per channel, every publish confirmed so far.
+    /// Sends every confirm (and deferred reply) whose log position is durable, in runs: one
+    /// `basic.ack(multiple)` or `basic.nack(multiple)` per run of equal outcomes. Asks the
+    /// log to sync for the rest.
     pub fn flush_confirms(&mut self) {
+        let durable = self.syncer.as_ref().map_or(u64::MAX, |s| s.durable());
+        let mut needed = 0;
         for (ch, state) in self.channels.iter_mut() {
-            if let Some((assigned, acked)) = state.confirm.as_mut() {
-                if *assigned > *acked {
-                    let multiple = *assigned - *acked > 1;
-                    let _ = self.tx.send(Outbound::Method(
-                        *ch,
-                        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
-                            delivery_tag: *assigned,
-                            multiple,
-                        })),
-                    ));
-                    *acked = *assigned;
+            let Some(c) = state.confirm.as_mut() else {
+                continue;
+            };
+            let mut run: Option<(bool, u64, u64)> = None;
+            while let Some(front) = c.pending.front() {
+                if front.wait_for > durable {
+                    needed = needed.max(c.pending.back().map_or(0, |p| p.wait_for));
+                    break;
                 }
+                let (nack, seq) = (front.nack, front.seq);
+                c.pending.pop_front();
+                run = match run {
+                    Some((k, _, n)) if k == nack => Some((k, seq, n + 1)),
+                    Some(done) => {
+                        send_confirm(&self.tx, *ch, done);
+                        Some((nack, seq, 1))
+                    }
+                    None => Some((nack, seq, 1)),
+                };
             }
+            if let Some(done) = run {
+                send_confirm(&self.tx, *ch, done);
+            }
+        }
+        while let Some((wait_for, _, _)) = self.deferred.front() {
+            if *wait_for > durable {
+                needed = needed.max(self.deferred.back().map_or(0, |d| d.0));
+                break;
+            }
+            if let Some((_, ch, reply)) = self.deferred.pop_front() {
+                self.reply(ch, reply);
+            }
+        }
+        if let (Some(syncer), true) = (&self.syncer, needed > 0) {
+            syncer.request(needed);
         }
     }
 
@@ -391,7 +475,7 @@ impl Session {
                         "cannot switch from tx to confirm mode",
                     ));
                 }
-                state.confirm.get_or_insert((0, 0));
+                state.confirm.get_or_insert_with(Confirms::default);
                 if !select.nowait {
                     self.reply(
                         ch,
@@ -702,10 +786,12 @@ impl Session {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 let mut core = self.core();
+                let mut wait_for = 0;
                 for op in ops {
                     match op {
                         TxOp::Publish { mandatory, message } => {
-                            core.publish(key, mandatory, *message)?;
+                            let published = core.publish(key, mandatory, *message)?;
+                            wait_for = wait_for.max(published.wait_for.unwrap_or(0));
                         }
                         TxOp::Ack { tag, multiple } => core.basic_ack(key, tag, multiple)?,
                         TxOp::Nack {
@@ -716,7 +802,15 @@ impl Session {
                     }
                 }
                 drop(core);
-                self.reply(ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                self.published = true;
+                // Committed persistent messages are on disk before commit-ok.
+                let floor = self.deferred.back().map_or(0, |d| d.0);
+                self.deferred.push_back((
+                    wait_for.max(floor),
+                    ch,
+                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                ));
+                self.flush_confirms();
             }
             tx::AMQPMethod::Rollback(_) => {
                 let Some(ops) = state.tx.as_mut() else {
@@ -732,4 +826,21 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// One run of confirms: (nack?, last sequence number, how many).
+fn send_confirm(tx: &Outlet, ch: u16, (nack, seq, count): (bool, u64, u64)) {
+    let method = if nack {
+        basic::AMQPMethod::Nack(basic::Nack {
+            delivery_tag: seq,
+            multiple: count > 1,
+            requeue: false,
+        })
+    } else {
+        basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: seq,
+            multiple: count > 1,
+        })
+    };
+    let _ = tx.send(Outbound::Method(ch, AMQPClass::Basic(method)));
 }

@@ -22,14 +22,16 @@ impl QueueStore for MemoryQueue {
         self.entries.pop_front()
     }
 
+    fn peek(&self) -> Option<&Entry> {
+        self.entries.front()
+    }
+
     fn requeue(&mut self, entry: Entry) {
         let at = self.entries.partition_point(|e| e.id < entry.id);
         self.entries.insert(at, entry);
     }
 
-    fn purge(&mut self) -> usize {
-        let n = self.entries.len();
-        self.entries.clear();
-        n
+    fn drain(&mut self) -> Vec<Entry> {
+        self.entries.drain(..).collect()
     }
 }

@@ -1,10 +1,27 @@
-//! Where a queue's ready messages are kept. The core only talks to `QueueStore`; `MemoryQueue`
-//! keeps messages in memory, so nothing survives a restart. The durable segment log of
-//! `DESIGN.md` is to be the second implementation.
+//! Where messages are kept.
+//!
+//! - `QueueStore`: a queue's ready messages in order. `MemoryQueue` is one list;
+//!   `PriorityQueue` keeps one list per priority level.
+//! - `MessageLog`: the append-only segment log that makes persistent messages on durable
+//!   queues survive restarts and crashes (records, segments, replay, group commit).
+//! - `Definitions`: durable exchanges, queues and bindings in `redb`, shaped like RabbitMQ's
+//!   definitions JSON.
 
+pub mod definitions;
+pub mod json_args;
+mod log;
 mod memory;
+mod priority;
+pub mod record;
+mod replay;
+pub mod segment;
+mod sync;
 
+pub use log::{MessageLog, RecoveredQueue, Recovery};
 pub use memory::MemoryQueue;
+pub use priority::PriorityQueue;
+pub use replay::Meta;
+pub use sync::Syncer;
 
 use crate::core::queue::Entry;
 
@@ -18,12 +35,15 @@ pub trait QueueStore: Send + std::fmt::Debug {
     /// Appends a newly published message (ids grow with each push).
     fn push(&mut self, entry: Entry);
 
-    /// Takes the oldest ready message.
+    /// Takes the next message to deliver.
     fn pop(&mut self) -> Option<Entry>;
+
+    /// The next message `pop` would return.
+    fn peek(&self) -> Option<&Entry>;
 
     /// Puts a delivered message back at the place its id gives it.
     fn requeue(&mut self, entry: Entry);
 
-    /// Drops every ready message; returns how many there were.
-    fn purge(&mut self) -> usize;
+    /// Takes every ready message.
+    fn drain(&mut self) -> Vec<Entry>;
 }

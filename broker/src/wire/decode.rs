@@ -152,3 +152,12 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         .on(class_id, method_id)),
     }
 }
+
+/// Content properties encoded as in a content header (flags, then the present fields), as the
+/// message log keeps them.
+pub fn parse_properties(raw: &[u8]) -> Option<BasicProperties> {
+    match amq_protocol::protocol::basic::parse_properties(raw) {
+        Ok(([], props)) => Some(props),
+        _ => None,
+    }
+}

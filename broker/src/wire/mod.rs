@@ -6,7 +6,9 @@ mod decode;
 mod encode;
 mod methods;
 
-pub use decode::{decode_frame, ContentHeader, Frame, FRAME_HEADER_SIZE, PROTOCOL_HEADER};
+pub use decode::{
+    decode_frame, parse_properties, ContentHeader, Frame, FRAME_HEADER_SIZE, PROTOCOL_HEADER,
+};
 pub use encode::{encode_content, encode_heartbeat, encode_method, encode_properties};
 pub use methods::{is_known_method, method_ids};
 

@@ -1,0 +1,224 @@
+//! Keeping durable definitions in the definitions store as they change, and rebuilding the
+//! broker's state from the store and the message log at start.
+
+use super::args::parse_queue_args;
+use super::clock::now_ms;
+use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::queue::{Entry, Queue};
+use super::{Core, VHost};
+use crate::error::queue_ref;
+use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef, VhostDef};
+use crate::store::json_args::{json_to_table, table_to_json};
+use crate::store::{MessageLog, Recovery};
+
+impl Core {
+    /// Loads durable definitions and recovered messages; from now on changes are stored.
+    pub fn restore(
+        &mut self,
+        defs: Definitions,
+        mut log: MessageLog,
+        recovery: Recovery,
+    ) -> Result<(), String> {
+        let file = defs.load().map_err(|e| e.to_string())?;
+        if file.vhosts.is_empty() {
+            defs.put_vhost(&VhostDef { name: "/".into() })
+                .map_err(|e| e.to_string())?;
+        }
+        for v in &file.vhosts {
+            self.vhosts
+                .entry(v.name.clone())
+                .or_insert_with(|| VHost::new(&v.name));
+        }
+        for e in file.exchanges {
+            let Some(kind) = ExchangeKind::parse(&e.kind) else {
+                tracing::warn!(exchange = %e.name, kind = %e.kind, "stored exchange has an unknown type; skipped");
+                continue;
+            };
+            let vhost = self
+                .vhosts
+                .entry(e.vhost.clone())
+                .or_insert_with(|| VHost::new(&e.vhost));
+            vhost.exchanges.entry(e.name.clone()).or_insert_with(|| {
+                Exchange::new(
+                    e.name.clone(),
+                    kind,
+                    e.durable,
+                    e.auto_delete,
+                    e.internal,
+                    json_to_table(&e.arguments),
+                )
+            });
+        }
+        let now = now_ms();
+        for q in file.queues {
+            let arguments = json_to_table(&q.arguments);
+            let args = match parse_queue_args(&arguments, &queue_ref(&q.name, &q.vhost)) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(queue = %q.name, error = %e, "stored queue has invalid arguments; skipped");
+                    continue;
+                }
+            };
+            let vhost = self
+                .vhosts
+                .entry(q.vhost.clone())
+                .or_insert_with(|| VHost::new(&q.vhost));
+            let queue = Queue::new(&q.name, true, q.auto_delete, None, arguments, args, now);
+            vhost.queues.insert(q.name, queue);
+        }
+        for b in file.bindings {
+            let Some(vhost) = self.vhosts.get_mut(&b.vhost) else {
+                continue;
+            };
+            let destination = match b.destination_type.as_str() {
+                "exchange" if vhost.exchanges.contains_key(&b.destination) => {
+                    Destination::Exchange(b.destination)
+                }
+                "queue" if vhost.queues.contains_key(&b.destination) => {
+                    Destination::Queue(b.destination)
+                }
+                _ => continue,
+            };
+            if let Some(e) = vhost.exchanges.get_mut(&b.source) {
+                e.bind(Binding {
+                    destination,
+                    key: b.routing_key,
+                    arguments: json_to_table(&b.arguments),
+                });
+            }
+        }
+        for problem in &recovery.problems {
+            tracing::error!("message log damage: {problem}");
+        }
+        let mut restored = 0usize;
+        for rq in recovery.queues {
+            let queue = self
+                .vhosts
+                .get_mut(&rq.vhost)
+                .and_then(|v| v.queues.get_mut(&rq.queue));
+            let Some(queue) = queue else {
+                // Its queue was deleted (or never stored): the messages go too.
+                if let Err(e) = log.drop_queue(&rq.vhost, &rq.queue) {
+                    tracing::error!(error = %e, "writing to the message log failed");
+                }
+                continue;
+            };
+            for (msg_id, meta) in rq.messages {
+                restored += 1;
+                let entry = Entry {
+                    id: 0,
+                    message: None,
+                    redelivered: meta.delivered,
+                    persisted: Some(msg_id),
+                    size: meta.size,
+                    priority: meta.priority,
+                    published_ms: meta.published_ms,
+                    expires_at: None,
+                };
+                queue.push(entry, meta.expiration);
+            }
+        }
+        tracing::info!(messages = restored, "recovered persistent messages");
+        self.defs = Some(defs);
+        self.log = Some(log);
+        Ok(())
+    }
+
+    pub(super) fn persist_exchange(&self, vname: &str, name: &str) {
+        let (Some(defs), Some(e)) = (
+            &self.defs,
+            self.vhosts.get(vname).and_then(|v| v.exchanges.get(name)),
+        ) else {
+            return;
+        };
+        if !e.durable || name.is_empty() {
+            return;
+        }
+        let def = ExchangeDef {
+            name: name.into(),
+            vhost: vname.into(),
+            kind: e.kind.as_str().into(),
+            durable: true,
+            auto_delete: e.auto_delete,
+            internal: e.internal,
+            arguments: table_to_json(&e.arguments),
+        };
+        report(defs.put_exchange(&def));
+    }
+
+    pub(super) fn persist_queue(&self, vname: &str, name: &str) {
+        let (Some(defs), Some(q)) = (
+            &self.defs,
+            self.vhosts.get(vname).and_then(|v| v.queues.get(name)),
+        ) else {
+            return;
+        };
+        if !q.durable || q.exclusive_owner.is_some() {
+            return;
+        }
+        let def = QueueDef {
+            name: name.into(),
+            vhost: vname.into(),
+            durable: true,
+            auto_delete: q.auto_delete,
+            arguments: table_to_json(&q.arguments),
+        };
+        report(defs.put_queue(&def));
+    }
+
+    /// Stores (`add`) or removes a binding; stored only when both ends are durable.
+    pub(super) fn persist_binding(&self, vname: &str, source: &str, b: &Binding, add: bool) {
+        let (Some(defs), Some(vhost)) = (&self.defs, self.vhosts.get(vname)) else {
+            return;
+        };
+        let (kind, dest, dest_durable) = match &b.destination {
+            Destination::Queue(q) => (
+                "queue",
+                q,
+                vhost
+                    .queues
+                    .get(q)
+                    .is_some_and(|q| q.durable && q.exclusive_owner.is_none()),
+            ),
+            Destination::Exchange(e) => (
+                "exchange",
+                e,
+                vhost.exchanges.get(e).is_some_and(|e| e.durable),
+            ),
+        };
+        let def = BindingDef {
+            source: source.into(),
+            vhost: vname.into(),
+            destination: dest.clone(),
+            destination_type: kind.into(),
+            routing_key: b.key.clone(),
+            arguments: table_to_json(&b.arguments),
+        };
+        if !add {
+            report(defs.delete_binding(&def));
+            return;
+        }
+        let source_durable = vhost.exchanges.get(source).is_some_and(|e| e.durable);
+        if source_durable && dest_durable {
+            report(defs.put_binding(&def));
+        }
+    }
+
+    /// A queue or exchange is gone: so are its stored definition and bindings.
+    pub(super) fn unpersist(&self, vname: &str, kind: &str, name: &str) {
+        let Some(defs) = &self.defs else {
+            return;
+        };
+        match kind {
+            "queue" => report(defs.delete_queue(vname, name)),
+            _ => report(defs.delete_exchange(vname, name)),
+        }
+        report(defs.delete_bindings_of(vname, kind, name));
+    }
+}
+
+fn report<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "writing definitions failed");
+    }
+}

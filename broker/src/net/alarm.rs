@@ -1,0 +1,113 @@
+//! Resource alarms, as RabbitMQ has them: when the process uses more memory than its high
+//! watermark, or the data directory's disk has less free space than its limit, publishing
+//! connections are told `connection.blocked` and are not read from until the alarm clears.
+//! Consumers keep draining meanwhile.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How often memory and disk are looked at.
+const INTERVAL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct AlarmConfig {
+    /// Resident memory (bytes) above which publishers are blocked.
+    pub memory_high_watermark: u64,
+    /// Free disk space (bytes) below which publishers are blocked.
+    pub disk_free_limit: u64,
+    /// Where the data lives (disk checks are skipped without one).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// RabbitMQ's default: 40% of the machine's memory (1 GiB if that cannot be read).
+pub fn default_memory_high_watermark() -> u64 {
+    total_memory().map_or(1 << 30, |m| m / 10 * 4)
+}
+
+/// Watches memory and disk; the channel holds the reason while an alarm is on.
+pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
+    let mut ticker = tokio::time::interval(INTERVAL);
+    loop {
+        ticker.tick().await;
+        let reason = check(&config);
+        alarm.send_if_modified(|current| {
+            if *current == reason {
+                return false;
+            }
+            match &reason {
+                Some(r) => tracing::warn!("resource alarm set: {r}; blocking publishers"),
+                None => tracing::info!("resource alarm cleared; unblocking publishers"),
+            }
+            *current = reason;
+            true
+        });
+        if alarm.is_closed() {
+            return;
+        }
+    }
+}
+
+fn check(config: &AlarmConfig) -> Option<String> {
+    if let Some(rss) = resident_memory() {
+        if rss > config.memory_high_watermark {
+            return Some("memory".into());
+        }
+    }
+    if let Some(free) = config.data_dir.as_deref().and_then(free_disk) {
+        if free < config.disk_free_limit {
+            return Some("disk".into());
+        }
+    }
+    None
+}
+
+/// This process's resident set size, from /proc.
+pub fn resident_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+fn total_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes available to unprivileged users on the file system holding `path`.
+fn free_disk(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `stat` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_memory_and_disk_of_this_machine() {
+        assert!(resident_memory().unwrap() > 0);
+        assert!(free_disk(Path::new("/")).unwrap() > 0);
+        let never = AlarmConfig {
+            memory_high_watermark: u64::MAX,
+            disk_free_limit: 0,
+            data_dir: Some("/".into()),
+        };
+        assert_eq!(check(&never), None);
+        let always = AlarmConfig {
+            memory_high_watermark: 1,
+            ..never
+        };
+        assert_eq!(check(&always).as_deref(), Some("memory"));
+    }
+}

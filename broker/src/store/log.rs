@@ -1,0 +1,496 @@
+//! The message log: persistent messages of durable queues, appended to numbered segment files.
+//!
+//! Invariants:
+//! - Records are only ever appended, to the highest-numbered (active) segment. Segments are
+//!   deleted oldest first, so the files on disk always hold a suffix of the log's history and
+//!   replaying them oldest first rebuilds the same index.
+//! - A segment is deleted once it holds no live message, or after its few live messages have
+//!   been copied forward (same id, the queues still holding them) and that copy is on disk.
+//! - Appends happen under the broker's lock; `Syncer` makes them durable in batches. A
+//!   publisher's confirm waits for the position its record ends at.
+//! - Acks and delivery marks are appended without waiting: losing one to a crash only means a
+//!   message comes back (as `redelivered`).
+
+use super::record::{Decoded, Holder, Record};
+use super::replay::{Live, Meta, Names, Replay};
+use super::segment::{list_segments, segment_path, walk, Location};
+use super::sync::Syncer;
+use crate::core::Message;
+use crate::wire::parse_properties;
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A queue's messages as found on disk, in publish order.
+#[derive(Debug)]
+pub struct RecoveredQueue {
+    pub vhost: String,
+    pub queue: String,
+    pub messages: Vec<(u64, Meta)>,
+}
+
+/// What opening the log found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    pub queues: Vec<RecoveredQueue>,
+    /// Damage found and worked around, each naming the file and byte offsets.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SegStats {
+    len: u64,
+    live_bytes: u64,
+}
+
+pub struct MessageLog {
+    dir: PathBuf,
+    segment_bytes: u64,
+    active: Arc<File>,
+    active_no: u64,
+    /// Bytes appended since the log was opened; what the syncer's positions count.
+    lsn: u64,
+    syncer: Arc<Syncer>,
+    sync_thread: Option<JoinHandle<()>>,
+    names: Names,
+    live: HashMap<u64, Live>,
+    segments: BTreeMap<u64, SegStats>,
+    next_id: u64,
+    readers: HashMap<u64, File>,
+    buf: BytesMut,
+}
+
+impl std::fmt::Debug for MessageLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageLog")
+            .field("dir", &self.dir)
+            .field("active", &self.active_no)
+            .field("live", &self.live.len())
+            .finish()
+    }
+}
+
+impl MessageLog {
+    /// Opens (or creates) the log in `dir`: checks every record, cuts torn tails, rebuilds the
+    /// index, and starts a new active segment.
+    pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(MessageLog, Recovery)> {
+        std::fs::create_dir_all(dir)?;
+        let found = list_segments(dir)?;
+        let mut replay = Replay::default();
+        let mut segments = BTreeMap::new();
+        let mut problems = Vec::new();
+        for &no in &found {
+            let path = segment_path(dir, no);
+            let data = Bytes::from(std::fs::read(&path)?);
+            let result = walk(&data, |record, offset, len| {
+                let loc = Location {
+                    segment: no,
+                    offset,
+                    len,
+                };
+                replay.apply(record, loc);
+            });
+            for (from, to, why) in &result.skipped {
+                problems.push(format!(
+                    "{}: bytes {from}..{to} skipped ({why})",
+                    path.display()
+                ));
+            }
+            let mut len = data.len() as u64;
+            if let Some(cut) = result.truncate_at {
+                problems.push(format!(
+                    "{}: incomplete record at offset {cut}, file cut back from {len} bytes",
+                    path.display()
+                ));
+                OpenOptions::new().write(true).open(&path)?.set_len(cut)?;
+                len = cut;
+            }
+            segments.insert(no, SegStats { len, live_bytes: 0 });
+        }
+        for live in replay.live.values() {
+            if let Some(s) = segments.get_mut(&live.loc.segment) {
+                s.live_bytes += live.loc.len as u64;
+            }
+        }
+        let active_no = found.last().map_or(1, |n| n + 1);
+        let active = Arc::new(create_segment(dir, active_no)?);
+        segments.insert(active_no, SegStats::default());
+        let (syncer, sync_thread) = Syncer::start(active.clone());
+        let Replay {
+            names,
+            live,
+            queues,
+            max_id,
+        } = replay;
+        let mut recovered: Vec<RecoveredQueue> = queues
+            .into_iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(q, m)| {
+                let (vhost, queue) = names.name(q);
+                RecoveredQueue {
+                    vhost: vhost.to_string(),
+                    queue: queue.to_string(),
+                    messages: m.into_iter().collect(),
+                }
+            })
+            .collect();
+        recovered.sort_by(|a, b| (&a.vhost, &a.queue).cmp(&(&b.vhost, &b.queue)));
+        let mut log = MessageLog {
+            dir: dir.to_path_buf(),
+            segment_bytes: segment_bytes.max(4096),
+            active,
+            active_no,
+            lsn: 0,
+            syncer,
+            sync_thread: Some(sync_thread),
+            names,
+            live,
+            segments,
+            next_id: max_id.map_or(1, |m| m + 1),
+            readers: HashMap::new(),
+            buf: BytesMut::new(),
+        };
+        log.compact()?;
+        Ok((
+            log,
+            Recovery {
+                queues: recovered,
+                problems,
+            },
+        ))
+    }
+
+    pub fn syncer(&self) -> &Arc<Syncer> {
+        &self.syncer
+    }
+
+    /// The position after the last record appended.
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Appends a persistent message held by `queues`; returns its id.
+    pub fn publish(
+        &mut self,
+        message: &Message,
+        published_ms: u64,
+        queues: &[(&str, &str)],
+    ) -> io::Result<u64> {
+        let msg_id = self.next_id;
+        let record = Record::Publish {
+            msg_id,
+            published_ms,
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            properties: message.raw_properties.clone(),
+            body: message.body.clone(),
+            holders: queues
+                .iter()
+                .map(|(v, q)| Holder {
+                    vhost: v.to_string(),
+                    queue: q.to_string(),
+                    delivered: false,
+                })
+                .collect(),
+        };
+        let loc = self.append(&record, true)?;
+        self.next_id += 1;
+        let holders = queues
+            .iter()
+            .map(|(v, q)| (self.names.id(v, q), false))
+            .collect();
+        self.add_live(msg_id, Live { loc, holders });
+        Ok(msg_id)
+    }
+
+    /// Messages that left `queue` for good.
+    pub fn ack(&mut self, vhost: &str, queue: &str, msg_ids: Vec<u64>) -> io::Result<()> {
+        if msg_ids.is_empty() {
+            return Ok(());
+        }
+        let q = self.names.id(vhost, queue);
+        for id in &msg_ids {
+            self.release(*id, q);
+        }
+        let record = Record::Ack {
+            vhost: vhost.into(),
+            queue: queue.into(),
+            msg_ids,
+        };
+        self.append(&record, true).map(drop)
+    }
+
+    /// A message was handed out from `queue` for the first time.
+    pub fn delivered(&mut self, vhost: &str, queue: &str, msg_id: u64) -> io::Result<()> {
+        let q = self.names.id(vhost, queue);
+        if let Some(live) = self.live.get_mut(&msg_id) {
+            for h in live.holders.iter_mut().filter(|h| h.0 == q) {
+                h.1 = true;
+            }
+        }
+        let record = Record::Delivered {
+            vhost: vhost.into(),
+            queue: queue.into(),
+            msg_id,
+        };
+        self.append(&record, true).map(drop)
+    }
+
+    /// The queue is gone, with every message it held.
+    pub fn drop_queue(&mut self, vhost: &str, queue: &str) -> io::Result<()> {
+        let Some(q) = self.names.get(vhost, queue) else {
+            return Ok(());
+        };
+        let held: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.holders.iter().any(|h| h.0 == q))
+            .map(|(id, _)| *id)
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        for id in held {
+            self.release(id, q);
+        }
+        let record = Record::Drop {
+            vhost: vhost.into(),
+            queue: queue.into(),
+        };
+        self.append(&record, true).map(drop)
+    }
+
+    /// Reads a live message back from disk.
+    pub fn read(&mut self, msg_id: u64) -> io::Result<Message> {
+        match self.read_record(msg_id)? {
+            Record::Publish {
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            } => Ok(Message {
+                exchange,
+                routing_key,
+                properties: parse_properties(&properties).ok_or_else(|| {
+                    invalid(format!("message {msg_id} has unreadable properties"))
+                })?,
+                raw_properties: properties,
+                body,
+            }),
+            _ => Err(invalid(format!("message {msg_id} is not a publish record"))),
+        }
+    }
+
+    /// Makes everything appended so far durable, now, and stops the sync thread.
+    pub fn close(&mut self) -> io::Result<()> {
+        let result = self.active.sync_data();
+        self.syncer.stop();
+        if let Some(t) = self.sync_thread.take() {
+            let _ = t.join();
+        }
+        result
+    }
+
+    /// How many persistent messages are live, and the bytes of segment files on disk.
+    pub fn usage(&self) -> (usize, u64) {
+        (self.live.len(), self.segments.values().map(|s| s.len).sum())
+    }
+
+    fn add_live(&mut self, msg_id: u64, live: Live) {
+        if let Some(s) = self.segments.get_mut(&live.loc.segment) {
+            s.live_bytes += live.loc.len as u64;
+        }
+        self.live.insert(msg_id, live);
+    }
+
+    fn release(&mut self, msg_id: u64, q: u32) {
+        let Some(live) = self.live.get_mut(&msg_id) else {
+            return;
+        };
+        live.holders.retain(|h| h.0 != q);
+        if live.holders.is_empty() {
+            let loc = live.loc;
+            self.live.remove(&msg_id);
+            if let Some(s) = self.segments.get_mut(&loc.segment) {
+                s.live_bytes = s.live_bytes.saturating_sub(loc.len as u64);
+            }
+        }
+    }
+
+    fn append(&mut self, record: &Record, may_compact: bool) -> io::Result<Location> {
+        self.buf.clear();
+        record.encode(&mut self.buf);
+        let len = self.buf.len() as u64;
+        let active_len = self.segments.get(&self.active_no).map_or(0, |s| s.len);
+        if active_len > 0 && active_len + len > self.segment_bytes {
+            self.roll()?;
+            if may_compact {
+                self.compact()?;
+            }
+        }
+        let offset = self.segments.get(&self.active_no).map_or(0, |s| s.len);
+        if let Err(e) = (&*self.active).write_all(&self.buf) {
+            // Leave no partial record behind for the next append to follow.
+            let _ = self.active.set_len(offset);
+            return Err(e);
+        }
+        self.segments.entry(self.active_no).or_default().len += len;
+        self.lsn += len;
+        self.syncer.wrote(self.lsn);
+        Ok(Location {
+            segment: self.active_no,
+            offset,
+            len: len as u32,
+        })
+    }
+
+    /// Seals the active segment (synced) and starts the next one.
+    fn roll(&mut self) -> io::Result<()> {
+        self.active.sync_data()?;
+        let next = self.active_no + 1;
+        let file = Arc::new(create_segment(&self.dir, next)?);
+        self.active = file.clone();
+        self.active_no = next;
+        self.segments.insert(next, SegStats::default());
+        self.syncer.switch(file, self.lsn);
+        Ok(())
+    }
+
+    /// Deletes old segments that hold little or nothing live, copying the live messages of
+    /// each forward first, so disk use follows the live backlog.
+    fn compact(&mut self) -> io::Result<()> {
+        loop {
+            let Some((&oldest, &stats)) = self.segments.iter().next() else {
+                return Ok(());
+            };
+            if oldest == self.active_no {
+                return Ok(());
+            }
+            let total: u64 = self.segments.values().map(|s| s.len).sum();
+            let live: u64 = self.segments.values().map(|s| s.live_bytes).sum();
+            let worth = stats.live_bytes == 0
+                || stats.live_bytes * 2 <= stats.len
+                || total > 2 * live + 2 * self.segment_bytes;
+            if !worth {
+                return Ok(());
+            }
+            if stats.live_bytes > 0 {
+                self.copy_forward(oldest)?;
+            }
+            self.readers.remove(&oldest);
+            self.segments.remove(&oldest);
+            std::fs::remove_file(segment_path(&self.dir, oldest))?;
+        }
+    }
+
+    fn copy_forward(&mut self, segment: u64) -> io::Result<()> {
+        let mut ids: Vec<u64> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.loc.segment == segment)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Record::Publish {
+                msg_id,
+                published_ms,
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            } = self.read_record(id)?
+            else {
+                continue;
+            };
+            let holders = self.live[&id]
+                .holders
+                .iter()
+                .map(|&(q, delivered)| {
+                    let (vhost, queue) = self.names.name(q);
+                    Holder {
+                        vhost: vhost.into(),
+                        queue: queue.into(),
+                        delivered,
+                    }
+                })
+                .collect();
+            let record = Record::Publish {
+                msg_id,
+                published_ms,
+                exchange,
+                routing_key,
+                properties,
+                body,
+                holders,
+            };
+            let loc = self.append(&record, false)?;
+            let old = self
+                .live
+                .get_mut(&id)
+                .map(|l| std::mem::replace(&mut l.loc, loc));
+            if let Some(old) = old {
+                if let Some(s) = self.segments.get_mut(&old.segment) {
+                    s.live_bytes = s.live_bytes.saturating_sub(old.len as u64);
+                }
+            }
+            if let Some(s) = self.segments.get_mut(&loc.segment) {
+                s.live_bytes += loc.len as u64;
+            }
+        }
+        // The copies must be on disk before the originals go.
+        self.active.sync_data()
+    }
+
+    fn read_record(&mut self, msg_id: u64) -> io::Result<Record> {
+        let loc = self
+            .live
+            .get(&msg_id)
+            .ok_or_else(|| invalid(format!("message {msg_id} is not in the log")))?
+            .loc;
+        let file = match self.readers.entry(loc.segment) {
+            std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(File::open(segment_path(&self.dir, loc.segment))?)
+            }
+        };
+        let mut data = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut data, loc.offset)?;
+        match Record::decode(&Bytes::from(data)) {
+            Decoded::Record(record, _) => Ok(record),
+            Decoded::Incomplete | Decoded::Corrupt(_) => Err(invalid(format!(
+                "{}: record of message {msg_id} at offset {} is damaged",
+                segment_path(&self.dir, loc.segment).display(),
+                loc.offset
+            ))),
+        }
+    }
+}
+
+impl Drop for MessageLog {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn create_segment(dir: &Path, no: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(segment_path(dir, no))?;
+    // The new file's directory entry must survive a crash too.
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+fn invalid(text: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, text)
+}

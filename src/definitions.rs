@@ -1,0 +1,67 @@
+//! `bloodbank definitions export|import`: the durable definitions of a data directory as
+//! RabbitMQ's definitions JSON. Works on a stopped broker (the store is opened exclusively).
+
+use anyhow::Context;
+use bloodbank_broker::store::definitions::{Definitions, DefinitionsFile};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Subcommand, Debug)]
+pub enum DefinitionsCommand {
+    /// Write every durable vhost, exchange, queue and binding to FILE.
+    Export(DefinitionsArgs),
+    /// Add the vhosts, exchanges, queues and bindings of FILE; they exist at the next start.
+    Import(DefinitionsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DefinitionsArgs {
+    /// The JSON file.
+    pub file: PathBuf,
+    /// The broker's data directory.
+    #[arg(long, env = "BLOODBANK_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+}
+
+pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
+    match command {
+        DefinitionsCommand::Export(args) => {
+            let defs = open(&args.data_dir)?;
+            let file = defs.load()?;
+            let text = serde_json::to_string_pretty(&file)?;
+            std::fs::write(&args.file, text + "\n")
+                .with_context(|| format!("writing {}", args.file.display()))?;
+            eprintln!(
+                "exported {} exchanges, {} queues, {} bindings to {}",
+                file.exchanges.len(),
+                file.queues.len(),
+                file.bindings.len(),
+                args.file.display()
+            );
+        }
+        DefinitionsCommand::Import(args) => {
+            let text = std::fs::read_to_string(&args.file)
+                .with_context(|| format!("reading {}", args.file.display()))?;
+            let file: DefinitionsFile = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", args.file.display()))?;
+            std::fs::create_dir_all(&args.data_dir)?;
+            open(&args.data_dir)?.import(&file)?;
+            eprintln!(
+                "imported {} exchanges, {} queues, {} bindings into {}",
+                file.exchanges.len(),
+                file.queues.len(),
+                file.bindings.len(),
+                args.data_dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Definitions> {
+    Definitions::open(&data_dir.join("definitions.redb")).with_context(|| {
+        format!(
+            "opening the definitions in {} (is a broker running on it? stop it first)",
+            data_dir.display()
+        )
+    })
+}
