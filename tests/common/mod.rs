@@ -163,3 +163,78 @@ pub async fn bind_exchange(
     )
     .await
 }
+
+/// An argument table.
+pub fn args(pairs: &[(&str, lapin::types::AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+/// A string argument value.
+pub fn text(s: &str) -> lapin::types::AMQPValue {
+    lapin::types::AMQPValue::LongString(s.into())
+}
+
+/// `queue.declare` with arguments.
+pub async fn declare_queue_with(
+    ch: &Channel,
+    name: &str,
+    durable: bool,
+    arguments: FieldTable,
+) -> lapin::Result<lapin::Queue> {
+    let options = QueueDeclareOptions {
+        durable,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), options, arguments).await
+}
+
+/// Publishes with properties and waits for the confirm (on a channel in confirm mode); returns
+/// whether the broker acked (true) or nacked (false).
+pub async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> bool {
+    let confirm = ch
+        .basic_publish(
+            exchange.into(),
+            key.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .expect("published")
+        .await
+        .expect("confirmed");
+    confirm.is_ack()
+}
+
+/// A channel in confirm mode.
+pub async fn confirm_channel(conn: &Connection) -> Channel {
+    let ch = channel(conn).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// Persistent delivery mode.
+pub fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+/// The string value of a header of a delivery.
+pub fn header_str(d: &Delivery, key: &str) -> Option<String> {
+    match d.properties.headers().as_ref()?.inner().get(key)? {
+        lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+        lapin::types::AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
