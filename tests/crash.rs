@@ -5,74 +5,19 @@
 
 mod common;
 
+use common::process::*;
 use common::*;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const ITERATIONS: usize = 8;
 const PUBLISHERS: usize = 4;
 const QUEUES: [&str; 2] = ["crash-a", "crash-b"];
-
-struct Server {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-fn start(data: &Path, log: &Path) -> Server {
-    let ready = data.with_extension("ready");
-    let _ = std::fs::remove_file(&ready);
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-        .args(["serve", "--amqp-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .expect("bloodbank starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready.exists() {
-        assert!(Instant::now() < deadline, "no ready file: {}", read(log));
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let text = std::fs::read_to_string(&ready).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    Server {
-        child,
-        url: format!("amqp://guest:guest@{}/%2f", json["amqp"].as_str().unwrap()),
-        log: log.to_path_buf(),
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn kill9(server: &mut Server) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGKILL) };
-    let _ = server.child.wait();
-}
-
-fn stop(server: &mut Server) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit {status}: {}", read(&server.log));
-}
 
 async fn connect_url(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
@@ -185,7 +130,7 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("stderr.log");
-    let mut server = start(&data, &log);
+    let mut server = start(&data, &log, &[]);
     declare_topology(&server.url).await;
     let mut rng = rand::rng();
     for iteration in 0..ITERATIONS {
@@ -213,7 +158,7 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
             t.abort();
             let _ = t.await;
         }
-        server = start(&data, &log);
+        server = start(&data, &log, &[]);
         let total_confirmed: usize = confirmed.iter().map(|c| c.lock().unwrap().len()).sum();
         assert!(
             total_confirmed > 0,
@@ -274,7 +219,7 @@ async fn damaged_segments_are_reported_with_path_and_offset_and_the_rest_is_serv
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("stderr.log");
-    let mut server = start(&data, &log);
+    let mut server = start(&data, &log, &[]);
     {
         let conn = connect_url(&server.url).await;
         let ch = confirm_channel(&conn).await;
@@ -299,7 +244,7 @@ async fn damaged_segments_are_reported_with_path_and_offset_and_the_rest_is_serv
     bytes.extend_from_slice(&[200, 1, 0, 0, 9, 9]);
     std::fs::write(&segment, &bytes).unwrap();
 
-    let mut server = start(&data, &log);
+    let mut server = start(&data, &log, &[]);
     let got = drain_bodies(&server.url, "fragile").await;
     assert_eq!(got.len(), 19, "only the damaged record is lost");
     let prefixes: Vec<_> = got.iter().map(|b| b[..2].to_vec()).collect();

@@ -30,7 +30,7 @@ pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
     let mut ticker = tokio::time::interval(INTERVAL);
     loop {
         ticker.tick().await;
-        let reason = check(&config);
+        let reason = check(&config, alarm.borrow().is_some());
         alarm.send_if_modified(|current| {
             if *current == reason {
                 return false;
@@ -48,7 +48,12 @@ pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
     }
 }
 
-fn check(config: &AlarmConfig) -> Option<String> {
+fn check(config: &AlarmConfig, on: bool) -> Option<String> {
+    if on {
+        // Freed message memory goes back to the system, so the alarm can clear.
+        // SAFETY: malloc_trim has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+    }
     if let Some(rss) = resident_memory() {
         if rss > config.memory_high_watermark {
             return Some("memory".into());
@@ -103,11 +108,11 @@ mod tests {
             disk_free_limit: 0,
             data_dir: Some("/".into()),
         };
-        assert_eq!(check(&never), None);
+        assert_eq!(check(&never, false), None);
         let always = AlarmConfig {
             memory_high_watermark: 1,
             ..never
         };
-        assert_eq!(check(&always).as_deref(), Some("memory"));
+        assert_eq!(check(&always, true).as_deref(), Some("memory"));
     }
 }
