@@ -41,8 +41,10 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
         DefinitionsCommand::Import(args) => {
             let text = std::fs::read_to_string(&args.file)
                 .with_context(|| format!("reading {}", args.file.display()))?;
-            let file: DefinitionsFile = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", args.file.display()))?;
+            let mut de = serde_json::Deserializer::from_str(&text);
+            let file: DefinitionsFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+                anyhow::anyhow!("{}: field '{}': {}", args.file.display(), e.path(), e.inner())
+            })?;
             std::fs::create_dir_all(&args.data_dir)?;
             open(&args.data_dir)?.import(&file)?;
             eprintln!(

@@ -26,25 +26,37 @@ class Server:
         return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
 
 
+def start_server(data_dir, *extra):
+    """Starts `bloodbank serve` on a free port with `data_dir`; returns a Server."""
+    data_dir = Path(data_dir)
+    ready = data_dir.with_suffix(".ready")
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0",
+         "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 10
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"bloodbank did not start: {proc.stderr.read()}")
+        time.sleep(0.01)
+    host, port = json.loads(ready.read_text())["amqp"].rsplit(":", 1)
+    return Server(proc, host, int(port), data_dir)
+
+
+def stop_server(server):
+    """SIGTERM; the process must exit 0 after printing where it listened."""
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=10) == 0, server.proc.stderr.read()
+    first_line = server.proc.stdout.readline().strip()
+    assert first_line == f"listening amqp {server.host}:{server.port}"
+
+
 @pytest.fixture(scope="module")
 def bloodbank():
     with tempfile.TemporaryDirectory() as tmp:
-        ready = Path(tmp) / "ready.json"
-        proc = subprocess.Popen(
-            [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0",
-             "--data-dir", str(Path(tmp) / "data"), "--ready-file", str(ready)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        deadline = time.monotonic() + 10
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"bloodbank did not start: {proc.stderr.read()}")
-            time.sleep(0.01)
-        host, port = json.loads(ready.read_text())["amqp"].rsplit(":", 1)
-        server = Server(proc, host, int(port), Path(tmp) / "data")
+        server = start_server(Path(tmp) / "data")
         yield server
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read()
-        first_line = proc.stdout.readline().strip()
-        assert first_line == f"listening amqp {host}:{port}"
+        stop_server(server)

@@ -159,6 +159,7 @@ impl Core {
         let def = QueueDef {
             name: name.into(),
             vhost: vname.into(),
+            kind: Some(q.kind().as_str().into()),
             durable: true,
             auto_delete: q.auto_delete,
             arguments: table_to_json(&q.arguments),

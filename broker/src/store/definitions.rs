@@ -43,6 +43,9 @@ pub struct ExchangeDef {
 pub struct QueueDef {
     pub name: String,
     pub vhost: String,
+    /// "classic" or "quorum" (RabbitMQ 3.10+ writes it; older files leave it out).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     pub durable: bool,
     pub auto_delete: bool,
     #[serde(default = "empty_object")]
@@ -210,7 +213,14 @@ impl Definitions {
             drop(t);
             let mut t = txn.open_table(QUEUES).map_err(err)?;
             for q in &file.queues {
-                t.insert(key(&[&q.vhost, &q.name]).as_str(), json(q)?.as_str())
+                let mut q = q.clone();
+                // A quorum queue's type lives in its arguments here.
+                if q.kind.as_deref() == Some("quorum") {
+                    if let Value::Object(args) = &mut q.arguments {
+                        args.entry("x-queue-type").or_insert("quorum".into());
+                    }
+                }
+                t.insert(key(&[&q.vhost, &q.name]).as_str(), json(&q)?.as_str())
                     .map_err(err)?;
             }
             drop(t);
@@ -289,6 +299,7 @@ mod tests {
         let q = QueueDef {
             name: "orders".into(),
             vhost: "/".into(),
+            kind: Some("classic".into()),
             durable: true,
             auto_delete: false,
             arguments: serde_json::json!({"x-dead-letter-exchange": "dlx"}),
