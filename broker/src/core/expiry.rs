@@ -1,5 +1,6 @@
 //! Time-driven work: messages whose TTL ran out leave the head of their queue (dead-lettered
-//! if the queue says so), and queues unused for their `x-expires` are deleted.
+//! if the queue says so), queues unused for their `x-expires` are deleted, and the message
+//! log drops segments nothing refers to any more.
 
 use super::clock::now_ms;
 use super::deadletter::Reason;
@@ -40,6 +41,11 @@ impl Core {
         for (vname, qname) in expired_queues {
             tracing::debug!(queue = %qname, "queue expired (x-expires)");
             self.remove_queue(&vname, &qname);
+        }
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.compact() {
+                tracing::error!(error = %e, "compacting the message log failed");
+            }
         }
     }
 }

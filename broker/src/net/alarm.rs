@@ -25,12 +25,18 @@ pub fn default_memory_high_watermark() -> u64 {
     total_memory().map_or(1 << 30, |m| m / 10 * 4)
 }
 
+/// Freed memory is handed back to the system this often even without an alarm.
+const TRIM_EVERY: u32 = 50;
+
 /// Watches memory and disk; the channel holds the reason while an alarm is on.
 pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
     let mut ticker = tokio::time::interval(INTERVAL);
+    let mut ticks = 0u32;
     loop {
         ticker.tick().await;
-        let reason = check(&config, alarm.borrow().is_some());
+        ticks = ticks.wrapping_add(1);
+        let trim = alarm.borrow().is_some() || ticks % TRIM_EVERY == 0;
+        let reason = check(&config, trim);
         alarm.send_if_modified(|current| {
             if *current == reason {
                 return false;
@@ -48,9 +54,9 @@ pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
     }
 }
 
-fn check(config: &AlarmConfig, on: bool) -> Option<String> {
-    if on {
-        // Freed message memory goes back to the system, so the alarm can clear.
+fn check(config: &AlarmConfig, trim: bool) -> Option<String> {
+    if trim {
+        // Freed message memory goes back to the system, so an alarm can clear.
         // SAFETY: malloc_trim has no preconditions.
         unsafe { libc::malloc_trim(0) };
     }

@@ -363,8 +363,9 @@ impl MessageLog {
     }
 
     /// Deletes old segments that hold little or nothing live, copying the live messages of
-    /// each forward first, so disk use follows the live backlog.
-    fn compact(&mut self) -> io::Result<()> {
+    /// each forward first, so disk use follows the live backlog. Runs on every segment roll
+    /// and periodically (after a queue is deleted or drained, nothing else would roll).
+    pub fn compact(&mut self) -> io::Result<()> {
         loop {
             let Some((&oldest, &stats)) = self.segments.iter().next() else {
                 return Ok(());
