@@ -43,7 +43,12 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", args.file.display()))?;
             let mut de = serde_json::Deserializer::from_str(&text);
             let file: DefinitionsFile = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-                anyhow::anyhow!("{}: field '{}': {}", args.file.display(), e.path(), e.inner())
+                anyhow::anyhow!(
+                    "{}: field '{}': {}",
+                    args.file.display(),
+                    e.path(),
+                    e.inner()
+                )
             })?;
             std::fs::create_dir_all(&args.data_dir)?;
             open(&args.data_dir)?.import(&file)?;
