@@ -495,3 +495,61 @@ fn create_segment(dir: &Path, no: u64) -> io::Result<File> {
 fn invalid(text: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(body: &str) -> Message {
+        Message::new("", "q", Default::default(), Bytes::from(body.to_string()))
+    }
+
+    #[test]
+    fn a_straggler_is_copied_forward_and_its_old_segment_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, recovery) = MessageLog::open(dir.path(), 4096).unwrap();
+        assert!(recovery.queues.is_empty());
+        let first_segment = log.active_no;
+        let keep = log.publish(&message("keep"), 1, &[("/", "q")]).unwrap();
+        for i in 0..100 {
+            let id = log
+                .publish(&message(&format!("{i:0>200}")), 2, &[("/", "q")])
+                .unwrap();
+            log.ack("/", "q", vec![id]).unwrap();
+        }
+        let segments = list_segments(dir.path()).unwrap();
+        assert!(!segments.contains(&first_segment), "{segments:?}");
+        assert!(segments.len() <= 3, "{segments:?}");
+        assert_eq!(log.read(keep).unwrap().body, Bytes::from("keep"));
+        drop(log);
+
+        let (mut log, recovery) = MessageLog::open(dir.path(), 4096).unwrap();
+        assert!(recovery.problems.is_empty(), "{:?}", recovery.problems);
+        assert_eq!(recovery.queues.len(), 1);
+        let ids: Vec<u64> = recovery.queues[0].messages.iter().map(|m| m.0).collect();
+        assert_eq!(ids, vec![keep]);
+        assert_eq!(recovery.queues[0].messages[0].1.published_ms, 1);
+        assert_eq!(log.read(keep).unwrap().body, Bytes::from("keep"));
+        // Ids keep growing across restarts.
+        let next = log.publish(&message("later"), 3, &[("/", "q")]).unwrap();
+        assert!(next > keep);
+    }
+
+    #[test]
+    fn a_message_on_two_queues_lives_until_both_settle_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MessageLog::open(dir.path(), 1 << 20).unwrap();
+        let id = log
+            .publish(&message("both"), 0, &[("/", "a"), ("/", "b")])
+            .unwrap();
+        log.delivered("/", "b", id).unwrap();
+        log.ack("/", "a", vec![id]).unwrap();
+        drop(log);
+        let (mut log, recovery) = MessageLog::open(dir.path(), 1 << 20).unwrap();
+        let names: Vec<&str> = recovery.queues.iter().map(|q| q.queue.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        assert!(recovery.queues[0].messages[0].1.delivered);
+        log.drop_queue("/", "b").unwrap();
+        assert_eq!(log.usage().0, 0);
+    }
+}
