@@ -492,15 +492,18 @@ async fn unknown_delivery_tag_is_precondition_failed() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    ch.basic_ack(42, BasicAckOptions::default()).await.unwrap();
-    let err = ch
-        .queue_declare(
+    // Both go out before the broker's channel.close comes back, so the pending declare
+    // receives the close reason (a method sent after it would only see a closing channel).
+    let (ack, declared) = tokio::join!(
+        ch.basic_ack(42, BasicAckOptions::default()),
+        ch.queue_declare(
             "".into(),
             QueueDeclareOptions::default(),
             FieldTable::default(),
         )
-        .await
-        .unwrap_err();
+    );
+    ack.unwrap();
+    let err = declared.unwrap_err();
     assert_eq!(reply_code(&err), 406);
     assert_eq!(
         reply_text(&err),
