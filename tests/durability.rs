@@ -133,6 +133,8 @@ async fn delivered_but_unacked_messages_come_back_redelivered_and_acked_ones_do_
         let _second = next(&mut c).await;
         first.ack(BasicAckOptions::default()).await.unwrap();
         let _third = next(&mut c).await;
+        // A round trip on the channel: the ack before it has been applied.
+        passive_queue(&ch, "jobs").await.unwrap();
     }
     b.shutdown().await;
 
