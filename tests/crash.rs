@@ -206,11 +206,14 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
         }
     }
     let stderr = read(&log);
+    // SIGKILL can cut a write short (Linux stops copying at a page boundary when a fatal
+    // signal is pending): such a torn tail is repaired, and it held nothing confirmed.
+    let torn = stderr.matches("a write cut short by a crash").count();
+    eprintln!("torn tails repaired over {ITERATIONS} kills: {torn}");
     assert!(
-        !stderr.contains("damage"),
-        "the store reported damage after clean kills:\n{stderr}"
+        !stderr.contains("damage") && !stderr.contains("ERROR"),
+        "the store reported damage or errors after kills:\n{stderr}"
     );
-    assert!(!stderr.contains("ERROR"), "errors were logged:\n{stderr}");
     stop(&mut server);
 }
 

@@ -87,6 +87,11 @@ impl Core {
                 });
             }
         }
+        for torn in &recovery.torn_tails {
+            tracing::warn!(
+                "message log: {torn} (a write cut short by a crash; it was never confirmed)"
+            );
+        }
         for problem in &recovery.problems {
             tracing::error!("message log damage: {problem}");
         }

@@ -40,6 +40,9 @@ pub struct Recovery {
     pub queues: Vec<RecoveredQueue>,
     /// Damage found and worked around, each naming the file and byte offsets.
     pub problems: Vec<String>,
+    /// Incomplete records cut from the end of the newest segment: what a crash in the middle
+    /// of a write leaves (the write was never confirmed), repaired, not damage.
+    pub torn_tails: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -84,6 +87,7 @@ impl MessageLog {
         let mut replay = Replay::default();
         let mut segments = BTreeMap::new();
         let mut problems = Vec::new();
+        let mut torn_tails = Vec::new();
         for &no in &found {
             let path = segment_path(dir, no);
             let data = Bytes::from(std::fs::read(&path)?);
@@ -103,10 +107,15 @@ impl MessageLog {
             }
             let mut len = data.len() as u64;
             if let Some(cut) = result.truncate_at {
-                problems.push(format!(
+                let report = format!(
                     "{}: incomplete record at offset {cut}, file cut back from {len} bytes",
                     path.display()
-                ));
+                );
+                if Some(&no) == found.last() && result.skipped.is_empty() {
+                    torn_tails.push(report);
+                } else {
+                    problems.push(report);
+                }
                 OpenOptions::new().write(true).open(&path)?.set_len(cut)?;
                 len = cut;
             }
@@ -161,6 +170,7 @@ impl MessageLog {
             Recovery {
                 queues: recovered,
                 problems,
+                torn_tails,
             },
         ))
     }
@@ -551,5 +561,31 @@ mod tests {
         assert!(recovery.queues[0].messages[0].1.delivered);
         log.drop_queue("/", "b").unwrap();
         assert_eq!(log.usage().0, 0);
+    }
+
+    #[test]
+    fn a_torn_tail_of_the_newest_segment_is_repaired_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MessageLog::open(dir.path(), 1 << 20).unwrap();
+        let kept = log.publish(&message("whole"), 0, &[("/", "q")]).unwrap();
+        let newest = segment_path(dir.path(), log.active_no);
+        drop(log);
+        let whole = std::fs::metadata(&newest).unwrap().len();
+        let mut partial = BytesMut::new();
+        Record::Ack {
+            vhost: "/".into(),
+            queue: "q".into(),
+            msg_ids: vec![kept],
+        }
+        .encode(&mut partial);
+        let mut data = std::fs::read(&newest).unwrap();
+        data.extend_from_slice(&partial[..partial.len() - 3]);
+        std::fs::write(&newest, data).unwrap();
+        let (_, recovery) = MessageLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(recovery.problems.is_empty(), "{:?}", recovery.problems);
+        assert_eq!(recovery.torn_tails.len(), 1);
+        assert!(recovery.torn_tails[0].contains(&format!("offset {whole}")));
+        assert_eq!(recovery.queues[0].messages[0].0, kept);
+        assert_eq!(std::fs::metadata(&newest).unwrap().len(), whole);
     }
 }
