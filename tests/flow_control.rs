@@ -88,7 +88,7 @@ async fn a_publisher_flood_is_blocked_at_the_watermark_and_nothing_is_lost() {
         "blocked after {sent} messages of 64 KiB; broker RSS {peak} bytes, watermark {WATERMARK}"
     );
     assert!(
-        peak < WATERMARK + 48 * 1024 * 1024,
+        peak < WATERMARK + 24 * 1024 * 1024,
         "broker at {peak} bytes, watermark {WATERMARK}"
     );
 

@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
             for _ in 0..256 {
                 ids.push(log.publish(&message, 0, &holders).unwrap());
             }
+            log.flush().unwrap();
             let syncer = log.syncer().clone();
             let target = log.lsn();
             let mut durable = syncer.subscribe();

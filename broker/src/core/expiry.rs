@@ -42,6 +42,7 @@ impl Core {
             tracing::debug!(queue = %qname, "queue expired (x-expires)");
             self.remove_queue(&vname, &qname);
         }
+        self.flush_log();
         if let Some(log) = self.log.as_mut() {
             if let Err(e) = log.compact() {
                 tracing::error!(error = %e, "compacting the message log failed");

@@ -90,6 +90,8 @@ impl Core {
             self.remove_queue(&vname, &q);
         }
         self.conns.remove(&conn);
+        // What the connection acknowledged reaches the kernel before it is gone.
+        self.flush_log();
     }
 
     /// Deletes an auto-delete queue whose last consumer has gone; returns whether it did.

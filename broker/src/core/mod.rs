@@ -98,6 +98,15 @@ impl Core {
         self.log.as_ref().map(|l| l.lsn())
     }
 
+    /// Hands buffered log records to the kernel (before asking for a sync; periodically).
+    pub fn flush_log(&mut self) {
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = log.flush() {
+                tracing::error!(error = %e, "writing to the message log failed");
+            }
+        }
+    }
+
     /// Makes everything logged durable and closes the log (at shutdown).
     pub fn close_store(&mut self) {
         if let Some(mut log) = self.log.take() {

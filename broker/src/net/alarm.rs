@@ -4,6 +4,8 @@
 //! Consumers keep draining meanwhile.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -20,6 +22,40 @@ pub struct AlarmConfig {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Between two looks at the process's memory, bytes read from sockets count as if they had
+/// all stayed: a flood is held back at once, not up to one interval late.
+#[derive(Debug)]
+pub struct Pressure {
+    watermark: u64,
+    rss_at_check: AtomicU64,
+    read_since: AtomicU64,
+}
+
+impl Pressure {
+    pub fn new(watermark: u64) -> Pressure {
+        Pressure {
+            watermark,
+            rss_at_check: AtomicU64::new(resident_memory().unwrap_or(0)),
+            read_since: AtomicU64::new(0),
+        }
+    }
+
+    pub fn note_read(&self, bytes: usize) {
+        self.read_since.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Memory may be past the watermark since the last look.
+    pub fn over(&self) -> bool {
+        self.rss_at_check.load(Ordering::Relaxed) + self.read_since.load(Ordering::Relaxed)
+            > self.watermark
+    }
+
+    fn checked(&self, rss: u64) {
+        self.rss_at_check.store(rss, Ordering::Relaxed);
+        self.read_since.store(0, Ordering::Relaxed);
+    }
+}
+
 /// RabbitMQ's default: 40% of the machine's memory (1 GiB if that cannot be read).
 pub fn default_memory_high_watermark() -> u64 {
     total_memory().map_or(1 << 30, |m| m / 10 * 4)
@@ -29,14 +65,21 @@ pub fn default_memory_high_watermark() -> u64 {
 const TRIM_EVERY: u32 = 50;
 
 /// Watches memory and disk; the channel holds the reason while an alarm is on.
-pub async fn watch(config: AlarmConfig, alarm: watch::Sender<Option<String>>) {
+pub async fn watch(
+    config: AlarmConfig,
+    alarm: watch::Sender<Option<String>>,
+    pressure: Arc<Pressure>,
+) {
     let mut ticker = tokio::time::interval(INTERVAL);
     let mut ticks = 0u32;
     loop {
         ticker.tick().await;
         ticks = ticks.wrapping_add(1);
-        let trim = alarm.borrow().is_some() || ticks % TRIM_EVERY == 0;
+        let trim = alarm.borrow().is_some() || pressure.over() || ticks % TRIM_EVERY == 0;
         let reason = check(&config, trim);
+        if let Some(rss) = resident_memory() {
+            pressure.checked(rss);
+        }
         alarm.send_if_modified(|current| {
             if *current == reason {
                 return false;

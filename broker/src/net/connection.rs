@@ -14,6 +14,9 @@ use tokio::io::AsyncRead;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
+/// How often a connection held back by memory pressure looks again.
+const PRESSURE_RECHECK: Duration = Duration::from_millis(20);
+
 /// How long a closing peer gets to answer `connection.close`.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -47,14 +50,18 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             }
         }
         session.flush_confirms();
-        // A resource alarm stops reading from connections that publish.
-        let blocked = session.published && alarm.borrow().is_some();
+        // A resource alarm (or memory pressure since the last look) stops reading from
+        // connections that publish.
+        let pressed = session.pressure.over();
+        let blocked = session.published && (alarm.borrow().is_some() || pressed);
         if blocked != told_blocked && negotiated.blocked_notify {
-            let method = match alarm.borrow().clone() {
-                Some(reason) if blocked => connection::AMQPMethod::Blocked(connection::Blocked {
+            let method = if blocked {
+                let reason = alarm.borrow().clone().unwrap_or_else(|| "memory".into());
+                connection::AMQPMethod::Blocked(connection::Blocked {
                     reason: format!("low on {reason}").into(),
-                }),
-                _ => connection::AMQPMethod::Unblocked(connection::Unblocked {}),
+                })
+            } else {
+                connection::AMQPMethod::Unblocked(connection::Unblocked {})
             };
             let _ = session
                 .tx
@@ -64,7 +71,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
         let waiting = session.waiting() && durable.is_some();
         tokio::select! {
             read = timeout(read_timeout, reader.fill()), if !blocked => match read {
-                Ok(Ok(n)) if n > 0 => {}
+                Ok(Ok(n)) if n > 0 => session.pressure.note_read(n),
                 Ok(_) => return,
                 Err(_) => {
                     tracing::info!(conn = session.conn, "missed heartbeats, closing connection");
@@ -73,6 +80,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             },
             _ = changed(&mut durable), if waiting => {}
             _ = alarm.changed(), if blocked => {}
+            _ = tokio::time::sleep(PRESSURE_RECHECK), if blocked && pressed => {}
             _ = shutdown.changed() => {
                 let err = AmqpError::new(
                     code::CONNECTION_FORCED,

@@ -42,6 +42,8 @@ pub struct Shared {
     pub config: BrokerConfig,
     /// Why publishers are blocked, while they are (a resource alarm).
     pub alarm: watch::Receiver<Option<String>>,
+    /// An early estimate of memory use between alarm checks.
+    pub pressure: Arc<alarm::Pressure>,
 }
 
 impl Shared {
@@ -103,10 +105,12 @@ impl Broker {
             disk_free_limit: config.disk_free_limit,
             data_dir: config.data_dir.clone(),
         };
+        let pressure = Arc::new(alarm::Pressure::new(config.memory_high_watermark));
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             config,
             alarm,
+            pressure: pressure.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx.clone()));
@@ -114,7 +118,7 @@ impl Broker {
         tokio::spawn(async move {
             let mut shutdown = shutdown_rx;
             tokio::select! {
-                _ = alarm::watch(alarm_config, alarm_tx) => {}
+                _ = alarm::watch(alarm_config, alarm_tx, pressure) => {}
                 _ = shutdown.changed() => {}
             }
         });

@@ -15,6 +15,9 @@ use bytes::{Bytes, BytesMut};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, MutexGuard};
 
+/// Bodies this large are copied out of the read buffer.
+const COPY_BODIES_FROM: u64 = 4096;
+
 /// A publish whose header or body frames are still arriving.
 struct Pending {
     publish: basic::Publish,
@@ -78,6 +81,7 @@ pub struct Session {
     deferred: VecDeque<(u64, u16, AMQPClass)>,
     /// This connection has published (resource alarms block it).
     pub published: bool,
+    pub pressure: Arc<super::alarm::Pressure>,
 }
 
 impl Session {
@@ -96,6 +100,7 @@ impl Session {
             )
         };
         Session {
+            pressure: shared.pressure.clone(),
             shared,
             conn,
             tx,
@@ -356,6 +361,9 @@ impl Session {
         };
         let body = match pending.parts.len() {
             0 => Bytes::new(),
+            // A large body gets an allocation of its own rather than pin the read buffer
+            // around it (and the slack in it) for as long as the message is queued.
+            1 if pending.received >= COPY_BODIES_FROM => Bytes::copy_from_slice(&pending.parts[0]),
             1 => pending.parts.into_iter().next().unwrap_or_default(),
             _ => {
                 let mut all = BytesMut::with_capacity(pending.received as usize);
@@ -369,7 +377,8 @@ impl Session {
             exchange: pending.publish.exchange.as_str().to_string(),
             routing_key: pending.publish.routing_key.as_str().to_string(),
             properties: header.properties,
-            raw_properties: header.raw_properties,
+            // Small, and a slice of the read buffer: copied so it pins nothing.
+            raw_properties: Bytes::copy_from_slice(&header.raw_properties),
             body,
         };
         let mandatory = pending.publish.mandatory;
@@ -439,6 +448,7 @@ impl Session {
             }
         }
         if let (Some(syncer), true) = (&self.syncer, needed > 0) {
+            self.shared.lock().flush_log();
             syncer.request(needed);
         }
     }

@@ -101,7 +101,10 @@ impl Syncer {
         loop {
             let (file, target) = {
                 let mut state = self.lock();
-                while !state.stop && state.requested <= self.durable() {
+                // Wait for a request beyond what is durable and written bytes to cover it.
+                while !state.stop
+                    && (state.requested <= self.durable() || state.written <= self.durable())
+                {
                     state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 if state.stop {
