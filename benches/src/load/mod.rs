@@ -110,6 +110,8 @@ pub async fn run(url: &str, scenario: &Scenario) -> Result<Report, lapin::Error>
     for c in consumers {
         c.stop().await;
     }
-    topology::delete(url, &queues, scenario).await?;
+    if !scenario.keep {
+        topology::delete(url, &queues, scenario).await?;
+    }
     Ok(Report::new(&meter, elapsed, backlog_before, backlog_after))
 }

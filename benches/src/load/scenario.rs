@@ -36,6 +36,9 @@ pub struct Scenario {
     /// Seconds run before measuring.
     #[arg(long, default_value_t = 2.0)]
     pub warmup: f64,
+    /// Leave the queues and their messages in place afterwards (to measure recovery).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 impl Scenario {
