@@ -29,11 +29,11 @@ fn bench(c: &mut Criterion) {
             for _ in 0..256 {
                 ids.push(log.publish(&message, 0, &holders).unwrap());
             }
-            log.flush().unwrap();
-            let syncer = log.syncer().clone();
+            log.flush();
+            let writer = log.writer().clone();
             let target = log.lsn();
-            let mut durable = syncer.subscribe();
-            syncer.request(target);
+            let mut durable = writer.subscribe();
+            writer.request(target);
             waiter.block_on(async {
                 while *durable.borrow_and_update() < target {
                     let _ = durable.changed().await;

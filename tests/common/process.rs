@@ -73,3 +73,11 @@ pub fn rss(server: &Server) -> u64 {
         .unwrap()
         * 1024
 }
+
+impl Drop for Server {
+    /// A test that fails half-way must not leave its broker running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

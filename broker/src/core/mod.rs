@@ -28,7 +28,7 @@ pub use outbound::{Outbound, Outlet};
 pub use vhost::VHost;
 
 use crate::store::definitions::Definitions;
-use crate::store::{MessageLog, Syncer};
+use crate::store::{LogWriter, MessageLog};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -88,9 +88,9 @@ impl Core {
         }
     }
 
-    /// The group-commit handle of the message log, when there is one.
-    pub fn syncer(&self) -> Option<Arc<Syncer>> {
-        self.log.as_ref().map(|l| l.syncer().clone())
+    /// The message log's writer (durable positions, sync requests), when there is a log.
+    pub fn log_writer(&self) -> Option<Arc<LogWriter>> {
+        self.log.as_ref().map(|l| l.writer().clone())
     }
 
     /// The position after the last log record, if there is a log.
@@ -98,12 +98,10 @@ impl Core {
         self.log.as_ref().map(|l| l.lsn())
     }
 
-    /// Hands buffered log records to the kernel (before asking for a sync; periodically).
+    /// Hands buffered log records to the writer (before asking for a sync; periodically).
     pub fn flush_log(&mut self) {
         if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.flush() {
-                tracing::error!(error = %e, "writing to the message log failed");
-            }
+            log.flush();
         }
     }
 

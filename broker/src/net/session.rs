@@ -6,7 +6,7 @@ use crate::core::declare::{ExchangeSpec, QueueSpec};
 use crate::core::deliver::ConsumeSpec;
 use crate::core::{ChanKey, ConnId, Core, Destination, Message, Outbound, Outlet};
 use crate::error::AmqpError;
-use crate::store::Syncer;
+use crate::store::LogWriter;
 use crate::wire::{ContentHeader, Frame};
 use amq_protocol::protocol::{
     access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
@@ -76,7 +76,7 @@ pub struct Session {
     vhost: String,
     channel_max: u16,
     channels: HashMap<u16, ChannelIo>,
-    syncer: Option<Arc<Syncer>>,
+    log_writer: Option<Arc<LogWriter>>,
     /// Replies held until the log is durable up to a position (`tx.commit-ok`).
     deferred: VecDeque<(u64, u16, AMQPClass)>,
     /// This connection has published (resource alarms block it).
@@ -92,11 +92,11 @@ impl Session {
         channel_max: u16,
         cancel_notify: bool,
     ) -> Session {
-        let (conn, syncer) = {
+        let (conn, log_writer) = {
             let mut core = shared.lock();
             (
                 core.register_connection(tx.clone(), cancel_notify),
-                core.syncer(),
+                core.log_writer(),
             )
         };
         Session {
@@ -107,7 +107,7 @@ impl Session {
             vhost,
             channel_max,
             channels: HashMap::new(),
-            syncer,
+            log_writer,
             deferred: VecDeque::new(),
             published: false,
         }
@@ -115,7 +115,7 @@ impl Session {
 
     /// Changes when more of the message log becomes durable (None: there is no log).
     pub fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.syncer.as_ref().map(|s| s.subscribe())
+        self.log_writer.as_ref().map(|w| w.subscribe())
     }
 
     /// Why publishers are blocked, while they are.
@@ -411,7 +411,7 @@ impl Session {
     /// `basic.ack(multiple)` or `basic.nack(multiple)` per run of equal outcomes. Asks the
     /// log to sync for the rest.
     pub fn flush_confirms(&mut self) {
-        let durable = self.syncer.as_ref().map_or(u64::MAX, |s| s.durable());
+        let durable = self.log_writer.as_ref().map_or(u64::MAX, |w| w.durable());
         let mut needed = 0;
         for (ch, state) in self.channels.iter_mut() {
             let Some(c) = state.confirm.as_mut() else {
@@ -447,9 +447,9 @@ impl Session {
                 self.reply(ch, reply);
             }
         }
-        if let (Some(syncer), true) = (&self.syncer, needed > 0) {
+        if let (Some(writer), true) = (&self.log_writer, needed > 0) {
             self.shared.lock().flush_log();
-            syncer.request(needed);
+            writer.request(needed);
         }
     }
 

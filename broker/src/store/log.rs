@@ -6,23 +6,25 @@
 //!   replaying them oldest first rebuilds the same index.
 //! - A segment is deleted once it holds no live message, or after its few live messages have
 //!   been copied forward (same id, the queues still holding them) and that copy is on disk.
-//! - Appends happen under the broker's lock into a buffer that is written to the file when it
-//!   fills, before a sync, before a read of a buffered record, and on every broker tick;
-//!   `Syncer` makes written bytes durable in batches. A publisher's confirm waits for the
-//!   position its record ends at.
+//! - Appends happen under the broker's lock into a buffer, handed to `LogWriter` (one thread
+//!   that writes and fdatasyncs, group commit) when it fills, before a sync is asked for, on
+//!   every broker tick and when a connection closes. A publisher's confirm waits for the
+//!   position its record ends at to be durable.
+//! - A segment whose live messages were copied forward is deleted only once the copies are
+//!   durable.
 //! - Acks and delivery marks are appended without waiting: losing one to a crash only means a
 //!   message comes back (as `redelivered`).
 
 use super::record::{Decoded, Holder, Record};
 use super::replay::{Live, Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
-use super::sync::Syncer;
+use super::writer::LogWriter;
 use crate::core::Message;
 use crate::wire::parse_properties;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,16 +61,18 @@ struct SegStats {
 pub struct MessageLog {
     dir: PathBuf,
     segment_bytes: u64,
-    active: Arc<File>,
     active_no: u64,
-    /// Bytes appended since the log was opened; what the syncer's positions count.
+    /// Bytes appended since the log was opened; what the writer's positions count.
     lsn: u64,
-    /// Records appended but not yet written to the active segment.
+    /// Records appended but not yet handed to the writer.
     pending: BytesMut,
-    /// Bytes of the active segment already in the file.
-    written_len: u64,
-    syncer: Arc<Syncer>,
-    sync_thread: Option<JoinHandle<()>>,
+    /// The position of each segment's first byte.
+    segment_start: BTreeMap<u64, u64>,
+    /// Segments whose live messages were copied forward: deleted once the log is durable up
+    /// to the position given.
+    doomed: BTreeMap<u64, u64>,
+    writer: Arc<LogWriter>,
+    writer_thread: Option<JoinHandle<()>>,
     names: Names,
     live: HashMap<u64, Live>,
     segments: BTreeMap<u64, SegStats>,
@@ -135,9 +139,9 @@ impl MessageLog {
             }
         }
         let active_no = found.last().map_or(1, |n| n + 1);
-        let active = Arc::new(create_segment(dir, active_no)?);
+        let active = create_segment(dir, active_no)?;
         segments.insert(active_no, SegStats::default());
-        let (syncer, sync_thread) = Syncer::start(active.clone());
+        let (writer, writer_thread) = LogWriter::start(active);
         let Replay {
             names,
             live,
@@ -160,13 +164,13 @@ impl MessageLog {
         let mut log = MessageLog {
             dir: dir.to_path_buf(),
             segment_bytes: segment_bytes.max(4096),
-            active,
             active_no,
             lsn: 0,
             pending: BytesMut::with_capacity(FLUSH_AT),
-            written_len: 0,
-            syncer,
-            sync_thread: Some(sync_thread),
+            segment_start: BTreeMap::from([(active_no, 0)]),
+            doomed: BTreeMap::new(),
+            writer,
+            writer_thread: Some(writer_thread),
             names,
             live,
             segments,
@@ -184,8 +188,9 @@ impl MessageLog {
         ))
     }
 
-    pub fn syncer(&self) -> &Arc<Syncer> {
-        &self.syncer
+    /// The writer thread's handle: durable positions, sync requests.
+    pub fn writer(&self) -> &Arc<LogWriter> {
+        &self.writer
     }
 
     /// The position after the last record appended.
@@ -306,14 +311,14 @@ impl MessageLog {
         }
     }
 
-    /// Makes everything appended so far durable, now, and stops the sync thread.
+    /// Makes everything appended so far durable, now, and stops the writer thread.
     pub fn close(&mut self) -> io::Result<()> {
-        let result = self.sync_active();
-        self.syncer.stop();
-        if let Some(t) = self.sync_thread.take() {
+        self.flush();
+        self.writer.stop();
+        if let Some(t) = self.writer_thread.take() {
             let _ = t.join();
         }
-        result
+        Ok(())
     }
 
     /// How many persistent messages are live, and the bytes of segment files on disk.
@@ -367,48 +372,27 @@ impl MessageLog {
             self.compact()?;
         }
         if self.pending.len() >= FLUSH_AT {
-            self.flush()?;
+            self.flush();
         }
         Ok(loc)
     }
 
-    /// Writes buffered records to the active segment and tells the syncer how far that is.
-    pub fn flush(&mut self) -> io::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+    /// Hands buffered records to the writer thread.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            self.writer.push(self.pending.split().freeze(), self.lsn);
         }
-        if let Err(e) = (&*self.active).write_all(&self.pending) {
-            // Leave no partial record behind; what was buffered is lost (never confirmed:
-            // confirms wait for a sync that covers it).
-            let _ = self.active.set_len(self.written_len);
-            if let Some(s) = self.segments.get_mut(&self.active_no) {
-                s.len = self.written_len;
-            }
-            self.pending.clear();
-            return Err(e);
-        }
-        self.written_len += self.pending.len() as u64;
-        self.pending.clear();
-        self.syncer.wrote(self.lsn);
-        Ok(())
     }
 
-    /// Writes and fdatasyncs the active segment.
-    fn sync_active(&mut self) -> io::Result<()> {
-        self.flush()?;
-        self.active.sync_data()
-    }
-
-    /// Seals the active segment (synced) and starts the next one.
+    /// Seals the active segment (the writer syncs it) and starts the next one.
     fn roll(&mut self) -> io::Result<()> {
-        self.sync_active()?;
+        self.flush();
         let next = self.active_no + 1;
-        let file = Arc::new(create_segment(&self.dir, next)?);
-        self.active = file.clone();
+        let file = create_segment(&self.dir, next)?;
+        self.writer.switch(file);
         self.active_no = next;
-        self.written_len = 0;
+        self.segment_start.insert(next, self.lsn);
         self.segments.insert(next, SegStats::default());
-        self.syncer.switch(file, self.lsn);
         Ok(())
     }
 
@@ -423,6 +407,14 @@ impl MessageLog {
             if oldest == self.active_no {
                 return Ok(());
             }
+            if let Some(&needed) = self.doomed.get(&oldest) {
+                if self.writer.durable() < needed {
+                    return Ok(());
+                }
+                self.doomed.remove(&oldest);
+                self.delete_segment(oldest)?;
+                continue;
+            }
             let total: u64 = self.segments.values().map(|s| s.len).sum();
             let live: u64 = self.segments.values().map(|s| s.live_bytes).sum();
             let worth = stats.live_bytes == 0
@@ -432,12 +424,22 @@ impl MessageLog {
                 return Ok(());
             }
             if stats.live_bytes > 0 {
+                // The originals go once the copies are durable (a later compaction).
                 self.copy_forward(oldest)?;
+                self.flush();
+                self.writer.request(self.lsn);
+                self.doomed.insert(oldest, self.lsn);
+                return Ok(());
             }
-            self.readers.remove(&oldest);
-            self.segments.remove(&oldest);
-            std::fs::remove_file(segment_path(&self.dir, oldest))?;
+            self.delete_segment(oldest)?;
         }
+    }
+
+    fn delete_segment(&mut self, segment: u64) -> io::Result<()> {
+        self.readers.remove(&segment);
+        self.segments.remove(&segment);
+        self.segment_start.remove(&segment);
+        std::fs::remove_file(segment_path(&self.dir, segment))
     }
 
     fn copy_forward(&mut self, segment: u64) -> io::Result<()> {
@@ -496,8 +498,7 @@ impl MessageLog {
                 s.live_bytes += loc.len as u64;
             }
         }
-        // The copies must be on disk before the originals go.
-        self.sync_active()
+        Ok(())
     }
 
     fn read_record(&mut self, msg_id: u64) -> io::Result<Record> {
@@ -506,8 +507,14 @@ impl MessageLog {
             .get(&msg_id)
             .ok_or_else(|| invalid(format!("message {msg_id} is not in the log")))?
             .loc;
-        if loc.segment == self.active_no && loc.offset + loc.len as u64 > self.written_len {
-            self.flush()?;
+        // A record appended since the log was opened may still be buffered or on its way to
+        // the file (segments found at open are wholly on disk).
+        if let Some(start) = self.segment_start.get(&loc.segment) {
+            let end = start + loc.offset + loc.len as u64;
+            if end > self.lsn - self.pending.len() as u64 {
+                self.flush();
+            }
+            self.writer.wait_written(end);
         }
         let file = match self.readers.entry(loc.segment) {
             std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
@@ -555,6 +562,15 @@ fn invalid(text: String) -> io::Error {
 mod tests {
     use super::*;
 
+    /// Waits until everything appended is durable.
+    fn settle(log: &mut MessageLog) {
+        log.flush();
+        log.writer().request(log.lsn());
+        while log.writer().durable() < log.lsn() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     fn message(body: &str) -> Message {
         Message::new("", "q", Default::default(), Bytes::from(body.to_string()))
     }
@@ -579,6 +595,11 @@ mod tests {
         // Every live message reads back as itself, wherever compaction moved it.
         for (id, body) in &kept {
             assert_eq!(log.read(*id).unwrap().body, Bytes::from(body.clone()));
+        }
+        // Old segments go once the copies of their live messages are durable.
+        for _ in 0..20 {
+            settle(&mut log);
+            log.compact().unwrap();
         }
         let segments = list_segments(dir.path()).unwrap();
         assert!(!segments.contains(&first_segment), "{segments:?}");

@@ -15,13 +15,13 @@ mod priority;
 pub mod record;
 mod replay;
 pub mod segment;
-mod sync;
+mod writer;
 
 pub use log::{MessageLog, RecoveredQueue, Recovery};
 pub use memory::MemoryQueue;
 pub use priority::PriorityQueue;
 pub use replay::Meta;
-pub use sync::Syncer;
+pub use writer::LogWriter;
 
 use crate::core::queue::Entry;
 
