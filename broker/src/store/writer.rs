@@ -15,6 +15,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Syncs are at least this far apart; what arrives meanwhile rides along. Measured on a 2-core
+/// VM at 10k persistent msg/s: fdatasync flat out (~1000/s) left delivery p99 at ~23 ms from
+/// the I/O's toll on scheduling; 2 ms apart gave ~5 ms and confirm p99 ~4 ms, and more
+/// throughput.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(2);
+
 enum Chunk {
     /// Records for the current segment, ending at this position.
     Data(Bytes, u64),
@@ -124,6 +130,7 @@ impl LogWriter {
     fn run(&self, mut file: File) {
         // Bytes in the current segment (every segment starts empty).
         let mut len = 0u64;
+        let mut last_sync = std::time::Instant::now();
         loop {
             let (chunks, stop, sync_wanted) = {
                 let mut state = self.lock();
@@ -169,8 +176,16 @@ impl LogWriter {
                 state.written
             };
             if stop || (sync_wanted > self.durable() && written > self.durable()) {
+                if !stop {
+                    let since = last_sync.elapsed();
+                    if since < MIN_SYNC_INTERVAL {
+                        std::thread::sleep(MIN_SYNC_INTERVAL - since);
+                        continue;
+                    }
+                }
                 // Everything written so far rides along with this sync.
                 retry("fdatasync of the message log", || file.sync_data());
+                last_sync = std::time::Instant::now();
                 self.advance(written);
             }
             if stop && self.lock().queue.is_empty() {
