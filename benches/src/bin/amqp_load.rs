@@ -22,6 +22,10 @@ struct Args {
     /// Title of the printed table.
     #[arg(long)]
     title: Option<String>,
+    /// Instead of one run: search for the highest rate each broker sustains (consumers keep
+    /// up, backlog flat), doubling from --rate (default 2000) then bisecting.
+    #[arg(long)]
+    find_sustained: bool,
     #[command(flatten)]
     scenario: Scenario,
 }
@@ -33,6 +37,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .title
         .clone()
         .unwrap_or_else(|| args.scenario.describe());
+    if args.find_sustained {
+        let a = sustained(&args.url, &args.scenario).await?;
+        let mut out = format!(
+            "**{title}: highest sustained rate**\n\n| broker | msg/s |\n|---|---:|\n| {} | {a} |\n",
+            args.name
+        );
+        if let Some(url) = &args.against {
+            let b = sustained(url, &args.scenario).await?;
+            out.push_str(&format!("| {} | {b} |\n", args.against_name));
+            out.push_str(&format!(
+                "| {} advantage | {:.1}x |\n",
+                args.name,
+                a as f64 / b.max(1) as f64
+            ));
+        }
+        println!("{out}");
+        return Ok(());
+    }
     let a = load::run(&args.url, &args.scenario).await?;
     match &args.against {
         Some(url) => {
@@ -45,4 +67,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => println!("{}", report::single(&title, &args.name, &a)),
     }
     Ok(())
+}
+
+/// Whether a run kept up: consumers took (nearly) everything published and the backlog did
+/// not grow by more than a sliver of it.
+fn kept_up(r: &load::Report, rate: u64) -> bool {
+    let published = r.published_per_s * r.seconds;
+    r.published_per_s >= 0.95 * rate as f64
+        && r.consumed_per_s >= 0.95 * r.published_per_s
+        && (r.backlog_growth as f64) < 0.02 * published
+}
+
+/// The highest rate that kept up: double until one does not, then bisect four times.
+async fn sustained(url: &str, base: &Scenario) -> Result<u64, lapin::Error> {
+    let mut scenario = base.clone();
+    let mut good = 0u64;
+    let mut bad = None;
+    let mut rate = if base.rate > 0 { base.rate } else { 2000 };
+    for _ in 0..12 {
+        scenario.rate = rate;
+        let r = load::run(url, &scenario).await?;
+        let ok = kept_up(&r, rate);
+        eprintln!(
+            "{url}: {rate} msg/s -> consumed {:.0}/s, backlog {:+} ({})",
+            r.consumed_per_s,
+            r.backlog_growth,
+            if ok { "kept up" } else { "fell behind" }
+        );
+        if ok {
+            good = rate;
+        } else {
+            bad = Some(rate);
+        }
+        rate = match bad {
+            None => rate * 2,
+            Some(b) if b - good > good / 16 => (good + b) / 2,
+            Some(_) => break,
+        };
+    }
+    Ok(good)
 }

@@ -451,19 +451,12 @@ impl MessageLog {
             .collect();
         ids.sort_unstable();
         for id in ids {
-            let Record::Publish {
-                msg_id,
-                published_ms,
-                exchange,
-                routing_key,
-                properties,
-                body,
-                ..
-            } = self.read_record(id)?
-            else {
+            let mut record = self.read_record(id)?;
+            let Record::Publish { holders, .. } = &mut record else {
                 continue;
             };
-            let holders = self.live[&id]
+            // The copy lists the queues holding the message now, with their delivery marks.
+            *holders = self.live[&id]
                 .holders
                 .iter()
                 .map(|&(q, delivered)| {
@@ -475,15 +468,6 @@ impl MessageLog {
                     }
                 })
                 .collect();
-            let record = Record::Publish {
-                msg_id,
-                published_ms,
-                exchange,
-                routing_key,
-                properties,
-                body,
-                holders,
-            };
             let loc = self.append(&record, false)?;
             let old = self
                 .live
