@@ -32,6 +32,9 @@ pub struct ServeArgs {
     pub disk_free_limit: Option<u64>,
 }
 
+/// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
+const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
+
 /// The file's form: the same keys as the flags, plus the exchanges to declare at start.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +97,12 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .collect();
     }
     if let Some(max) = file.max_message_size {
+        // RabbitMQ's own ceiling; the message log's records hold bodies up to 1 GiB.
+        if max > MAX_MESSAGE_SIZE_LIMIT {
+            anyhow::bail!(
+                "max_message_size {max} is above the limit of {MAX_MESSAGE_SIZE_LIMIT} bytes"
+            );
+        }
         broker.limits.max_message_size = max;
     }
     if let Some(m) = args.memory_high_watermark.or(file.memory_high_watermark) {
@@ -152,5 +161,19 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("amqp_listn"));
+    }
+
+    #[test]
+    fn a_max_message_size_beyond_the_limit_is_refused() {
+        let dir = std::env::temp_dir().join(format!("bb-config-max-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bloodbank.toml");
+        std::fs::write(&path, "max_message_size = 2147483648\n").unwrap();
+        let err = load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("max_message_size"));
     }
 }

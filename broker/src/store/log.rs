@@ -141,7 +141,7 @@ impl MessageLog {
         let active_no = found.last().map_or(1, |n| n + 1);
         let active = create_segment(dir, active_no)?;
         segments.insert(active_no, SegStats::default());
-        let (writer, writer_thread) = LogWriter::start(active);
+        let (writer, writer_thread) = LogWriter::start(active)?;
         let Replay {
             names,
             live,
@@ -456,7 +456,10 @@ impl MessageLog {
                 continue;
             };
             // The copy lists the queues holding the message now, with their delivery marks.
-            *holders = self.live[&id]
+            let Some(live) = self.live.get(&id) else {
+                continue;
+            };
+            *holders = live
                 .holders
                 .iter()
                 .map(|&(q, delivered)| {

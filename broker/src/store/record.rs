@@ -91,7 +91,7 @@ impl Record {
                 put_str(out, routing_key);
                 put_blob(out, properties);
                 put_blob(out, body);
-                out.put_u16_le(holders.len() as u16);
+                out.put_u32_le(holders.len() as u32);
                 for h in holders {
                     put_str(out, &h.vhost);
                     put_str(out, &h.queue);
@@ -227,7 +227,11 @@ fn parse_payload(payload: Bytes) -> Option<Record> {
             let routing_key = c.string()?;
             let properties = c.blob()?;
             let body = c.blob()?;
-            let n = c.u16()? as usize;
+            let n = c.u32()? as usize;
+            // Each holder takes at least 5 bytes: a count beyond that is damage.
+            if n > (c.buf.len() - c.at) / 5 {
+                return None;
+            }
             let mut holders = Vec::with_capacity(n);
             for _ in 0..n {
                 holders.push(Holder {

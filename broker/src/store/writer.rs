@@ -48,7 +48,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread with `file` as the current segment.
-    pub fn start(file: File) -> (Arc<LogWriter>, JoinHandle<()>) {
+    pub fn start(file: File) -> std::io::Result<(Arc<LogWriter>, JoinHandle<()>)> {
         let writer = Arc::new(LogWriter {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
@@ -63,9 +63,8 @@ impl LogWriter {
         let worker = writer.clone();
         let handle = std::thread::Builder::new()
             .name("bloodbank-log".into())
-            .spawn(move || worker.run(file))
-            .expect("spawning the log writer thread");
-        (writer, handle)
+            .spawn(move || worker.run(file))?;
+        Ok((writer, handle))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
