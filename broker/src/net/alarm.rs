@@ -75,11 +75,16 @@ pub async fn watch(
     loop {
         ticker.tick().await;
         ticks = ticks.wrapping_add(1);
-        let trim = alarm.borrow().is_some() || pressure.over() || ticks % TRIM_EVERY == 0;
-        let reason = check(&config, trim);
-        if let Some(rss) = resident_memory() {
+        if alarm.borrow().is_some() || pressure.over() || ticks % TRIM_EVERY == 0 {
+            // Freed message memory goes back to the system, so an alarm can clear.
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+        let rss = resident_memory();
+        if let Some(rss) = rss {
             pressure.checked(rss);
         }
+        let reason = check(&config, rss);
         alarm.send_if_modified(|current| {
             if *current == reason {
                 return false;
@@ -97,13 +102,9 @@ pub async fn watch(
     }
 }
 
-fn check(config: &AlarmConfig, trim: bool) -> Option<String> {
-    if trim {
-        // Freed message memory goes back to the system, so an alarm can clear.
-        // SAFETY: malloc_trim has no preconditions.
-        unsafe { libc::malloc_trim(0) };
-    }
-    if let Some(rss) = resident_memory() {
+/// Which alarm, if any, the process's resident memory and the data disk's free space set.
+fn check(config: &AlarmConfig, rss: Option<u64>) -> Option<String> {
+    if let Some(rss) = rss {
         if rss > config.memory_high_watermark {
             return Some("memory".into());
         }
@@ -157,11 +158,11 @@ mod tests {
             disk_free_limit: 0,
             data_dir: Some("/".into()),
         };
-        assert_eq!(check(&never, false), None);
+        assert_eq!(check(&never, resident_memory()), None);
         let always = AlarmConfig {
             memory_high_watermark: 1,
             ..never
         };
-        assert_eq!(check(&always, true).as_deref(), Some("memory"));
+        assert_eq!(check(&always, resident_memory()).as_deref(), Some("memory"));
     }
 }

@@ -11,27 +11,30 @@ use std::collections::{BTreeMap, HashMap};
 /// A queue as the log names it, interned as a small number.
 pub type QueueId = u32;
 
+/// Looked up on every append (publish, ack, delivery mark): vhost first, then queue, so a
+/// lookup borrows the names instead of allocating a key.
 #[derive(Debug, Default)]
 pub struct Names {
-    ids: HashMap<(String, String), QueueId>,
+    ids: HashMap<String, HashMap<String, QueueId>>,
     names: Vec<(String, String)>,
 }
 
 impl Names {
     pub fn id(&mut self, vhost: &str, queue: &str) -> QueueId {
-        if let Some(id) = self.ids.get(&(vhost.to_string(), queue.to_string())) {
-            return *id;
+        if let Some(id) = self.get(vhost, queue) {
+            return id;
         }
         let id = self.names.len() as QueueId;
         self.names.push((vhost.to_string(), queue.to_string()));
-        self.ids.insert((vhost.to_string(), queue.to_string()), id);
+        self.ids
+            .entry(vhost.to_string())
+            .or_default()
+            .insert(queue.to_string(), id);
         id
     }
 
     pub fn get(&self, vhost: &str, queue: &str) -> Option<QueueId> {
-        self.ids
-            .get(&(vhost.to_string(), queue.to_string()))
-            .copied()
+        self.ids.get(vhost)?.get(queue).copied()
     }
 
     pub fn name(&self, id: QueueId) -> (&str, &str) {
