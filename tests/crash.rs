@@ -172,48 +172,10 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
                 got.len(),
                 t0.elapsed()
             );
-            let mut by_publisher: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-            for (it, p, seq) in got {
-                assert_eq!(
-                    it, iteration,
-                    "{queue}: message from an earlier round came back"
-                );
-                assert!(p < PUBLISHERS);
-                assert!(
-                    seq <= *sent[p].lock().unwrap(),
-                    "{queue}: {p}:{seq} was never published"
-                );
-                by_publisher.entry(p).or_default().push(seq);
-            }
-            for (p, confirmed) in confirmed.iter().enumerate() {
-                let seqs = by_publisher.remove(&p).unwrap_or_default();
-                assert!(
-                    seqs.windows(2).all(|w| w[0] < w[1]),
-                    "{queue}: publisher {p} out of order: {seqs:?}"
-                );
-                let have: BTreeSet<u64> = seqs.into_iter().collect();
-                let missing: Vec<_> = confirmed
-                    .lock()
-                    .unwrap()
-                    .difference(&have)
-                    .copied()
-                    .collect();
-                assert!(
-                    missing.is_empty(),
-                    "{queue}: publisher {p} lost confirmed {missing:?}"
-                );
-            }
+            check_round(queue, iteration, got, &sent, &confirmed, &BTreeSet::new());
         }
     }
-    let stderr = read(&log);
-    // SIGKILL can cut a write short (Linux stops copying at a page boundary when a fatal
-    // signal is pending): such a torn tail is repaired, and it held nothing confirmed.
-    let torn = stderr.matches("a write cut short by a crash").count();
-    eprintln!("torn tails repaired over {ITERATIONS} kills: {torn}");
-    assert!(
-        !stderr.contains("damage") && !stderr.contains("ERROR"),
-        "the store reported damage or errors after kills:\n{stderr}"
-    );
+    assert_no_damage(&log);
     stop(&mut server);
 }
 
@@ -324,41 +286,10 @@ async fn sigkill_during_compaction_and_paging_loses_nothing_unacked() {
         server = start(&data, &log, &extra);
         let got = drain_ids(&server.url, QUEUES[0]).await;
         let acked = acked.lock().unwrap().clone();
-        let mut by_publisher: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-        for (it, p, seq) in got {
-            assert_eq!(it, iteration, "a message from an earlier round came back");
-            assert!(
-                seq <= *sent[p].lock().unwrap(),
-                "{p}:{seq} was never published"
-            );
-            by_publisher.entry(p).or_default().push(seq);
-        }
-        for (p, confirmed) in confirmed.iter().enumerate() {
-            let seqs = by_publisher.remove(&p).unwrap_or_default();
-            assert!(
-                seqs.windows(2).all(|w| w[0] < w[1]),
-                "publisher {p} out of order"
-            );
-            let have: BTreeSet<u64> = seqs.into_iter().collect();
-            let missing: Vec<u64> = confirmed
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| !have.contains(s) && !acked.contains(&(p, **s)))
-                .copied()
-                .collect();
-            assert!(
-                missing.is_empty(),
-                "publisher {p} lost confirmed, unacked {missing:?}"
-            );
-        }
+        check_round(QUEUES[0], iteration, got, &sent, &confirmed, &acked);
         drain_ids(&server.url, QUEUES[1]).await;
     }
-    let stderr = read(&log);
-    assert!(
-        !stderr.contains("damage") && !stderr.contains("ERROR"),
-        "the store reported damage or errors after kills:\n{stderr}"
-    );
+    assert_no_damage(&log);
     stop(&mut server);
 }
 
@@ -400,4 +331,62 @@ async fn ack_nine_in_ten(url: String, queue: &str, acked: Arc<Mutex<BTreeSet<(us
             }
         }
     }
+}
+
+/// What came back after a kill, checked against what was published: only this round's
+/// messages, nothing never sent, per-publisher order, and every confirmed message present
+/// unless it was acked.
+fn check_round(
+    queue: &str,
+    iteration: usize,
+    got: Vec<(usize, usize, u64)>,
+    sent: &[Arc<Mutex<u64>>],
+    confirmed: &[Arc<Mutex<BTreeSet<u64>>>],
+    acked: &BTreeSet<(usize, u64)>,
+) {
+    let mut by_publisher: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for (it, p, seq) in got {
+        assert_eq!(
+            it, iteration,
+            "{queue}: message from an earlier round came back"
+        );
+        assert!(p < PUBLISHERS);
+        assert!(
+            seq <= *sent[p].lock().unwrap(),
+            "{queue}: {p}:{seq} was never published"
+        );
+        by_publisher.entry(p).or_default().push(seq);
+    }
+    for (p, confirmed) in confirmed.iter().enumerate() {
+        let seqs = by_publisher.remove(&p).unwrap_or_default();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{queue}: publisher {p} out of order: {seqs:?}"
+        );
+        let have: BTreeSet<u64> = seqs.into_iter().collect();
+        let missing: Vec<u64> = confirmed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| !have.contains(s) && !acked.contains(&(p, **s)))
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{queue}: publisher {p} lost confirmed, unacked {missing:?}"
+        );
+    }
+}
+
+/// The broker's log after the kills: torn tails are allowed (SIGKILL can cut a write short:
+/// Linux stops copying at a page boundary when a fatal signal is pending; such a tail is
+/// repaired and held nothing confirmed), damage and errors are not.
+fn assert_no_damage(log: &std::path::Path) {
+    let stderr = read(log);
+    let torn = stderr.matches("a write cut short by a crash").count();
+    eprintln!("torn tails repaired: {torn}");
+    assert!(
+        !stderr.contains("damage") && !stderr.contains("ERROR"),
+        "the store reported damage or errors after kills:\n{stderr}"
+    );
 }
