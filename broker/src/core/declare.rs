@@ -352,7 +352,8 @@ impl Core {
             spec.arguments,
             args,
             now_ms(),
-        );
+        )
+        .counting_into(self.resident.clone());
         let result = info(&queue);
         vhost.queues.insert(name.clone(), queue);
         self.persist_queue(&vname, &name);

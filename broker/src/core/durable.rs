@@ -63,7 +63,8 @@ impl Core {
                 .vhosts
                 .entry(q.vhost.clone())
                 .or_insert_with(|| VHost::new(&q.vhost));
-            let queue = Queue::new(&q.name, true, q.auto_delete, None, arguments, args, now);
+            let queue = Queue::new(&q.name, true, q.auto_delete, None, arguments, args, now)
+                .counting_into(self.resident.clone());
             vhost.queues.insert(q.name, queue);
         }
         for b in file.bindings {

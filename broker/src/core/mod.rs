@@ -30,6 +30,7 @@ pub use vhost::VHost;
 use crate::store::definitions::Definitions;
 use crate::store::{LogWriter, MessageLog};
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 pub type ConnId = u64;
@@ -70,6 +71,8 @@ pub struct Core {
     pub limits: Limits,
     log: Option<MessageLog>,
     defs: Option<Definitions>,
+    /// Body bytes of ready messages held in memory, across all queues.
+    resident: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -85,6 +88,7 @@ impl Core {
             limits,
             log: None,
             defs: None,
+            resident: Arc::default(),
         }
     }
 

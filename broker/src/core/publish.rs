@@ -106,7 +106,9 @@ impl Core {
                 }
             }
         }
-        let page_out = msg_id.is_some() && self.resident_bytes() > self.limits.resident_bytes;
+        let page_out = msg_id.is_some()
+            && self.resident.load(std::sync::atomic::Ordering::Relaxed)
+                > self.limits.resident_bytes;
         let expiration = message
             .properties
             .expiration()
@@ -154,15 +156,6 @@ impl Core {
         if !dropped.is_empty() {
             self.discard(vname, name, dropped, Some(Reason::MaxLen), depth);
         }
-    }
-
-    /// Body bytes held in memory by all ready messages.
-    fn resident_bytes(&self) -> u64 {
-        self.vhosts
-            .values()
-            .flat_map(|v| v.queues.values())
-            .map(|q| q.resident_bytes())
-            .sum()
     }
 
     /// Routes a message made inside the broker (dead-lettering) from `exchange`.

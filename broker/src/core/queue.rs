@@ -6,6 +6,7 @@ use super::message::Message;
 use super::ConnId;
 use crate::store::{MemoryQueue, PriorityQueue, QueueStore};
 use amq_protocol::types::FieldTable;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A message as it sits in one queue.
@@ -72,6 +73,9 @@ pub struct Queue {
     ready_bytes: u64,
     /// Body bytes of the ready messages held in memory.
     resident_bytes: u64,
+    /// The broker-wide total of `resident_bytes`, kept as the queue changes so publishing
+    /// never has to add up every queue.
+    total_resident: Arc<AtomicU64>,
     consumers: Vec<ConsumerRef>,
     next_consumer: usize,
 }
@@ -102,6 +106,7 @@ impl Queue {
             next_id: 0,
             ready_bytes: 0,
             resident_bytes: 0,
+            total_resident: Arc::default(),
             consumers: Vec::new(),
             next_consumer: 0,
         }
@@ -125,6 +130,12 @@ impl Queue {
 
     pub fn resident_bytes(&self) -> u64 {
         self.resident_bytes
+    }
+
+    /// Counts this queue's resident bytes into `total` as well (set before any message).
+    pub fn counting_into(mut self, total: Arc<AtomicU64>) -> Queue {
+        self.total_resident = total;
+        self
     }
 
     /// Appends a message in publish order, with the queue's TTL applied.
@@ -160,6 +171,8 @@ impl Queue {
     /// Takes every ready message.
     pub fn drain(&mut self) -> Vec<Entry> {
         self.ready_bytes = 0;
+        self.total_resident
+            .fetch_sub(self.resident_bytes, Ordering::Relaxed);
         self.resident_bytes = 0;
         self.messages.drain()
     }
@@ -186,13 +199,16 @@ impl Queue {
         self.ready_bytes += entry.size;
         if entry.message.is_some() {
             self.resident_bytes += entry.size;
+            self.total_resident.fetch_add(entry.size, Ordering::Relaxed);
         }
     }
 
     fn account_out(&mut self, entry: &Entry) {
         self.ready_bytes = self.ready_bytes.saturating_sub(entry.size);
         if entry.message.is_some() {
-            self.resident_bytes = self.resident_bytes.saturating_sub(entry.size);
+            let size = entry.size.min(self.resident_bytes);
+            self.resident_bytes -= size;
+            self.total_resident.fetch_sub(size, Ordering::Relaxed);
         }
     }
 
@@ -241,6 +257,14 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    /// A deleted queue's messages no longer count.
+    fn drop(&mut self) {
+        self.total_resident
+            .fetch_sub(self.resident_bytes, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +309,36 @@ mod tests {
                 (Bytes::from_static(b"c"), false)
             ]
         );
+    }
+
+    #[test]
+    fn the_broker_wide_total_follows_every_queue_change() {
+        let total = Arc::new(AtomicU64::new(0));
+        let new_queue = || {
+            Queue::new(
+                "q",
+                false,
+                false,
+                None,
+                FieldTable::default(),
+                QueueArgs::default(),
+                0,
+            )
+            .counting_into(total.clone())
+        };
+        let mut a = new_queue();
+        let mut b = new_queue();
+        a.push(msg("aaaa"), None);
+        a.push(msg("bb"), None);
+        b.push(msg("c"), None);
+        assert_eq!(total.load(Ordering::Relaxed), 7);
+        let taken = a.pop().unwrap();
+        assert_eq!(total.load(Ordering::Relaxed), 3);
+        a.requeue(taken);
+        assert_eq!(total.load(Ordering::Relaxed), 7);
+        b.drain();
+        assert_eq!(total.load(Ordering::Relaxed), 6);
+        drop(a);
+        assert_eq!(total.load(Ordering::Relaxed), 0);
     }
 }
