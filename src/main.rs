@@ -2,6 +2,7 @@
 
 mod config;
 mod definitions;
+mod schemas;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ enum Command {
     /// Export or import durable definitions (RabbitMQ's definitions JSON).
     #[command(subcommand)]
     Definitions(definitions::DefinitionsCommand),
+    /// Event contracts: validate, generate code, check compatibility, catalog.
+    #[command(subcommand)]
+    Schemas(schemas::SchemasCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => config::load(args).and_then(serve::run),
         Command::Definitions(command) => definitions::run(command),
+        Command::Schemas(command) => schemas::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,1 +1,22 @@
-//! Event contract registry (Holyfields replacement). Not built yet: see issue 5.
+//! Event contracts (the Holyfields replacement): loading and checking a `schemas/` tree,
+//! compiled validators for the gateway, code generators, compatibility checks and the catalog.
+//!
+//! Pure logic lives in `tree` (names and paths), `refs` (reference resolution), `model`
+//! (schema to type model), `gen/*`, `compat` and `catalog`; file I/O is in `tree::load`, the
+//! git reader in `source` and the reload thread in `live`.
+
+pub mod catalog;
+pub mod check;
+pub mod compat;
+pub mod contracts;
+pub mod error;
+pub mod gen;
+pub mod live;
+pub mod model;
+pub mod refs;
+pub mod source;
+pub mod tree;
+
+pub use contracts::{Contract, Contracts, Rejection};
+pub use error::{Error, Problem};
+pub use tree::{SchemaFile, SchemaSet};
