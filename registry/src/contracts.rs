@@ -32,7 +32,10 @@ impl Contract {
         let rejections: Vec<Rejection> = self
             .validator
             .iter_errors(instance)
-            .map(|e| Rejection { pointer: e.instance_path().to_string(), message: e.to_string() })
+            .map(|e| Rejection {
+                pointer: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
             .collect();
         match rejections.is_empty() {
             true => Ok(()),
@@ -71,12 +74,15 @@ impl Contracts {
         let mut problems = Vec::new();
         for (name, file) in set.events() {
             match validator(&documents, file) {
-                Ok(validator) => by_type.entry(name.event_type()).or_default().push(Contract {
-                    name: name.clone(),
-                    rel: file.rel.clone(),
-                    schema: file.doc.clone(),
-                    validator,
-                }),
+                Ok(validator) => by_type
+                    .entry(name.event_type())
+                    .or_default()
+                    .push(Contract {
+                        name: name.clone(),
+                        rel: file.rel.clone(),
+                        schema: file.doc.clone(),
+                        validator,
+                    }),
                 Err(why) => problems.push(Problem::new(&file.rel, "", why)),
             }
         }
@@ -95,12 +101,18 @@ impl Contracts {
     }
 
     pub fn version(&self, event_type: &str, version: u32) -> Option<&Contract> {
-        self.by_type.get(event_type)?.iter().find(|c| c.name.version == version)
+        self.by_type
+            .get(event_type)?
+            .iter()
+            .find(|c| c.name.version == version)
     }
 
     /// Every version of an event type, oldest first.
     pub fn versions(&self, event_type: &str) -> &[Contract] {
-        self.by_type.get(event_type).map(Vec::as_slice).unwrap_or(&[])
+        self.by_type
+            .get(event_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn event_types(&self) -> Vec<&str> {
@@ -123,7 +135,8 @@ impl Documents {
         }
         for file in &set.files {
             if let Some(id) = file.declared_id() {
-                map.entry(id.trim_end_matches('#').to_string()).or_insert_with(|| file.doc.clone());
+                map.entry(id.trim_end_matches('#').to_string())
+                    .or_insert_with(|| file.doc.clone());
             }
         }
         Documents(Arc::new(map))
@@ -131,9 +144,15 @@ impl Documents {
 }
 
 impl Retrieve for Documents {
-    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    fn retrieve(
+        &self,
+        uri: &Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let key = uri.as_str().trim_end_matches('#');
-        self.0.get(key).cloned().ok_or_else(|| format!("no schema in the tree is {key}").into())
+        self.0
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("no schema in the tree is {key}").into())
     }
 }
 

@@ -9,8 +9,16 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(file: impl Into<String>, pointer: impl Into<String>, reason: impl Into<String>) -> Self {
-        Problem { file: file.into(), pointer: pointer.into(), reason: reason.into() }
+    pub fn new(
+        file: impl Into<String>,
+        pointer: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Problem {
+            file: file.into(),
+            pointer: pointer.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -23,7 +31,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{} problem(s):\n{}", .0.len(), list(.0))]
     Invalid(Vec<Problem>),
     #[error("{0}")]
@@ -33,5 +44,9 @@ pub enum Error {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

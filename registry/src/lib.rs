@@ -14,6 +14,7 @@ pub mod gen;
 pub mod live;
 pub mod model;
 pub mod refs;
+pub mod sample;
 pub mod source;
 pub mod tree;
 

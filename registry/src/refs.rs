@@ -18,10 +18,22 @@ pub struct Target<'a> {
 
 /// Resolves `reference` made from `from`, against `from`'s `$id` (or its path when it has
 /// none), finding the target by `$id` first and then by path.
-pub fn resolve<'a>(set: &'a SchemaSet, from: &'a SchemaFile, reference: &str) -> Result<Target<'a>, String> {
-    let base = from.declared_id().map(str::to_string).unwrap_or_else(|| from.path_uri());
+pub fn resolve<'a>(
+    set: &'a SchemaSet,
+    from: &'a SchemaFile,
+    reference: &str,
+) -> Result<Target<'a>, String> {
+    let base = from
+        .declared_id()
+        .map(str::to_string)
+        .unwrap_or_else(|| from.path_uri());
     let (uri, fragment) = absolute(&base, reference)?;
-    let file = if uri.is_empty() { from } else { set.lookup(&uri).ok_or_else(|| format!("{reference:?} resolves to {uri}, which no schema declares"))? };
+    let file = if uri.is_empty() {
+        from
+    } else {
+        set.lookup(&uri)
+            .ok_or_else(|| format!("{reference:?} resolves to {uri}, which no schema declares"))?
+    };
     locate(file, fragment_of(reference, &fragment))
 }
 
@@ -47,7 +59,10 @@ pub fn check(set: &SchemaSet, file: &SchemaFile) -> Vec<Problem> {
                 Ok(_) => continue,
                 Err(why) => why,
             },
-            (Ok(a), Ok(b)) => format!("{reference:?} lands on {}#{} by $id but on {}#{} by path", a.0.rel, a.1, b.0.rel, b.1),
+            (Ok(a), Ok(b)) => format!(
+                "{reference:?} lands on {}#{} by $id but on {}#{} by path",
+                a.0.rel, a.1, b.0.rel, b.1
+            ),
             (Err(why), Ok(_)) => format!("{why} (it resolves only by file path)"),
             (Ok(_), Err(why)) => format!("{why} (it resolves only by $id)"),
             (Err(a), Err(_)) => a,
@@ -67,7 +82,8 @@ fn landing<'a>(
     let file = if uri.is_empty() || uri == base.trim_end_matches('#') {
         from
     } else {
-        find(&uri).ok_or_else(|| format!("{reference:?} resolves to {uri}, which no schema declares"))?
+        find(&uri)
+            .ok_or_else(|| format!("{reference:?} resolves to {uri}, which no schema declares"))?
     };
     Ok((file, fragment_of(reference, &fragment).to_string()))
 }
@@ -90,15 +106,27 @@ fn absolute(base: &str, reference: &str) -> Result<(String, String), String> {
 
 /// The fragment as written (resolution may normalise it; the pointer text is what matters).
 fn fragment_of<'a>(reference: &'a str, resolved: &'a str) -> &'a str {
-    reference.split_once('#').map(|(_, f)| f).unwrap_or(resolved)
+    reference
+        .split_once('#')
+        .map(|(_, f)| f)
+        .unwrap_or(resolved)
 }
 
 fn locate<'a>(file: &'a SchemaFile, pointer: &str) -> Result<Target<'a>, String> {
     if !pointer.is_empty() && !pointer.starts_with('/') {
-        return Err(format!("#{pointer}: plain-name fragments ($anchor) are not supported; use a JSON pointer"));
+        return Err(format!(
+            "#{pointer}: plain-name fragments ($anchor) are not supported; use a JSON pointer"
+        ));
     }
-    let node = file.doc.pointer(pointer).ok_or_else(|| format!("{}#{pointer} does not exist", file.rel))?;
-    Ok(Target { file, pointer: pointer.to_string(), node })
+    let node = file
+        .doc
+        .pointer(pointer)
+        .ok_or_else(|| format!("{}#{pointer} does not exist", file.rel))?;
+    Ok(Target {
+        file,
+        pointer: pointer.to_string(),
+        node,
+    })
 }
 
 /// Walks a schema; `names` is true inside a map whose keys are names, not keywords
@@ -111,9 +139,11 @@ fn collect<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>, n
                 match (key.as_str(), child) {
                     _ if names => collect(child, here, out, false),
                     ("$ref", Value::String(r)) => out.push((here, r)),
-                    ("properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas", _) => {
-                        collect(child, here, out, true)
-                    }
+                    (
+                        "properties" | "patternProperties" | "$defs" | "definitions"
+                        | "dependentSchemas",
+                        _,
+                    ) => collect(child, here, out, true),
                     // Data, not schemas.
                     ("examples" | "x-invalid-examples" | "const" | "enum" | "default", _) => {}
                     _ => collect(child, here, out, false),

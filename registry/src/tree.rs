@@ -92,16 +92,24 @@ pub fn classify(rel: &str) -> Result<Kind, String> {
         .ok_or_else(|| "a contract file ends in .json".to_string())?;
     let pieces: Vec<&str> = stem.split('.').collect();
     let [entity, action, version] = pieces[..] else {
-        return Err(format!("file name {file:?} is not <entity>.<action>.v<N>.json"));
+        return Err(format!(
+            "file name {file:?} is not <entity>.<action>.v<N>.json"
+        ));
     };
     let version = version
         .strip_prefix('v')
         .filter(|n| !n.starts_with('0'))
         .and_then(|n| n.parse::<u32>().ok())
         .ok_or_else(|| format!("{version:?} in {file:?} is not a major version v1, v2, ..."))?;
-    for (what, name) in [("component", component), ("entity", entity), ("action", action)] {
+    for (what, name) in [
+        ("component", component),
+        ("entity", entity),
+        ("action", action),
+    ] {
         if !is_name(name) {
-            return Err(format!("{what} {name:?} must be lower-case letters, digits and _"));
+            return Err(format!(
+                "{what} {name:?} must be lower-case letters, digits and _"
+            ));
         }
     }
     Ok(Kind::Event(EventName {
@@ -113,7 +121,9 @@ pub fn classify(rel: &str) -> Result<Kind, String> {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Every schema file of a tree, parsed.
@@ -140,7 +150,9 @@ impl SchemaSet {
         for (rel, text) in texts {
             match serde_json::from_str::<Value>(&text) {
                 Ok(doc) => {
-                    let kind = classify(&rel).map_err(|why| problems.push(Problem::new(&rel, "", why))).ok();
+                    let kind = classify(&rel)
+                        .map_err(|why| problems.push(Problem::new(&rel, "", why)))
+                        .ok();
                     files.push(SchemaFile { rel, doc, kind });
                 }
                 Err(e) => problems.push(Problem::new(&rel, "", format!("not JSON: {e}"))),
@@ -154,11 +166,17 @@ impl SchemaSet {
         let mut by_path = HashMap::new();
         for (i, file) in files.iter().enumerate() {
             if let Some(id) = file.declared_id() {
-                by_id.entry(id.trim_end_matches('#').to_string()).or_insert(i);
+                by_id
+                    .entry(id.trim_end_matches('#').to_string())
+                    .or_insert(i);
             }
             by_path.insert(file.path_uri(), i);
         }
-        SchemaSet { files, by_id, by_path }
+        SchemaSet {
+            files,
+            by_id,
+            by_path,
+        }
     }
 
     /// The file whose `$id` is `uri` (no fragment).
@@ -182,7 +200,10 @@ impl SchemaSet {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), Error> {
-    let io = |path: &Path, source| Error::Io { path: path.display().to_string(), source };
+    let io = |path: &Path, source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let entries = std::fs::read_dir(dir).map_err(|e| io(dir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| io(dir, e))?.path();
@@ -191,7 +212,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), 
         } else if path.extension().is_some_and(|e| e == "json") {
             let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push((rel, text));
         }
     }
@@ -204,7 +229,9 @@ mod tests {
 
     #[test]
     fn paths_name_event_types() {
-        let Ok(Kind::Event(name)) = classify("theboard/meeting.round_completed.v2.json") else { panic!() };
+        let Ok(Kind::Event(name)) = classify("theboard/meeting.round_completed.v2.json") else {
+            panic!()
+        };
         assert_eq!(name.event_type(), "theboard.meeting.round_completed");
         assert_eq!(name.version, 2);
         assert_eq!(classify("_common/types.v1.json"), Ok(Kind::Shared));
