@@ -1,8 +1,9 @@
 //! `bloodbank schemas ...`: the event contracts of a `schemas/` tree.
 
 use anyhow::bail;
+use bloodbank_registry::compat::{self, Outcome};
 use bloodbank_registry::tree::SchemaSet;
-use bloodbank_registry::{check, gen, Contracts};
+use bloodbank_registry::{check, gen, source, Contracts};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
@@ -24,6 +25,26 @@ pub enum SchemasCommand {
         #[arg(default_value = "schemas")]
         dir: PathBuf,
     },
+    /// Compare every contract with its namesake in OLD (a directory or a git revision) at
+    /// Confluent's BACKWARD / FORWARD / FULL levels; fail when one breaks --level.
+    CheckCompat {
+        /// The tree to compare against: a directory, or a git revision of DIR.
+        #[arg(long)]
+        base: String,
+        /// The level every contract must keep within its major version.
+        #[arg(long, value_enum, default_value = "full")]
+        level: Level,
+        /// The schema tree.
+        #[arg(default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Level {
+    Backward,
+    Forward,
+    Full,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -37,6 +58,7 @@ pub fn run(command: SchemasCommand) -> anyhow::Result<()> {
     match command {
         SchemasCommand::Validate { dir } => validate(&dir),
         SchemasCommand::Generate { lang, out, dir } => generate(lang, &out, &dir),
+        SchemasCommand::CheckCompat { base, level, dir } => check_compat(&base, level, &dir),
     }
 }
 
@@ -74,5 +96,61 @@ fn generate(lang: Lang, out: &Path, dir: &Path) -> anyhow::Result<()> {
     let files = gen::generate(&contracts.set, lang)?;
     gen::write(out, &files)?;
     eprintln!("wrote {} files to {}", files.len(), out.display());
+    Ok(())
+}
+
+fn check_compat(base: &str, level: Level, dir: &Path) -> anyhow::Result<()> {
+    let level = match level {
+        Level::Backward => compat::Level::Backward,
+        Level::Forward => compat::Level::Forward,
+        Level::Full => compat::Level::Full,
+    };
+    let tree = Contracts::load(dir)?.set;
+    let (old, problems) = match Path::new(base).is_dir() {
+        true => SchemaSet::load(Path::new(base))?,
+        false => source::at_revision(dir, base)?,
+    };
+    if !problems.is_empty() {
+        bail!(
+            "the base {base} does not load: {}",
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let mut broken = 0;
+    for report in compat::compare(&old, &tree)? {
+        let levels = [
+            compat::Level::Backward,
+            compat::Level::Forward,
+            compat::Level::Full,
+        ]
+        .map(|l| format!("{l} {}", if report.holds(l) { "ok" } else { "broken" }))
+        .join(", ");
+        match &report.outcome {
+            Outcome::Added => println!("{}: new", report.name),
+            Outcome::Removed => println!(
+                "{}: removed (breaks producers still sending it)",
+                report.name
+            ),
+            Outcome::Changed(changes) if changes.is_empty() => {
+                println!("{}: unchanged", report.name)
+            }
+            Outcome::Changed(changes) => {
+                println!("{}: {levels}", report.name);
+                for change in changes {
+                    println!("    {change}");
+                }
+            }
+        }
+        if !report.holds(level) {
+            broken += 1;
+        }
+    }
+    if broken > 0 {
+        bail!("{broken} contract(s) break {level} compatibility within their major version; publish a new major version (<entity>.<action>.v<N+1>.json) instead");
+    }
     Ok(())
 }
