@@ -3,7 +3,7 @@
 use anyhow::bail;
 use bloodbank_registry::compat::{self, Outcome};
 use bloodbank_registry::tree::SchemaSet;
-use bloodbank_registry::{check, gen, source, Contracts};
+use bloodbank_registry::{catalog, check, gen, source, Contracts};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
@@ -38,6 +38,21 @@ pub enum SchemasCommand {
         #[arg(default_value = "schemas")]
         dir: PathBuf,
     },
+    /// Print the event catalog: every event type, its versions and fields.
+    Catalog {
+        #[arg(long, value_enum, default_value = "md")]
+        format: CatalogFormat,
+        /// The schema tree.
+        #[arg(default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CatalogFormat {
+    Md,
+    Json,
+    Html,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -59,6 +74,15 @@ pub fn run(command: SchemasCommand) -> anyhow::Result<()> {
         SchemasCommand::Validate { dir } => validate(&dir),
         SchemasCommand::Generate { lang, out, dir } => generate(lang, &out, &dir),
         SchemasCommand::CheckCompat { base, level, dir } => check_compat(&base, level, &dir),
+        SchemasCommand::Catalog { format, dir } => {
+            let value = catalog::json(&Contracts::load(&dir)?.set)?;
+            match format {
+                CatalogFormat::Json => println!("{}", serde_json::to_string_pretty(&value)?),
+                CatalogFormat::Md => print!("{}", catalog::markdown(&value)),
+                CatalogFormat::Html => print!("{}", catalog::html(&value)),
+            }
+            Ok(())
+        }
     }
 }
 
