@@ -302,7 +302,7 @@ impl Core {
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(queue))?
                 .pop()?;
-            if entry.expired(now) {
+            if entry.expired(now) && !entry.deliverable(now) {
                 self.discard(vname, queue, vec![entry], Some(Reason::Expired), 0);
                 continue;
             }
