@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use bloodbank_broker::{BrokerConfig, ExchangeDecl};
+use bloodbank_gateway::GatewayConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,16 @@ pub struct ServeArgs {
     /// bytes [default: 50000000].
     #[arg(long, env = "BLOODBANK_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<u64>,
+    /// HTTP gateway listener; port 0 picks a free port [default: 0.0.0.0:8000].
+    #[arg(long, env = "BLOODBANK_GATEWAY_LISTEN")]
+    pub gateway_listen: Option<SocketAddr>,
+    /// The event contracts the gateway validates against, reloaded when they change
+    /// [default: ./schemas].
+    #[arg(long, env = "BLOODBANK_SCHEMAS")]
+    pub schemas: Option<PathBuf>,
+    /// Publish event types without a contract (with a warning header) instead of 404.
+    #[arg(long, env = "BLOODBANK_ALLOW_UNREGISTERED")]
+    pub allow_unregistered: bool,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -51,6 +62,15 @@ struct FileConfig {
     /// Body bytes of ready messages kept in memory before persistent ones are read back from
     /// the log instead.
     message_memory: Option<u64>,
+    gateway_listen: Option<SocketAddr>,
+    schemas: Option<PathBuf>,
+    allow_unregistered: Option<bool>,
+    /// Largest HTTP request body in bytes.
+    gateway_body_limit: Option<usize>,
+    /// Seconds an Idempotency-Key is remembered.
+    idempotency_window_secs: Option<u64>,
+    /// Seconds correlation links are kept.
+    correlation_ttl_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -71,6 +91,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub ready_file: Option<PathBuf>,
     pub broker: BrokerConfig,
+    pub gateway: GatewayConfig,
+    pub schemas: PathBuf,
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -122,10 +144,32 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("./data"));
     broker.data_dir = Some(data_dir.clone());
+    let mut gateway = GatewayConfig {
+        data_dir: Some(data_dir.clone()),
+        allow_unregistered: args.allow_unregistered || file.allow_unregistered.unwrap_or(false),
+        ..GatewayConfig::default()
+    };
+    if let Some(addr) = args.gateway_listen.or(file.gateway_listen) {
+        gateway.listen = addr;
+    }
+    if let Some(limit) = file.gateway_body_limit {
+        gateway.body_limit = limit;
+    }
+    if let Some(secs) = file.idempotency_window_secs {
+        gateway.idempotency_window = std::time::Duration::from_secs(secs);
+    }
+    if let Some(secs) = file.correlation_ttl_secs {
+        gateway.correlation_ttl = std::time::Duration::from_secs(secs);
+    }
     Ok(Settings {
         data_dir,
         ready_file: args.ready_file.or(file.ready_file),
         broker,
+        gateway,
+        schemas: args
+            .schemas
+            .or(file.schemas)
+            .unwrap_or_else(|| PathBuf::from("./schemas")),
     })
 }
 

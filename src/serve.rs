@@ -3,6 +3,10 @@
 use crate::config::Settings;
 use anyhow::Context;
 use bloodbank_broker::Broker;
+use bloodbank_gateway::Gateway;
+use bloodbank_registry::live::Live;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -15,10 +19,18 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    let contracts = Live::start(&settings.schemas, Duration::from_secs(1)).with_context(|| {
+        format!(
+            "loading the event contracts in {}",
+            settings.schemas.display()
+        )
+    })?;
     let broker = Broker::start(settings.broker).await?;
     println!("listening amqp {}", broker.addr());
+    let gateway = Gateway::start(settings.gateway, broker.publisher(), Arc::new(contracts)).await?;
+    println!("listening http {}", gateway.addr());
     if let Some(path) = &settings.ready_file {
-        let ready = serde_json::json!({ "amqp": broker.addr().to_string() });
+        let ready = serde_json::json!({ "amqp": broker.addr().to_string(), "http": gateway.addr().to_string() });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ready.to_string())
             .and_then(|_| std::fs::rename(&tmp, path))
@@ -26,6 +38,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    gateway.stop();
     broker.shutdown().await;
     Ok(())
 }

@@ -1,1 +1,152 @@
-//! HTTP publishing gateway. Not built yet: see issue 6.
+//! The HTTP gateway: producers that do not speak AMQP publish here. Each event is checked
+//! against its contract (the registry), wrapped in an envelope, published to the broker in
+//! the same process and answered once the broker has it on disk.
+
+mod envelope;
+mod error;
+mod routes;
+mod store;
+mod time;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use bloodbank_broker::net::Publisher;
+use bloodbank_registry::live::Live;
+use tokio::net::TcpListener;
+
+pub use envelope::{deterministic_id, Envelope};
+pub use error::ApiError;
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// The exchange events are published to (routing key = event type).
+    pub exchange: String,
+    /// Largest request body accepted (413 beyond).
+    pub body_limit: usize,
+    /// Publish event types that have no contract (with a warning header) instead of 404.
+    pub allow_unregistered: bool,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
+    /// How long correlation links are kept.
+    pub correlation_ttl: Duration,
+    /// Where `gateway.redb` lives; `None` keeps it in memory.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: ([0, 0, 0, 0], 8000).into(),
+            exchange: "events".into(),
+            body_limit: 1024 * 1024,
+            allow_unregistered: false,
+            idempotency_window: Duration::from_millis(DAY_MS),
+            correlation_ttl: Duration::from_millis(DAY_MS),
+            data_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// What every request handler shares.
+pub(crate) struct AppState {
+    config: GatewayConfig,
+    publisher: Publisher,
+    contracts: Arc<Live>,
+    store: store::Store,
+    /// Requests with the same idempotency key run one at a time.
+    in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Binds `config.listen` (port 0 picks one) and serves until dropped or stopped.
+    pub async fn start(
+        config: GatewayConfig,
+        publisher: Publisher,
+        contracts: Arc<Live>,
+    ) -> Result<Gateway, GatewayError> {
+        let store = store::Store::open(
+            config
+                .data_dir
+                .as_ref()
+                .map(|d| d.join("gateway.redb"))
+                .as_deref(),
+        )?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| GatewayError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let state = Arc::new(AppState {
+            config,
+            publisher,
+            contracts,
+            store,
+            in_flight: Default::default(),
+        });
+        tokio::spawn(prune(state.clone()));
+        let app: Router = routes::router(state);
+        let task = tokio::spawn(async move {
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        });
+        Ok(Gateway { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Drops expired idempotency records and correlation links once a minute.
+async fn prune(state: Arc<AppState>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        if Arc::strong_count(&state) == 1 {
+            return;
+        }
+        let window = state.config.idempotency_window.as_millis() as u64;
+        let ttl = state.config.correlation_ttl.as_millis() as u64;
+        if let Err(e) = state.store.prune(time::now_ms(), window, ttl) {
+            tracing::warn!(error = %e, "pruning the gateway store failed");
+        }
+    }
+}

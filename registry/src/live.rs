@@ -21,10 +21,17 @@ pub struct Live {
 }
 
 impl Live {
-    /// Loads `dir` (which must be valid now) and checks it for changes every `interval`.
+    /// Loads `dir` (which must be valid now, or not exist yet: then the set starts empty) and
+    /// checks it for changes every `interval`.
     pub fn start(dir: &Path, interval: Duration) -> Result<Live, Error> {
         let seen = fingerprint(dir);
-        let contracts = Contracts::load(dir)?;
+        let contracts = match dir.exists() {
+            true => Contracts::load(dir)?,
+            false => {
+                tracing::warn!(dir = %dir.display(), "no event contracts: every event type is unregistered until the directory appears");
+                Contracts::default()
+            }
+        };
         let state = Arc::new(State {
             contracts: RwLock::new(Arc::new(contracts)),
             last_error: Mutex::new(None),

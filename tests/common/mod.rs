@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: an in-process broker on port 0 and lapin clients.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod process;
 
 use bloodbank_broker::{Broker, BrokerConfig};

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The HTTP gateway's address (host:port).
+    pub http: String,
     pub log: PathBuf,
 }
 
@@ -21,7 +23,14 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
         .open(log)
         .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-        .args(["serve", "--amqp-listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .arg("--ready-file")
         .arg(&ready)
@@ -40,6 +49,7 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
     Server {
         child,
         url: format!("amqp://guest:guest@{}/%2f", json["amqp"].as_str().unwrap()),
+        http: json["http"].as_str().unwrap().to_string(),
         log: log.to_path_buf(),
     }
 }

@@ -32,7 +32,7 @@ def start_server(data_dir, *extra):
     ready = data_dir.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0",
+        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
          "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

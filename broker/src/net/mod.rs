@@ -5,11 +5,13 @@ mod alarm;
 mod auth;
 mod connection;
 mod handshake;
+mod publisher;
 mod reader;
 mod session;
 mod writer;
 
 pub use alarm::{default_memory_high_watermark, resident_memory};
+pub use publisher::{Delivered, PublishError, Publisher};
 
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
@@ -133,6 +135,11 @@ impl Broker {
     /// The address the AMQP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// A publisher inside the process (the gateway's and speech's way in).
+    pub fn publisher(&self) -> Publisher {
+        Publisher::new(self.shared.clone())
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

@@ -1,0 +1,103 @@
+//! Publishing from inside the process (the HTTP gateway, speech): the path an AMQP client's
+//! publish takes, without a socket, with the publisher-confirm semantics: `publish` returns
+//! once every durable queue's copy is on disk.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::BasicProperties;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::core::{ChanKey, Message};
+use crate::error::AmqpError;
+
+/// Why a publish was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A resource alarm blocks publishers (memory or disk); retry later.
+    #[error("the broker is not accepting publishes: {0}")]
+    Blocked(String),
+    /// A queue refused the message (`reject-publish` overflow) or the log could not take it:
+    /// what a confirming AMQP publisher sees as `basic.nack`.
+    #[error("a queue refused the message")]
+    Rejected,
+    #[error("{0}")]
+    Refused(AmqpError),
+    /// The message log stopped before the message was durable (shutdown).
+    #[error("the broker shut down before the message was stored")]
+    ShutDown,
+}
+
+/// How a publish went: the number of queues it reached (0: unroutable, dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub queues: usize,
+}
+
+/// An in-process publisher on vhost `/`. Cheap to clone; safe to use from many tasks.
+#[derive(Clone)]
+pub struct Publisher {
+    shared: Arc<Shared>,
+    ck: ChanKey,
+}
+
+impl Publisher {
+    pub(super) fn new(shared: Arc<Shared>) -> Publisher {
+        // Nothing is sent to an in-process publisher (no mandatory returns, no consumers).
+        let (outlet, _) = mpsc::unbounded_channel();
+        let ck = {
+            let mut core = shared.lock();
+            let conn = core.register_connection(outlet, false);
+            let ck = ChanKey { conn, channel: 1 };
+            core.open_channel(ck, "/");
+            ck
+        };
+        Publisher { shared, ck }
+    }
+
+    /// Whether publishes are refused now, and why.
+    pub fn blocked(&self) -> Option<String> {
+        self.shared.alarm.borrow().clone()
+    }
+
+    /// Routes and enqueues the message; returns once it is durable wherever it must be.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<Delivered, PublishError> {
+        if let Some(reason) = self.blocked() {
+            return Err(PublishError::Blocked(reason));
+        }
+        let message = Message::new(exchange, routing_key, properties, body);
+        let (published, writer) = {
+            let mut core = self.shared.lock();
+            let published = core
+                .publish(self.ck, false, message)
+                .map_err(PublishError::Refused)?;
+            if published.wait_for.is_some() {
+                core.flush_log();
+            }
+            (published, core.log_writer())
+        };
+        if published.rejected {
+            return Err(PublishError::Rejected);
+        }
+        if let (Some(position), Some(writer)) = (published.wait_for, writer) {
+            let mut durable = writer.subscribe();
+            writer.request(position);
+            while *durable.borrow_and_update() < position {
+                durable
+                    .changed()
+                    .await
+                    .map_err(|_| PublishError::ShutDown)?;
+            }
+        }
+        Ok(Delivered {
+            queues: published.queues,
+        })
+    }
+}

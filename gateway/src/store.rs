@@ -1,0 +1,181 @@
+//! The gateway's embedded store (redb under the data directory, or in memory): idempotency
+//! records and the correlation graph, both with a time to live.
+
+use std::path::Path;
+
+use redb::{Database, Durability, MultimapTableDefinition, ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::envelope::Envelope;
+
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation_events");
+const CHILDREN: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("correlation_children");
+
+#[derive(Debug, thiserror::Error)]
+#[error("gateway store: {0}")]
+pub struct StoreError(String);
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// One published event as the correlation graph keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub message_id: Uuid,
+    pub event_type: String,
+    pub timestamp: String,
+    pub source: String,
+    pub parent_id: Option<Uuid>,
+    pub recorded_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    stored_ms: u64,
+    envelope: Envelope,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// `None`: in memory (a broker without a data directory).
+    pub fn open(path: Option<&Path>) -> Result<Store, StoreError> {
+        let db = match path {
+            Some(path) => Database::create(path).map_err(err)?,
+            None => Database::builder()
+                .create_with_backend(redb::backends::InMemoryBackend::new())
+                .map_err(err)?,
+        };
+        let tx = db.begin_write().map_err(err)?;
+        tx.open_table(IDEMPOTENCY).map_err(err)?;
+        tx.open_table(EVENTS).map_err(err)?;
+        tx.open_multimap_table(CHILDREN).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Store { db })
+    }
+
+    /// The envelope first published under `key`, if that was less than `window_ms` ago.
+    pub fn remembered(
+        &self,
+        key: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<Option<Envelope>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(IDEMPOTENCY).map_err(err)?;
+        let Some(raw) = table.get(key).map_err(err)? else {
+            return Ok(None);
+        };
+        let remembered: Remembered = serde_json::from_slice(raw.value()).map_err(err)?;
+        Ok(
+            (now_ms.saturating_sub(remembered.stored_ms) < window_ms)
+                .then_some(remembered.envelope),
+        )
+    }
+
+    /// Remembers `envelope` under `key`, on disk before it returns (a replay after a crash
+    /// must still find it).
+    pub fn remember(&self, key: &str, now_ms: u64, envelope: &Envelope) -> Result<(), StoreError> {
+        let raw = serde_json::to_vec(&Remembered {
+            stored_ms: now_ms,
+            envelope: envelope.clone(),
+        })
+        .map_err(err)?;
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(IDEMPOTENCY)
+            .map_err(err)?
+            .insert(key, raw.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Records a published event and, when it has one, its parent.
+    pub fn record(&self, node: &Node) -> Result<(), StoreError> {
+        let raw = serde_json::to_vec(node).map_err(err)?;
+        let id = node.message_id.to_string();
+        let mut tx = self.db.begin_write().map_err(err)?;
+        // Losing the newest links in a crash costs lineage, not events: no sync per request.
+        tx.set_durability(Durability::None).map_err(err)?;
+        tx.open_table(EVENTS)
+            .map_err(err)?
+            .insert(id.as_str(), raw.as_slice())
+            .map_err(err)?;
+        if let Some(parent) = node.parent_id {
+            tx.open_multimap_table(CHILDREN)
+                .map_err(err)?
+                .insert(parent.to_string().as_str(), id.as_str())
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub fn node(&self, id: Uuid, now_ms: u64, ttl_ms: u64) -> Result<Option<Node>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(EVENTS).map_err(err)?;
+        let Some(raw) = table.get(id.to_string().as_str()).map_err(err)? else {
+            return Ok(None);
+        };
+        let node: Node = serde_json::from_slice(raw.value()).map_err(err)?;
+        Ok((now_ms.saturating_sub(node.recorded_ms) < ttl_ms).then_some(node))
+    }
+
+    pub fn children(&self, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_multimap_table(CHILDREN).map_err(err)?;
+        let mut out = Vec::new();
+        for child in table.get(id.to_string().as_str()).map_err(err)? {
+            if let Ok(id) = Uuid::parse_str(child.map_err(err)?.value()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes idempotency records and correlation nodes older than their windows, and makes
+    /// everything written so far durable.
+    pub fn prune(
+        &self,
+        now_ms: u64,
+        idempotency_window_ms: u64,
+        correlation_ttl_ms: u64,
+    ) -> Result<usize, StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        let mut removed = 0;
+        {
+            let mut table = tx.open_table(IDEMPOTENCY).map_err(err)?;
+            let old = table
+                .extract_if(|_, raw| {
+                    serde_json::from_slice::<Remembered>(raw).map_or(true, |r| {
+                        now_ms.saturating_sub(r.stored_ms) >= idempotency_window_ms
+                    })
+                })
+                .map_err(err)?;
+            removed += old.count();
+        }
+        {
+            let mut events = tx.open_table(EVENTS).map_err(err)?;
+            let old: Vec<String> = events
+                .extract_if(|_, raw| {
+                    serde_json::from_slice::<Node>(raw).map_or(true, |n| {
+                        now_ms.saturating_sub(n.recorded_ms) >= correlation_ttl_ms
+                    })
+                })
+                .map_err(err)?
+                .filter_map(|entry| entry.ok().map(|(k, _)| k.value().to_string()))
+                .collect();
+            let mut children = tx.open_multimap_table(CHILDREN).map_err(err)?;
+            for id in &old {
+                children.remove_all(id.as_str()).map_err(err)?;
+            }
+            removed += old.len();
+        }
+        tx.commit().map_err(err)?;
+        Ok(removed)
+    }
+}

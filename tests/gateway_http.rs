@@ -1,0 +1,358 @@
+//! The HTTP gateway of a real `bloodbank serve` process, over real HTTP, with a real AMQP
+//! consumer (lapin) receiving what it publishes.
+
+mod common;
+
+use common::http::{get, post_json, request};
+use common::process::{self, Server};
+use common::{bind_queue, channel, consume, declare_queue, header_str, next, nothing_within};
+use lapin::{Connection, ConnectionProperties};
+use serde_json::{json, Value};
+
+fn meeting() -> Value {
+    json!({
+        "event_type": "theboard.meeting.created",
+        "timestamp": "2024-01-15T10:30:00Z",
+        "meeting_id": "550e8400-e29b-41d4-a716-446655440000",
+        "topic": "How can we improve AI safety?",
+        "strategy": "multi_agent",
+        "max_rounds": 5
+    })
+}
+
+fn start(extra: &[&str]) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = process::start(&dir.path().join("data"), &dir.path().join("log"), extra);
+    (dir, server)
+}
+
+async fn listen(server: &Server, pattern: &str) -> (Connection, lapin::Consumer) {
+    let conn = Connection::connect(&server.url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = channel(&conn).await;
+    let q = declare_queue(&ch, "").await;
+    bind_queue(&ch, &q, "events", pattern).await.unwrap();
+    let consumer = consume(&ch, &q, true).await;
+    (conn, consumer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_event_is_enveloped_published_and_delivered_with_its_properties() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "theboard.#").await;
+    let response = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )],
+    );
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    let envelope = response.json();
+    assert_eq!(envelope["event_type"], "theboard.meeting.created");
+    assert_eq!(envelope["data"], meeting());
+    assert_eq!(envelope["schema_version"], 1);
+    assert_eq!(envelope["correlation_id"], Value::Null);
+    assert!(envelope["source"]
+        .as_str()
+        .unwrap()
+        .starts_with("http/127.0.0.1"));
+    let id = envelope["id"].as_str().unwrap().to_string();
+
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.routing_key.as_str(), "theboard.meeting.created");
+    let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+    assert_eq!(body, envelope);
+    let p = &delivery.properties;
+    assert_eq!(*p.delivery_mode(), Some(2));
+    assert_eq!(
+        p.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
+    assert_eq!(p.message_id().as_ref().unwrap().as_str(), id);
+    assert_eq!(
+        p.kind().as_ref().unwrap().as_str(),
+        "theboard.meeting.created"
+    );
+    assert!(p.app_id().as_ref().unwrap().as_str().starts_with("http/"));
+    assert!(p.timestamp().is_some());
+    assert_eq!(
+        header_str(&delivery, "cloudEvents_id").as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        header_str(&delivery, "cloudEvents_type").as_deref(),
+        Some("theboard.meeting.created")
+    );
+    assert_eq!(
+        header_str(&delivery, "traceparent").as_deref(),
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    );
+
+    // The same payload again: the same (deterministic) id, published again.
+    let again = post_json(
+        &server.http,
+        "/v1/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    )
+    .json();
+    assert_eq!(again["id"], envelope["id"]);
+    next(&mut consumer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_spec_error_body_and_publish_nothing() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "#").await;
+
+    let mut invalid = meeting();
+    invalid["max_rounds"] = json!(500);
+    invalid["priority"] = json!("high");
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &invalid,
+        &[],
+    );
+    assert_eq!(r.status, 400);
+    let body = r.json();
+    assert_eq!(body["error"], "VALIDATION_ERROR");
+    let pointers: Vec<&str> = body["details"]["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["pointer"].as_str().unwrap())
+        .collect();
+    assert!(pointers.contains(&"/max_rounds"), "{body}");
+    assert!(
+        body["details"]["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["reason"].as_str().unwrap().contains("priority")),
+        "{body}"
+    );
+
+    let r = post_json(&server.http, "/events/nobody.knows.this", &json!({}), &[]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (404, "UNKNOWN_EVENT_TYPE")
+    );
+
+    let r = request(
+        &server.http,
+        "POST",
+        "/events/theboard.meeting.created",
+        &[("Content-Type", "application/json")],
+        b"{\"topic\": ",
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"].as_str().unwrap().contains("not JSON"));
+
+    let r = request(
+        &server.http,
+        "POST",
+        "/events/theboard.meeting.created",
+        &[("Content-Type", "text/plain")],
+        b"{}",
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (415, "UNSUPPORTED_MEDIA_TYPE")
+    );
+
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let r = request(
+        &server.http,
+        "POST",
+        "/events/theboard.meeting.created",
+        &[("Content-Type", "application/json")],
+        &big,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (413, "PAYLOAD_TOO_LARGE")
+    );
+
+    let r = post_json(&server.http, "/events/Not%20A%20Key", &json!({}), &[]);
+    assert_eq!(r.status, 400);
+
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[("X-Correlation-ID", "not-a-uuid")],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("X-Correlation-ID"));
+
+    let r = get(&server.http, "/no/such/route");
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (404, "NOT_FOUND")
+    );
+
+    nothing_within(&mut consumer, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_replays_the_first_envelope_without_publishing_again() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "calendar.#").await;
+    let entry = json!({"summary": "Team Meeting", "start_time": "2024-01-15T10:00:00Z", "end_time": "2024-01-15T11:00:00Z"});
+    let first = post_json(
+        &server.http,
+        "/events/calendar",
+        &entry,
+        &[("Idempotency-Key", "abc-1")],
+    );
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("idempotent-replay"), None);
+    assert_eq!(first.json()["event_type"], "calendar.event.created");
+    let second = post_json(
+        &server.http,
+        "/events/calendar",
+        &entry,
+        &[("Idempotency-Key", "abc-1")],
+    );
+    assert_eq!(second.status, 200);
+    assert_eq!(second.header("idempotent-replay"), Some("true"));
+    assert_eq!(second.json(), first.json());
+    let other = post_json(
+        &server.http,
+        "/events/calendar",
+        &entry,
+        &[("Idempotency-Key", "abc-2")],
+    );
+    assert_ne!(other.json()["id"], first.json()["id"]);
+
+    let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();
+    assert_eq!(delivered["id"], first.json()["id"]);
+    let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();
+    assert_eq!(delivered["id"], other.json()["id"]);
+    nothing_within(&mut consumer, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlation_chains_link_parents_and_children() {
+    let (_dir, server) = start(&[]);
+    let root = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    )
+    .json();
+    let root_id = root["id"].as_str().unwrap().to_string();
+    let mut started = meeting();
+    started["topic"] = json!("second");
+    let child = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &started,
+        &[("X-Correlation-ID", &root_id)],
+    )
+    .json();
+    assert_eq!(child["correlation_id"], root_id.as_str());
+    let child_id = child["id"].as_str().unwrap().to_string();
+
+    let chain = get(&server.http, &format!("/correlation/{child_id}")).json();
+    assert_eq!(chain["parent_id"], root_id.as_str());
+    assert_eq!(chain["depth"], 1);
+    assert_eq!(chain["root_id"], root_id.as_str());
+    let up = get(
+        &server.http,
+        &format!("/v1/correlation/{root_id}?depth=all"),
+    )
+    .json();
+    assert_eq!(up["children"], json!([child_id]));
+    assert_eq!(up["depth"], 0);
+    assert_eq!(up["tree"]["children"][0]["message_id"], child_id.as_str());
+
+    assert_eq!(
+        get(
+            &server.http,
+            "/correlation/00000000-0000-4000-8000-000000000000"
+        )
+        .status,
+        404
+    );
+    assert_eq!(get(&server.http, "/correlation/xyz").status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_schemas() {
+    let (_dir, server) = start(&[]);
+    let health = get(&server.http, "/health").json();
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["rabbitmq"], "connected");
+    let catalog = get(&server.http, "/v1/schemas").json();
+    assert!(catalog["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event_type"] == "theboard.meeting.created"));
+    let versions = get(&server.http, "/v1/schemas/theboard.meeting.created").json();
+    assert_eq!(versions["versions"][0]["version"], 1);
+    assert_eq!(
+        versions["versions"][0]["schema"]["$id"],
+        "https://33god.dev/schemas/theboard/meeting.created.v1.json"
+    );
+    assert_eq!(get(&server.http, "/v1/schemas/no.such.event").status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistered_types_publish_with_a_warning_when_allowed() {
+    let (_dir, server) = start(&["--allow-unregistered"]);
+    let (_conn, mut consumer) = listen(&server, "adhoc.#").await;
+    let r = post_json(
+        &server.http,
+        "/events/adhoc.thing.happened",
+        &json!({"x": 1}),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("x-bloodbank-warning")
+        .unwrap()
+        .contains("unregistered"));
+    assert_eq!(r.json()["schema_version"], Value::Null);
+    next(&mut consumer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_alarm_turns_publishes_into_503_with_retry_after() {
+    // A memory watermark of 1 byte: the alarm is raised at the first check.
+    let (_dir, server) = start(&["--memory-high-watermark", "1"]);
+    let (_conn, mut consumer) = listen(&server, "#").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&server.http, "/health").json()["status"] != "degraded" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never said degraded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"], "UNAVAILABLE");
+    nothing_within(&mut consumer, 200).await;
+}
