@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use bloodbank_broker::{BrokerConfig, ExchangeDecl};
-use bloodbank_gateway::GatewayConfig;
+use bloodbank_gateway::{ApiKey, Auth, GatewayConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Publish event types without a contract (with a warning header) instead of 404.
     #[arg(long, env = "BLOODBANK_ALLOW_UNREGISTERED")]
     pub allow_unregistered: bool,
+    /// Serve HTTP callers without an API key from anywhere, not only from loopback (when no
+    /// `api_keys` are configured).
+    #[arg(long, env = "BLOODBANK_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -71,6 +75,18 @@ struct FileConfig {
     idempotency_window_secs: Option<u64>,
     /// Seconds correlation links are kept.
     correlation_ttl_secs: Option<u64>,
+    allow_anonymous: Option<bool>,
+    /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
+    /// key may publish).
+    api_keys: Option<Vec<FileApiKey>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileApiKey {
+    name: String,
+    key: String,
+    patterns: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -148,6 +164,19 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         data_dir: Some(data_dir.clone()),
         allow_unregistered: args.allow_unregistered || file.allow_unregistered.unwrap_or(false),
         ..GatewayConfig::default()
+    };
+    gateway.auth = Auth {
+        keys: file
+            .api_keys
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| ApiKey {
+                name: k.name,
+                key: k.key,
+                patterns: k.patterns,
+            })
+            .collect(),
+        allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
     };
     if let Some(addr) = args.gateway_listen.or(file.gateway_listen) {
         gateway.listen = addr;

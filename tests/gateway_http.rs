@@ -356,3 +356,211 @@ async fn a_resource_alarm_turns_publishes_into_503_with_retry_after() {
     assert_eq!(r.json()["error"], "UNAVAILABLE");
     nothing_within(&mut consumer, 200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_name_the_source_and_limit_what_they_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bloodbank.toml");
+    std::fs::write(
+        &config,
+        "[[api_keys]]\nname = \"theboard-svc\"\nkey = \"k-123\"\npatterns = [\"theboard.#\"]\n",
+    )
+    .unwrap();
+    let server = process::start(
+        &dir.path().join("data"),
+        &dir.path().join("log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let (_conn, mut consumer) = listen(&server, "#").await;
+
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (401, "UNAUTHORIZED")
+    );
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[("X-API-Key", "nope")],
+    );
+    assert_eq!(r.status, 401);
+    let entry = json!({"summary": "x", "start_time": "2024-01-15T10:00:00Z", "end_time": "2024-01-15T11:00:00Z"});
+    let r = post_json(
+        &server.http,
+        "/events/calendar",
+        &entry,
+        &[("X-API-Key", "k-123")],
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str().unwrap()),
+        (403, "FORBIDDEN")
+    );
+    assert!(r.json()["message"].as_str().unwrap().contains("theboard.#"));
+    nothing_within(&mut consumer, 100).await;
+
+    let r = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[("X-API-Key", "k-123")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["source"], "theboard-svc");
+    let d = next(&mut consumer).await;
+    assert_eq!(
+        d.properties.app_id().as_ref().unwrap().as_str(),
+        "theboard-svc"
+    );
+    // Health stays open for probes; the rest needs the key too.
+    assert_eq!(get(&server.http, "/health").status, 200);
+    assert_eq!(get(&server.http, "/v1/schemas").status, 401);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(get(&server.http, &format!("/correlation/{id}")).status, 401);
+    let r = request(
+        &server.http,
+        "GET",
+        &format!("/correlation/{id}"),
+        &[("X-API-Key", "k-123")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudevents_in_binary_and_structured_mode() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "#").await;
+    let binary = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "evt-1"),
+        ("ce-source", "/theboard/orchestrator"),
+        ("ce-type", "theboard.meeting.created"),
+    ];
+    let first = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &binary,
+    );
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let d = next(&mut consumer).await;
+    assert_eq!(header_str(&d, "cloudEvents_id").as_deref(), Some("evt-1"));
+    assert_eq!(
+        header_str(&d, "cloudEvents_source").as_deref(),
+        Some("/theboard/orchestrator")
+    );
+    // The same source and id again is the same event: replayed, not published.
+    let again = post_json(&server.http, "/events", &meeting(), &binary);
+    assert_eq!(again.header("idempotent-replay"), Some("true"));
+    assert_eq!(again.json()["id"], first.json()["id"]);
+
+    let mismatched = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "x"),
+        ("ce-source", "s"),
+        ("ce-type", "calendar.event.created"),
+    ];
+    assert_eq!(
+        post_json(
+            &server.http,
+            "/events/theboard.meeting.created",
+            &meeting(),
+            &mismatched
+        )
+        .status,
+        400
+    );
+
+    let structured = json!({
+        "specversion": "1.0", "id": "evt-2", "source": "/calendar", "type": "calendar.event.created",
+        "datacontenttype": "application/json",
+        "data": {"summary": "Standup", "start_time": "2024-01-15T09:00:00Z", "end_time": "2024-01-15T09:15:00Z"}
+    });
+    let r = request(
+        &server.http,
+        "POST",
+        "/events",
+        &[("Content-Type", "application/cloudevents+json")],
+        structured.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["data"]["summary"], "Standup");
+    let d = next(&mut consumer).await;
+    assert_eq!(d.routing_key.as_str(), "calendar.event.created");
+    let mut invalid = structured.clone();
+    invalid["data"]["summary"] = json!("");
+    let r = request(
+        &server.http,
+        "POST",
+        "/events",
+        &[("Content-Type", "application/cloudevents+json")],
+        invalid.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        post_json(&server.http, "/events", &meeting(), &[]).status,
+        400,
+        "plain JSON on /events"
+    );
+    nothing_within(&mut consumer, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_publish_endpoint_takes_its_v02_envelope() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "#").await;
+    let event_id = "7d1f4c2a-0b6e-4c1e-9a55-1f2e3d4c5b6a";
+    let parent = "11111111-2222-4333-8444-555555555555";
+    let envelope = json!({
+        "event_id": event_id,
+        "event_type": "theboard.meeting.created",
+        "timestamp": "2024-01-15T10:30:00Z",
+        "version": "0.2.0",
+        "source": {"host": "box", "type": "agent", "app": "theboard", "meta": {}},
+        "correlation_ids": [parent],
+        "agent_context": {"agent": "Alice"},
+        "payload": meeting()
+    });
+    let r = post_json(&server.http, "/publish", &envelope, &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json(), envelope);
+    let d = next(&mut consumer).await;
+    assert_eq!(serde_json::from_slice::<Value>(&d.data).unwrap(), envelope);
+    assert_eq!(
+        d.properties.message_id().as_ref().unwrap().as_str(),
+        event_id
+    );
+    assert_eq!(
+        d.properties.correlation_id().as_ref().unwrap().as_str(),
+        parent
+    );
+    // The same event_id again is a replay.
+    assert_eq!(
+        post_json(&server.http, "/publish", &envelope, &[]).header("idempotent-replay"),
+        Some("true")
+    );
+    let mut bad = envelope.clone();
+    bad["event_id"] = json!("7d1f4c2a-0b6e-4c1e-9a55-000000000001");
+    bad["payload"]["max_rounds"] = json!(0);
+    assert_eq!(post_json(&server.http, "/publish", &bad, &[]).status, 400);
+    let minimal = json!({"event_type": "calendar.event.created", "payload": {"summary": "s", "start_time": "2024-01-15T10:00:00Z", "end_time": "2024-01-15T10:00:00Z"}});
+    let filled = post_json(&server.http, "/publish", &minimal, &[]).json();
+    assert!(
+        filled["event_id"].is_string()
+            && filled["timestamp"].is_string()
+            && filled["source"]["type"] == "http"
+    );
+    next(&mut consumer).await;
+    nothing_within(&mut consumer, 100).await;
+}

@@ -33,24 +33,39 @@ pub fn deterministic_id(event_type: &str, data: &Value, correlation_id: Option<U
     Uuid::new_v5(&ID_NAMESPACE, canonical.as_bytes())
 }
 
-/// Extra AMQP headers a request brings along (CloudEvents attributes, W3C trace context).
-pub type Headers = Vec<(String, String)>;
+/// What the AMQP properties of a published event say about it.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub id: Uuid,
+    pub event_type: String,
+    pub source: String,
+    pub timestamp: String,
+    pub correlation_id: Option<Uuid>,
+    /// The producer's own CloudEvents source and id, when it sent a CloudEvent.
+    pub cloud_event: Option<(String, String)>,
+    /// W3C trace context and the like, copied into the headers.
+    pub extra_headers: Vec<(String, String)>,
+}
 
-impl Envelope {
-    /// The AMQP message: persistent JSON whose properties repeat the envelope's metadata, with
-    /// the CloudEvents attributes as `cloudEvents_*` headers.
-    pub fn amqp_properties(&self, timestamp_secs: u64, extra: &Headers) -> BasicProperties {
+impl Meta {
+    /// Persistent JSON whose properties repeat the metadata, with the CloudEvents attributes
+    /// as `cloudEvents_*` headers.
+    pub fn amqp_properties(&self, timestamp_secs: u64) -> BasicProperties {
         let mut headers = FieldTable::default();
         let mut put = |k: &str, v: String| {
             headers.insert(ShortString::from(k), AMQPValue::LongString(v.into()));
         };
+        let (ce_source, ce_id) = self
+            .cloud_event
+            .clone()
+            .unwrap_or_else(|| (self.source.clone(), self.id.to_string()));
         put("cloudEvents_specversion", "1.0".into());
-        put("cloudEvents_id", self.id.to_string());
+        put("cloudEvents_id", ce_id);
         put("cloudEvents_type", self.event_type.clone());
-        put("cloudEvents_source", self.source.clone());
+        put("cloudEvents_source", ce_source);
         put("cloudEvents_time", self.timestamp.clone());
         put("cloudEvents_datacontenttype", "application/json".into());
-        for (k, v) in extra {
+        for (k, v) in &self.extra_headers {
             put(k, v.clone());
         }
         let mut props = BasicProperties::default()

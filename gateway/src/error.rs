@@ -22,6 +22,10 @@ pub enum ApiError {
     #[error("the body is larger than {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
@@ -61,6 +65,8 @@ impl ApiError {
                 "PAYLOAD_TOO_LARGE",
                 json!({"limit_bytes": limit}),
             ),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", Value::Null),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", Value::Null),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", Value::Null),
             ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", Value::Null)

@@ -2,8 +2,11 @@
 //! against its contract (the registry), wrapped in an envelope, published to the broker in
 //! the same process and answered once the broker has it on disk.
 
+mod auth;
+mod cloudevents;
 mod envelope;
 mod error;
+mod publishing;
 mod routes;
 mod store;
 mod time;
@@ -18,6 +21,7 @@ use bloodbank_broker::net::Publisher;
 use bloodbank_registry::live::Live;
 use tokio::net::TcpListener;
 
+pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
 pub use error::ApiError;
 
@@ -38,6 +42,7 @@ pub struct GatewayConfig {
     pub correlation_ttl: Duration,
     /// Where `gateway.redb` lives; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
+    pub auth: Auth,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +55,7 @@ impl Default for GatewayConfig {
             idempotency_window: Duration::from_millis(DAY_MS),
             correlation_ttl: Duration::from_millis(DAY_MS),
             data_dir: None,
+            auth: Auth::default(),
         }
     }
 }
@@ -68,6 +74,7 @@ pub enum GatewayError {
 /// What every request handler shares.
 pub(crate) struct AppState {
     config: GatewayConfig,
+    auth: Auth,
     publisher: Publisher,
     contracts: Arc<Live>,
     store: store::Store,
@@ -108,8 +115,10 @@ impl Gateway {
                 addr: config.listen,
                 source,
             })?;
+        let auth = config.auth.clone();
         let state = Arc::new(AppState {
             config,
+            auth,
             publisher,
             contracts,
             store,

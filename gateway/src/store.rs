@@ -7,7 +7,7 @@ use redb::{Database, Durability, MultimapTableDefinition, ReadableDatabase, Tabl
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::envelope::Envelope;
+use serde_json::Value;
 
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation_events");
@@ -36,7 +36,8 @@ pub struct Node {
 #[derive(Serialize, Deserialize)]
 struct Remembered {
     stored_ms: u64,
-    envelope: Envelope,
+    /// What was published (and answered) the first time.
+    body: Value,
 }
 
 pub struct Store {
@@ -60,31 +61,28 @@ impl Store {
         Ok(Store { db })
     }
 
-    /// The envelope first published under `key`, if that was less than `window_ms` ago.
+    /// What was first published under `key`, if that was less than `window_ms` ago.
     pub fn remembered(
         &self,
         key: &str,
         now_ms: u64,
         window_ms: u64,
-    ) -> Result<Option<Envelope>, StoreError> {
+    ) -> Result<Option<Value>, StoreError> {
         let tx = self.db.begin_read().map_err(err)?;
         let table = tx.open_table(IDEMPOTENCY).map_err(err)?;
         let Some(raw) = table.get(key).map_err(err)? else {
             return Ok(None);
         };
         let remembered: Remembered = serde_json::from_slice(raw.value()).map_err(err)?;
-        Ok(
-            (now_ms.saturating_sub(remembered.stored_ms) < window_ms)
-                .then_some(remembered.envelope),
-        )
+        Ok((now_ms.saturating_sub(remembered.stored_ms) < window_ms).then_some(remembered.body))
     }
 
-    /// Remembers `envelope` under `key`, on disk before it returns (a replay after a crash
-    /// must still find it).
-    pub fn remember(&self, key: &str, now_ms: u64, envelope: &Envelope) -> Result<(), StoreError> {
+    /// Remembers what was published under `key`, on disk before it returns (a replay after a
+    /// crash must still find it).
+    pub fn remember(&self, key: &str, now_ms: u64, body: &Value) -> Result<(), StoreError> {
         let raw = serde_json::to_vec(&Remembered {
             stored_ms: now_ms,
-            envelope: envelope.clone(),
+            body: body.clone(),
         })
         .map_err(err)?;
         let tx = self.db.begin_write().map_err(err)?;

@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -18,9 +21,12 @@ const MAX_DEPTH: usize = 64;
 
 pub(crate) async fn chain(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(message_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    state.auth.identify(&headers, peer)?;
     let id = Uuid::parse_str(&message_id)
         .map_err(|_| ApiError::BadRequest(format!("message id {message_id:?} is not a UUID")))?;
     let (now, ttl) = (now_ms(), state.config.correlation_ttl.as_millis() as u64);

@@ -14,7 +14,9 @@ use crate::AppState;
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
+        .route("/events", post(publish::cloud))
         .route("/events/calendar", post(publish::calendar))
+        .route("/publish", post(publish::legacy))
         .route("/events/{event_type}", post(publish::event))
         .route("/health", get(health::health))
         .route("/correlation/{message_id}", get(correlation::chain))

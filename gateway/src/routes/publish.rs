@@ -1,192 +1,263 @@
-//! `POST /events/{event_type}` and `POST /events/calendar`.
+//! The publishing routes: `POST /events/{event_type}` (plain JSON or a binary-mode
+//! CloudEvent), `POST /events` (CloudEvents), `POST /events/calendar`, and the original
+//! service's `POST /publish` with its v0.2 envelope.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use bloodbank_broker::net::PublishError;
-use bytes::Bytes;
-use serde_json::Value;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::envelope::{deterministic_id, Envelope, Headers};
+use crate::cloudevents::{self, CloudEvent};
+use crate::envelope::{deterministic_id, Envelope, Meta};
 use crate::error::ApiError;
-use crate::store::Node;
+use crate::publishing::{deliver, validate, Outgoing};
 use crate::time::{now_ms, rfc3339};
 use crate::AppState;
 
 pub(crate) const CALENDAR_EVENT_TYPE: &str = "calendar.event.created";
 
+type Peer = ConnectInfo<SocketAddr>;
+
 pub(crate) async fn event(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): Peer,
     Path(event_type): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    publish(&state, peer, &event_type, &headers, body).await
+    let data = read_json(&headers, body, state.config.body_limit, false).await?;
+    match cloudevents::binary(&headers, &data)? {
+        Some(ce) if ce.event_type != event_type => Err(ApiError::BadRequest(format!(
+            "ce-type {:?} does not match the path's event type {event_type:?}",
+            ce.event_type
+        ))),
+        Some(ce) => cloud_event(&state, peer, &headers, ce).await,
+        None => plain(&state, peer, &event_type, &headers, data).await,
+    }
 }
 
 pub(crate) async fn calendar(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): Peer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    publish(&state, peer, CALENDAR_EVENT_TYPE, &headers, body).await
+    let data = read_json(&headers, body, state.config.body_limit, false).await?;
+    plain(&state, peer, CALENDAR_EVENT_TYPE, &headers, data).await
 }
 
-async fn publish(
+/// `POST /events`: a CloudEvent, structured (`application/cloudevents+json`) or binary.
+pub(crate) async fn cloud(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let data = read_json(&headers, body, state.config.body_limit, true).await?;
+    let ce = match cloudevents::binary(&headers, &data)? {
+        Some(ce) => ce,
+        None if media_type(&headers) == cloudevents::STRUCTURED => cloudevents::structured(&data)?,
+        None => {
+            return Err(ApiError::BadRequest(
+                "POST /events takes a CloudEvent (ce-* headers or application/cloudevents+json); use /events/{event_type} for plain JSON".into(),
+            ))
+        }
+    };
+    cloud_event(&state, peer, &headers, ce).await
+}
+
+async fn plain(
     state: &AppState,
     peer: SocketAddr,
     event_type: &str,
     headers: &HeaderMap,
-    body: Body,
+    data: Value,
 ) -> Result<Response, ApiError> {
+    let caller = state.auth.identify(headers, peer)?;
     check_event_type(event_type)?;
-    let data = read_json(headers, body, state.config.body_limit).await?;
-    let contracts = state.contracts.current();
-    let (schema_version, warning) = match contracts.latest(event_type) {
-        Some(contract) => {
-            if let Err(rejections) = contract.validate(&data) {
-                let violations = rejections
-                    .into_iter()
-                    .map(|r| (r.pointer, r.message))
-                    .collect();
-                return Err(ApiError::Invalid {
-                    event_type: event_type.into(),
-                    version: contract.name.version,
-                    violations,
-                });
-            }
-            (Some(contract.name.version), None)
-        }
-        None if state.config.allow_unregistered => (
-            None,
-            Some("unregistered event type: published without validation"),
-        ),
-        None => return Err(ApiError::UnknownEventType(event_type.into())),
-    };
-    let correlation_id = correlation_id(headers, &data)?;
-    let source = format!("http/{}", peer.ip());
-    let idempotency_key =
-        header_text(headers, "idempotency-key")?.map(|k| format!("{source}\n{k}"));
-
-    // One request per idempotency key at a time, so a concurrent repeat waits and replays.
-    let _turn = match &idempotency_key {
-        Some(key) => Some(KeyTurn::take(state, key).await),
-        None => None,
-    };
-    let now = now_ms();
-    let window = state.config.idempotency_window.as_millis() as u64;
-    if let Some(key) = &idempotency_key {
-        if let Some(first) = state
-            .store
-            .remembered(key, now, window)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-        {
-            let mut response = Json(first).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replay", HeaderValue::from_static("true"));
-            return Ok(response);
-        }
-    }
-    let id = match &idempotency_key {
+    caller.may_publish(event_type)?;
+    let (schema_version, warning) = validate(state, event_type, &data)?;
+    let correlation_id = correlation_id(
+        headers,
+        data.get("correlation_id").and_then(Value::as_str),
+        "field correlation_id",
+    )?;
+    let key = header_text(headers, "idempotency-key")?.map(|k| format!("{}\n{k}", caller.source));
+    let id = match &key {
         Some(key) => Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()),
         None => deterministic_id(event_type, &data, correlation_id),
     };
+    let now = now_ms();
     let envelope = Envelope {
         id,
         event_type: event_type.to_string(),
         timestamp: rfc3339(now),
-        source: source.clone(),
+        source: caller.source.clone(),
         data,
         correlation_id,
         schema_version,
     };
-    let body =
-        Bytes::from(serde_json::to_vec(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?);
-    let properties = envelope.amqp_properties(now / 1000, &trace_headers(headers));
-    state
-        .publisher
-        .publish(&state.config.exchange, event_type, properties, body)
-        .await
-        .map_err(|e| match e {
-            PublishError::Blocked(_) | PublishError::Rejected | PublishError::ShutDown => {
-                ApiError::Unavailable(e.to_string())
-            }
-            PublishError::Refused(amqp) => {
-                ApiError::Internal(format!("the broker refused the publish: {amqp}"))
-            }
-        })?;
-    if let Some(key) = &idempotency_key {
-        if let Err(e) = state.store.remember(key, now, &envelope) {
-            tracing::warn!(error = %e, "remembering an idempotency key failed");
-        }
-    }
-    let node = Node {
-        message_id: envelope.id,
-        event_type: envelope.event_type.clone(),
-        timestamp: envelope.timestamp.clone(),
-        source,
-        parent_id: correlation_id,
-        recorded_ms: now,
+    let meta = meta(&envelope, None, headers);
+    let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
+    deliver(
+        state,
+        Outgoing {
+            meta,
+            body,
+            now_ms: now,
+            idempotency_key: key,
+            warning,
+        },
+    )
+    .await
+}
+
+async fn cloud_event(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    ce: CloudEvent,
+) -> Result<Response, ApiError> {
+    let caller = state.auth.identify(headers, peer)?;
+    check_event_type(&ce.event_type)?;
+    caller.may_publish(&ce.event_type)?;
+    let (schema_version, warning) = validate(state, &ce.event_type, &ce.data)?;
+    let correlation_id = correlation_id(
+        headers,
+        ce.correlation_id.as_deref(),
+        "CloudEvents correlationid",
+    )?;
+    // CloudEvents says source + id identify an event: that is its idempotency key.
+    let key = format!("{}\nce\n{}\n{}", caller.source, ce.source, ce.id);
+    let now = now_ms();
+    let envelope = Envelope {
+        id: Uuid::new_v5(&Uuid::NAMESPACE_URL, key.as_bytes()),
+        event_type: ce.event_type.clone(),
+        timestamp: rfc3339(now),
+        source: caller.source.clone(),
+        data: ce.data,
+        correlation_id,
+        schema_version,
     };
-    if let Err(e) = state.store.record(&node) {
-        tracing::warn!(error = %e, "recording correlation failed; the event is published");
-    }
-    let mut response = Json(envelope).into_response();
-    if let Some(warning) = warning {
-        response
-            .headers_mut()
-            .insert("x-bloodbank-warning", HeaderValue::from_static(warning));
-    }
-    Ok(response)
+    let meta = meta(&envelope, Some((ce.source, ce.id)), headers);
+    let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
+    deliver(
+        state,
+        Outgoing {
+            meta,
+            body,
+            now_ms: now,
+            idempotency_key: Some(key),
+            warning,
+        },
+    )
+    .await
 }
 
-/// Holding the turn of an idempotency key; the key's lock is forgotten when nobody waits.
-struct KeyTurn<'a> {
-    state: &'a AppState,
-    key: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl<'a> KeyTurn<'a> {
-    async fn take(state: &'a AppState, key: &str) -> KeyTurn<'a> {
-        let lock = state
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.to_string())
-            .or_default()
-            .clone();
-        KeyTurn {
-            state,
-            key: key.to_string(),
-            guard: Some(lock.lock_owned().await),
+/// `POST /publish`: the original service's v0.2 envelope, published as it is (with its
+/// defaults filled in) so its consumers keep working; `event_id` is its idempotency key.
+pub(crate) async fn legacy(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = state.auth.identify(&headers, peer)?;
+    let mut envelope = read_json(&headers, body, state.config.body_limit, false).await?;
+    let Some(fields) = envelope.as_object_mut() else {
+        return Err(ApiError::BadRequest(
+            "the v0.2 envelope must be a JSON object".into(),
+        ));
+    };
+    let event_type = fields
+        .get("event_type")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::BadRequest("field event_type (a string) is required".into()))?;
+    check_event_type(&event_type)?;
+    caller.may_publish(&event_type)?;
+    let payload = fields
+        .get("payload")
+        .cloned()
+        .ok_or_else(|| ApiError::BadRequest("field payload is required".into()))?;
+    let (_, warning) = validate(&state, &event_type, &payload)?;
+    let now = now_ms();
+    let id = match fields.get("event_id") {
+        None | Some(Value::Null) => Uuid::new_v4(),
+        Some(v) => v
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| ApiError::BadRequest(format!("field event_id {v} is not a UUID")))?,
+    };
+    let correlation_ids: Vec<Uuid> = match fields.get("correlation_ids") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ids)) => ids
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!("correlation_ids entry {v} is not a UUID"))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "field correlation_ids must be a list of UUIDs, not {other}"
+            )))
         }
-    }
+    };
+    fields.insert("event_id".into(), json!(id));
+    fields
+        .entry("timestamp")
+        .or_insert_with(|| json!(rfc3339(now)));
+    fields.entry("version").or_insert_with(|| json!("0.2.0"));
+    fields.entry("source").or_insert_with(
+        || json!({"host": peer.ip().to_string(), "type": "http", "app": caller.source}),
+    );
+    fields.entry("correlation_ids").or_insert_with(|| json!([]));
+    let timestamp = fields
+        .get("timestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let meta = Meta {
+        id,
+        event_type,
+        source: caller.source.clone(),
+        timestamp,
+        correlation_id: correlation_ids.first().copied(),
+        cloud_event: None,
+        extra_headers: trace_headers(&headers),
+    };
+    let key = Some(format!("{}\nv0.2\n{id}", caller.source));
+    deliver(
+        &state,
+        Outgoing {
+            meta,
+            body: envelope,
+            now_ms: now,
+            idempotency_key: key,
+            warning,
+        },
+    )
+    .await
 }
 
-impl Drop for KeyTurn<'_> {
-    fn drop(&mut self) {
-        self.guard.take();
-        let mut in_flight = self
-            .state
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if in_flight
-            .get(&self.key)
-            .is_some_and(|lock| Arc::strong_count(lock) == 1)
-        {
-            in_flight.remove(&self.key);
-        }
+fn meta(envelope: &Envelope, cloud_event: Option<(String, String)>, headers: &HeaderMap) -> Meta {
+    Meta {
+        id: envelope.id,
+        event_type: envelope.event_type.clone(),
+        source: envelope.source.clone(),
+        timestamp: envelope.timestamp.clone(),
+        correlation_id: envelope.correlation_id,
+        cloud_event,
+        extra_headers: trace_headers(headers),
     }
 }
 
@@ -209,21 +280,34 @@ fn check_event_type(event_type: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<Value, ApiError> {
+fn media_type(headers: &HeaderMap) -> String {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let media = content_type
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    if media != "application/json"
-        && !(media.starts_with("application/") && media.ends_with("+json"))
-    {
-        return Err(ApiError::UnsupportedMediaType(content_type.to_string()));
+        .to_ascii_lowercase()
+}
+
+async fn read_json(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    cloud_events: bool,
+) -> Result<Value, ApiError> {
+    let media = media_type(headers);
+    let json = media == "application/json" || (cloud_events && media == cloudevents::STRUCTURED);
+    if !json {
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        return Err(ApiError::UnsupportedMediaType(given));
     }
     let bytes = to_bytes(body, limit)
         .await
@@ -242,14 +326,15 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>
     }
 }
 
-/// `X-Correlation-ID`, else a top-level `correlation_id` in the payload.
-fn correlation_id(headers: &HeaderMap, data: &Value) -> Result<Option<Uuid>, ApiError> {
+/// `X-Correlation-ID`, else the request's own field (`fallback`, named `whence`).
+fn correlation_id(
+    headers: &HeaderMap,
+    fallback: Option<&str>,
+    whence: &str,
+) -> Result<Option<Uuid>, ApiError> {
     let (text, whence) = match header_text(headers, "x-correlation-id")? {
         Some(h) => (Some(h), "header X-Correlation-ID"),
-        None => (
-            data.get("correlation_id").and_then(Value::as_str),
-            "field correlation_id",
-        ),
+        None => (fallback, whence),
     };
     text.map(|t| {
         Uuid::parse_str(t.trim())
@@ -259,7 +344,7 @@ fn correlation_id(headers: &HeaderMap, data: &Value) -> Result<Option<Uuid>, Api
 }
 
 /// W3C trace context, carried into the AMQP headers so traces span producer, broker and consumers.
-fn trace_headers(headers: &HeaderMap) -> Headers {
+fn trace_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     ["traceparent", "tracestate"]
         .iter()
         .filter_map(|name| {

@@ -2,14 +2,22 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::AppState;
 
-pub(crate) async fn catalog(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn catalog(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.auth.identify(&headers, peer)?;
     let contracts = state.contracts.current();
     bloodbank_registry::catalog::json(&contracts.set)
         .map(Json)
@@ -18,8 +26,11 @@ pub(crate) async fn catalog(State(state): State<Arc<AppState>>) -> Result<Json<V
 
 pub(crate) async fn versions(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(event_type): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    state.auth.identify(&headers, peer)?;
     let contracts = state.contracts.current();
     let versions = contracts.versions(&event_type);
     if versions.is_empty() {

@@ -1,0 +1,160 @@
+//! The steps every publishing route shares once it knows what to publish: one request per
+//! idempotency key at a time, replay of a remembered key, publish and wait for the broker's
+//! confirm, remember the key, record the correlation link, answer.
+
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bloodbank_broker::net::PublishError;
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::envelope::Meta;
+use crate::error::ApiError;
+use crate::store::Node;
+use crate::AppState;
+
+/// One event ready to publish: its metadata and the JSON body consumers receive (and the
+/// caller gets back).
+pub(crate) struct Outgoing {
+    pub meta: Meta,
+    pub body: Value,
+    pub now_ms: u64,
+    pub idempotency_key: Option<String>,
+    pub warning: Option<&'static str>,
+}
+
+/// Checks data against the newest contract of its event type: its major version, and a
+/// warning when the type has no contract and unregistered types are allowed.
+pub(crate) fn validate(
+    state: &AppState,
+    event_type: &str,
+    data: &Value,
+) -> Result<(Option<u32>, Option<&'static str>), ApiError> {
+    let contracts = state.contracts.current();
+    match contracts.latest(event_type) {
+        Some(contract) => match contract.validate(data) {
+            Ok(()) => Ok((Some(contract.name.version), None)),
+            Err(rejections) => Err(ApiError::Invalid {
+                event_type: event_type.into(),
+                version: contract.name.version,
+                violations: rejections
+                    .into_iter()
+                    .map(|r| (r.pointer, r.message))
+                    .collect(),
+            }),
+        },
+        None if state.config.allow_unregistered => Ok((
+            None,
+            Some("unregistered event type: published without validation"),
+        )),
+        None => Err(ApiError::UnknownEventType(event_type.into())),
+    }
+}
+
+pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response, ApiError> {
+    let _turn = match &out.idempotency_key {
+        Some(key) => Some(KeyTurn::take(state, key).await),
+        None => None,
+    };
+    let window = state.config.idempotency_window.as_millis() as u64;
+    if let Some(key) = &out.idempotency_key {
+        if let Some(first) = state
+            .store
+            .remembered(key, out.now_ms, window)
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+        {
+            let mut response = Json(first).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replay", HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+    }
+    let bytes =
+        Bytes::from(serde_json::to_vec(&out.body).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let properties = out.meta.amqp_properties(out.now_ms / 1000);
+    state
+        .publisher
+        .publish(
+            &state.config.exchange,
+            &out.meta.event_type,
+            properties,
+            bytes,
+        )
+        .await
+        .map_err(|e| match e {
+            PublishError::Blocked(_) | PublishError::Rejected | PublishError::ShutDown => {
+                ApiError::Unavailable(e.to_string())
+            }
+            PublishError::Refused(amqp) => {
+                ApiError::Internal(format!("the broker refused the publish: {amqp}"))
+            }
+        })?;
+    if let Some(key) = &out.idempotency_key {
+        if let Err(e) = state.store.remember(key, out.now_ms, &out.body) {
+            tracing::warn!(error = %e, "remembering an idempotency key failed");
+        }
+    }
+    let node = Node {
+        message_id: out.meta.id,
+        event_type: out.meta.event_type.clone(),
+        timestamp: out.meta.timestamp.clone(),
+        source: out.meta.source.clone(),
+        parent_id: out.meta.correlation_id,
+        recorded_ms: out.now_ms,
+    };
+    if let Err(e) = state.store.record(&node) {
+        tracing::warn!(error = %e, "recording correlation failed; the event is published");
+    }
+    let mut response = Json(out.body).into_response();
+    if let Some(warning) = out.warning {
+        response
+            .headers_mut()
+            .insert("x-bloodbank-warning", HeaderValue::from_static(warning));
+    }
+    Ok(response)
+}
+
+/// Holding the turn of an idempotency key; the key's lock is forgotten when nobody waits.
+struct KeyTurn<'a> {
+    state: &'a AppState,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl<'a> KeyTurn<'a> {
+    async fn take(state: &'a AppState, key: &str) -> KeyTurn<'a> {
+        let lock = state
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        KeyTurn {
+            state,
+            key: key.to_string(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for KeyTurn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut in_flight = self
+            .state
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if in_flight
+            .get(&self.key)
+            .is_some_and(|lock| Arc::strong_count(lock) == 1)
+        {
+            in_flight.remove(&self.key);
+        }
+    }
+}
