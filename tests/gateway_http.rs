@@ -564,3 +564,97 @@ async fn the_original_publish_endpoint_takes_its_v02_envelope() {
     next(&mut consumer).await;
     nothing_within(&mut consumer, 100).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_and_metrics_count_what_happened() {
+    let (_dir, server) = start(&[]);
+    let doc = get(&server.http, "/openapi.json").json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/events/{event_type}", "post"),
+        ("/events/calendar", "post"),
+        ("/events", "post"),
+        ("/publish", "post"),
+        ("/health", "get"),
+        ("/correlation/{message_id}", "get"),
+        ("/schemas", "get"),
+        ("/schemas/{event_type}", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        for prefix in ["", "/v1"] {
+            let full = format!("{prefix}{path}");
+            assert!(
+                paths.get(&full).and_then(|p| p.get(method)).is_some(),
+                "{method} {full} undocumented"
+            );
+        }
+    }
+    // Every documented path is served (no "no route" 404).
+    for path in paths.keys() {
+        let concrete = path
+            .replace("{event_type}", "theboard.meeting.created")
+            .replace("{message_id}", "00000000-0000-4000-8000-000000000000");
+        let method = if paths[path].get("get").is_some() {
+            "GET"
+        } else {
+            "POST"
+        };
+        let r = request(
+            &server.http,
+            method,
+            &concrete,
+            &[("Content-Type", "application/json")],
+            b"{}",
+        );
+        assert!(
+            !(r.status == 404
+                && r.json()["error"] == "NOT_FOUND"
+                && r.json()["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("no route")),
+            "{path}"
+        );
+    }
+
+    // The loop above sent `{}` to both publishEvent paths: two validation failures already.
+    let mut invalid = meeting();
+    invalid["max_rounds"] = json!(0);
+    post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &invalid,
+        &[],
+    );
+    post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    let metrics = get(&server.http, "/metrics");
+    assert!(metrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains("bloodbank_http_publishes_total{event_type=\"theboard.meeting.created\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "bloodbank_validation_failures_total{event_type=\"theboard.meeting.created\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("bloodbank_http_requests_total{route=\"/events/{event_type}\",method=\"POST\",status=\"200\"} 1"), "{text}");
+    assert!(
+        text.contains(
+            "bloodbank_http_request_duration_seconds_count{route=\"/events/{event_type}\"}"
+        ),
+        "{text}"
+    );
+}

@@ -6,6 +6,8 @@ mod auth;
 mod cloudevents;
 mod envelope;
 mod error;
+mod metrics;
+mod openapi;
 mod publishing;
 mod routes;
 mod store;
@@ -78,6 +80,7 @@ pub(crate) struct AppState {
     publisher: Publisher,
     contracts: Arc<Live>,
     store: store::Store,
+    metrics: metrics::Metrics,
     /// Requests with the same idempotency key run one at a time.
     in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -122,6 +125,7 @@ impl Gateway {
             publisher,
             contracts,
             store,
+            metrics: Default::default(),
             in_flight: Default::default(),
         });
         tokio::spawn(prune(state.clone()));

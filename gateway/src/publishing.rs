@@ -37,13 +37,16 @@ pub(crate) fn validate(
     match contracts.latest(event_type) {
         Some(contract) => match contract.validate(data) {
             Ok(()) => Ok((Some(contract.name.version), None)),
-            Err(rejections) => Err(ApiError::Invalid {
-                event_type: event_type.into(),
-                version: contract.name.version,
-                violations: rejections
-                    .into_iter()
-                    .map(|r| (r.pointer, r.message))
-                    .collect(),
+            Err(rejections) => Err({
+                state.metrics.validation_failure(event_type);
+                ApiError::Invalid {
+                    event_type: event_type.into(),
+                    version: contract.name.version,
+                    violations: rejections
+                        .into_iter()
+                        .map(|r| (r.pointer, r.message))
+                        .collect(),
+                }
             }),
         },
         None if state.config.allow_unregistered => Ok((
@@ -93,6 +96,9 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
                 ApiError::Internal(format!("the broker refused the publish: {amqp}"))
             }
         })?;
+    state
+        .metrics
+        .published(&out.meta.event_type, out.warning.is_none());
     if let Some(key) = &out.idempotency_key {
         if let Err(e) = state.store.remember(key, out.now_ms, &out.body) {
             tracing::warn!(error = %e, "remembering an idempotency key failed");

@@ -15,11 +15,12 @@ BINARY = Path(os.environ.get("BLOODBANK_BIN", ROOT / "target" / "debug" / "blood
 
 
 class Server:
-    def __init__(self, proc, host, port, data_dir):
+    def __init__(self, proc, host, port, data_dir, http):
         self.proc = proc
         self.host = host
         self.port = port
         self.data_dir = data_dir
+        self.http = http  # the gateway's base URL
 
     @property
     def url(self):
@@ -32,7 +33,7 @@ def start_server(data_dir, *extra):
     ready = data_dir.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0",
+        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
          "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -42,8 +43,9 @@ def start_server(data_dir, *extra):
             proc.kill()
             raise RuntimeError(f"bloodbank did not start: {proc.stderr.read()}")
         time.sleep(0.01)
-    host, port = json.loads(ready.read_text())["amqp"].rsplit(":", 1)
-    return Server(proc, host, int(port), data_dir)
+    listeners = json.loads(ready.read_text())
+    host, port = listeners["amqp"].rsplit(":", 1)
+    return Server(proc, host, int(port), data_dir, f"http://{listeners['http']}")
 
 
 def stop_server(server):

@@ -1,4 +1,5 @@
-//! The routes; every path is also served under `/v1`.
+//! The routes, built from the table of operations the OpenAPI document is made of; every
+//! path is also served under `/v1`.
 
 mod correlation;
 mod health;
@@ -7,26 +8,153 @@ mod schemas;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
-use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post, MethodRouter};
+use axum::{Json, Router};
+use serde_json::Value;
 
+use crate::openapi::{self, Method, Op, RequestBody};
 use crate::AppState;
 
+const PUBLISH_ERRORS: &[u16] = &[400, 401, 403, 404, 413, 415, 503];
+
+pub(crate) const API: &[Op] = &[
+    Op {
+        method: Method::Post,
+        path: "/events/{event_type}",
+        id: "publishEvent",
+        tag: "Events",
+        summary: "Publish an event (plain JSON payload, or a binary-mode CloudEvent)",
+        body: RequestBody::Json("object"),
+        ok: "EventEnvelope",
+        errors: PUBLISH_ERRORS,
+    },
+    Op {
+        method: Method::Post,
+        path: "/events/calendar",
+        id: "publishCalendarEvent",
+        tag: "Events",
+        summary: "Publish a calendar event as calendar.event.created",
+        body: RequestBody::Json("CalendarEvent"),
+        ok: "EventEnvelope",
+        errors: PUBLISH_ERRORS,
+    },
+    Op {
+        method: Method::Post,
+        path: "/events",
+        id: "publishCloudEvent",
+        tag: "Events",
+        summary: "Publish a CloudEvent (structured or binary mode)",
+        body: RequestBody::CloudEvent,
+        ok: "EventEnvelope",
+        errors: PUBLISH_ERRORS,
+    },
+    Op {
+        method: Method::Post,
+        path: "/publish",
+        id: "publishV02Envelope",
+        tag: "Events",
+        summary: "Publish the original service's v0.2 envelope unchanged",
+        body: RequestBody::Json("V02Envelope"),
+        ok: "V02Envelope",
+        errors: PUBLISH_ERRORS,
+    },
+    Op {
+        method: Method::Get,
+        path: "/health",
+        id: "getHealth",
+        tag: "Health",
+        summary: "Service health and dependency states",
+        body: RequestBody::None,
+        ok: "Health",
+        errors: &[],
+    },
+    Op {
+        method: Method::Get,
+        path: "/correlation/{message_id}",
+        id: "getCorrelationChain",
+        tag: "Correlation",
+        summary: "The correlation chain of an event (?depth=all: the whole tree)",
+        body: RequestBody::None,
+        ok: "CorrelationChain",
+        errors: &[400, 401, 404, 503],
+    },
+    Op {
+        method: Method::Get,
+        path: "/schemas",
+        id: "getSchemaCatalog",
+        tag: "Schemas",
+        summary: "The event catalog",
+        body: RequestBody::None,
+        ok: "Catalog",
+        errors: &[401],
+    },
+    Op {
+        method: Method::Get,
+        path: "/schemas/{event_type}",
+        id: "getSchemaVersions",
+        tag: "Schemas",
+        summary: "Every version of one event type's contract",
+        body: RequestBody::None,
+        ok: "SchemaVersions",
+        errors: &[401, 404],
+    },
+    Op {
+        method: Method::Get,
+        path: "/metrics",
+        id: "getMetrics",
+        tag: "Health",
+        summary: "Prometheus metrics",
+        body: RequestBody::None,
+        ok: "text",
+        errors: &[],
+    },
+    Op {
+        method: Method::Get,
+        path: "/openapi.json",
+        id: "getOpenApi",
+        tag: "Health",
+        summary: "This document",
+        body: RequestBody::None,
+        ok: "OpenApi",
+        errors: &[],
+    },
+];
+
+fn handler(id: &str) -> MethodRouter<Arc<AppState>> {
+    match id {
+        "publishEvent" => post(publish::event),
+        "publishCalendarEvent" => post(publish::calendar),
+        "publishCloudEvent" => post(publish::cloud),
+        "publishV02Envelope" => post(publish::legacy),
+        "getHealth" => get(health::health),
+        "getCorrelationChain" => get(correlation::chain),
+        "getSchemaCatalog" => get(schemas::catalog),
+        "getSchemaVersions" => get(schemas::versions),
+        "getMetrics" => get(crate::metrics::render),
+        "getOpenApi" => get(openapi_json),
+        other => unreachable!("operation {other} has no handler"),
+    }
+}
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/events", post(publish::cloud))
-        .route("/events/calendar", post(publish::calendar))
-        .route("/publish", post(publish::legacy))
-        .route("/events/{event_type}", post(publish::event))
-        .route("/health", get(health::health))
-        .route("/correlation/{message_id}", get(correlation::chain))
-        .route("/schemas", get(schemas::catalog))
-        .route("/schemas/{event_type}", get(schemas::versions));
+    let mut v1 = Router::new();
+    for op in API {
+        v1 = v1.route(op.path, handler(op.id));
+    }
     Router::new()
         .merge(v1.clone())
         .nest("/v1", v1)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .with_state(state)
+}
+
+async fn openapi_json(State(_): State<Arc<AppState>>) -> Json<Value> {
+    Json(openapi::document(API))
 }
 
 async fn not_found(uri: axum::http::Uri) -> crate::ApiError {
