@@ -2,8 +2,10 @@
 
 mod config;
 mod definitions;
+mod publish;
 mod schemas;
 mod serve;
+mod tail;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -26,6 +28,10 @@ enum Command {
     /// Export or import durable definitions (RabbitMQ's definitions JSON).
     #[command(subcommand)]
     Definitions(definitions::DefinitionsCommand),
+    /// Publish one event through a gateway over HTTP.
+    Publish(publish::PublishArgs),
+    /// Print events as they arrive on the broker.
+    Tail(tail::TailArgs),
     /// Event contracts: validate, generate code, check compatibility, catalog.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
@@ -45,6 +51,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => config::load(args).and_then(serve::run),
         Command::Definitions(command) => definitions::run(command),
         Command::Schemas(command) => schemas::run(command),
+        Command::Publish(args) => publish::run(args),
+        Command::Tail(args) => tail::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

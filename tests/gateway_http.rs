@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{get, post_json, request};
+use common::http::{get, post_json, request, Json};
 use common::process::{self, Server};
 use common::{bind_queue, channel, consume, declare_queue, header_str, next, nothing_within};
 use lapin::{Connection, ConnectionProperties};
@@ -657,4 +657,79 @@ async fn openapi_documents_every_route_and_metrics_count_what_happened() {
         ),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_and_tail_commands() {
+    let (dir, server) = start(&[]);
+    let amqp = server.url.clone();
+    let mut tail = std::process::Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+        .args([
+            "tail",
+            "theboard.#",
+            "--json",
+            "--count",
+            "1",
+            "--amqp",
+            &amqp,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `tail` says on stderr once its queue is bound.
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(tail.stderr.take().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert!(said.starts_with("tailing theboard.#"), "{said}");
+
+    let payload = dir.path().join("meeting.json");
+    std::fs::write(&payload, meeting().to_string()).unwrap();
+    let url = format!("http://{}", server.http);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+        .args([
+            "publish",
+            "theboard.meeting.created",
+            "--data",
+            &format!("@{}", payload.display()),
+            "--url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envelope: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(envelope["event_type"], "theboard.meeting.created");
+
+    let tailed = tail.wait_with_output().unwrap();
+    assert!(
+        tailed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tailed.stderr)
+    );
+    let line: Value = serde_json::from_slice(&tailed.stdout).unwrap();
+    assert_eq!(line["routing_key"], "theboard.meeting.created");
+    assert_eq!(line["message_id"], envelope["id"]);
+    assert_eq!(line["body"], envelope);
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+        .args([
+            "publish",
+            "theboard.meeting.created",
+            "--data",
+            "{\"topic\": 1}",
+            "--url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("VALIDATION_ERROR"));
 }

@@ -3,6 +3,7 @@
 //! the same process and answered once the broker has it on disk.
 
 mod auth;
+pub mod client;
 mod cloudevents;
 mod envelope;
 mod error;

@@ -1,0 +1,110 @@
+//! `bloodbank tail [PATTERN]`: print events from the `events` exchange as they arrive, through
+//! a queue of its own that goes away with it.
+
+use anyhow::Context;
+use futures_lite::StreamExt;
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+
+#[derive(clap::Args, Debug)]
+pub struct TailArgs {
+    /// Topic pattern of the event types to show.
+    #[arg(default_value = "#")]
+    pub pattern: String,
+    /// The broker.
+    #[arg(
+        long,
+        env = "BLOODBANK_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp: String,
+    #[arg(long, default_value = "events")]
+    pub exchange: String,
+    /// One JSON object per event and line, for machines.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+pub fn run(args: TailArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tail(args))
+}
+
+async fn tail(args: TailArgs) -> anyhow::Result<()> {
+    let conn = Connection::connect(&args.amqp, ConnectionProperties::default())
+        .await
+        .with_context(|| format!("connecting to {}", args.amqp))?;
+    let ch = conn.create_channel().await?;
+    let queue = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    ch.queue_bind(
+        queue.name().clone(),
+        args.exchange.as_str().into(),
+        args.pattern.as_str().into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .with_context(|| format!("binding to exchange {:?}", args.exchange))?;
+    let mut consumer = ch
+        .basic_consume(
+            queue.name().clone(),
+            "bloodbank-tail".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    eprintln!(
+        "tailing {} on {} ({}); Ctrl-C to stop",
+        args.pattern, args.exchange, args.amqp
+    );
+    let mut seen = 0;
+    while let Some(delivery) = consumer.next().await {
+        let delivery = delivery?;
+        let body: serde_json::Value = serde_json::from_slice(&delivery.data)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&delivery.data).into());
+        let p = &delivery.properties;
+        let text = |v: &Option<lapin::types::ShortString>| v.as_ref().map(|s| s.to_string());
+        if args.json {
+            let line = serde_json::json!({
+                "routing_key": delivery.routing_key.to_string(),
+                "message_id": text(p.message_id()),
+                "correlation_id": text(p.correlation_id()),
+                "app_id": text(p.app_id()),
+                "timestamp": p.timestamp(),
+                "body": body,
+            });
+            println!("{line}");
+        } else {
+            let id = text(p.message_id()).unwrap_or_default();
+            println!(
+                "{} {id}\n{}",
+                delivery.routing_key,
+                serde_json::to_string_pretty(&body)?
+            );
+        }
+        seen += 1;
+        if args.count.is_some_and(|n| seen >= n) {
+            break;
+        }
+    }
+    Ok(())
+}
