@@ -581,6 +581,7 @@ async fn openapi_documents_every_route_and_metrics_count_what_happened() {
         ("/schemas", "get"),
         ("/schemas/{event_type}", "get"),
         ("/metrics", "get"),
+        ("/ws/events", "get"),
         ("/openapi.json", "get"),
     ] {
         for prefix in ["", "/v1"] {

@@ -73,6 +73,9 @@ fn operation(op: &Op, prefix: &str) -> Value {
     if op.id == "getCorrelationChain" {
         parameters.push(json!({"name": "depth", "in": "query", "required": false, "schema": {"type": "string", "enum": ["all"]}}));
     }
+    if op.id == "streamEvents" {
+        parameters.push(json!({"name": "pattern", "in": "query", "required": false, "schema": {"type": "string", "default": "#"}}));
+    }
     if op.method == Method::Post {
         for (name, description) in [
             (
@@ -93,6 +96,7 @@ fn operation(op: &Op, prefix: &str) -> Value {
     }
     let mut responses = Map::new();
     let ok = match op.ok {
+        "websocket" => json!({"description": "Switching Protocols: one JSON text frame per event"}),
         "text" => {
             json!({"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }
@@ -100,7 +104,7 @@ fn operation(op: &Op, prefix: &str) -> Value {
             json!({"description": "OK", "content": {"application/json": {"schema": reference(name)}}})
         }
     };
-    responses.insert("200".into(), ok);
+    responses.insert(if op.ok == "websocket" { "101" } else { "200" }.into(), ok);
     for code in op.errors {
         responses.insert(
             code.to_string(),

@@ -69,3 +69,33 @@ def test_schemathesis_finds_no_server_error(bloodbank):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "generated" in result.stdout
+
+
+def test_websocket_streams_events_published_over_http_and_amqp(bloodbank):
+    import websockets
+
+    async def run():
+        ws_url = bloodbank.http.replace("http://", "ws://") + "/ws/events?pattern=theboard.%23"
+        async with websockets.connect(ws_url) as ws:
+            status, envelope = await asyncio.to_thread(post, bloodbank.http, "/events/theboard.meeting.created", MEETING)
+            assert status == 200
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert frame["routing_key"] == "theboard.meeting.created"
+            assert frame["message_id"] == envelope["id"]
+            assert frame["body"] == envelope
+
+            connection = await aio_pika.connect_robust(bloodbank.url)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange("events")
+                await exchange.publish(aio_pika.Message(b'{"raw": true}'), routing_key="theboard.note.added")
+                await exchange.publish(aio_pika.Message(b'{"other": true}'), routing_key="calendar.event.created")
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert (frame["routing_key"], frame["body"]) == ("theboard.note.added", {"raw": True})
+            try:
+                extra = await asyncio.wait_for(ws.recv(), 0.3)
+                raise AssertionError(f"a non-matching event arrived: {extra}")
+            except asyncio.TimeoutError:
+                pass
+
+    asyncio.run(run())

@@ -8,10 +8,12 @@ mod handshake;
 mod publisher;
 mod reader;
 mod session;
+mod subscriber;
 mod writer;
 
 pub use alarm::{default_memory_high_watermark, resident_memory};
 pub use publisher::{Delivered, PublishError, Publisher};
+pub use subscriber::Subscription;
 
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;

@@ -56,6 +56,15 @@ impl Publisher {
         Publisher { shared, ck }
     }
 
+    /// A subscription to `exchange` by a topic `pattern` (see [`super::Subscription`]).
+    pub fn subscribe(
+        &self,
+        exchange: &str,
+        pattern: &str,
+    ) -> Result<super::Subscription, AmqpError> {
+        super::Subscription::open(self.shared.clone(), exchange, pattern)
+    }
+
     /// Whether publishes are refused now, and why.
     pub fn blocked(&self) -> Option<String> {
         self.shared.alarm.borrow().clone()

@@ -5,6 +5,7 @@ mod correlation;
 mod health;
 mod publish;
 mod schemas;
+mod stream;
 
 use std::sync::Arc;
 
@@ -101,6 +102,17 @@ pub(crate) const API: &[Op] = &[
     },
     Op {
         method: Method::Get,
+        path: "/ws/events",
+        id: "streamEvents",
+        tag: "Events",
+        summary:
+            "WebSocket stream of published events matching ?pattern= (a topic pattern, default #)",
+        body: RequestBody::None,
+        ok: "websocket",
+        errors: &[400, 401, 503],
+    },
+    Op {
+        method: Method::Get,
         path: "/metrics",
         id: "getMetrics",
         tag: "Health",
@@ -132,6 +144,7 @@ fn handler(id: &str) -> MethodRouter<Arc<AppState>> {
         "getSchemaCatalog" => get(schemas::catalog),
         "getSchemaVersions" => get(schemas::versions),
         "getMetrics" => get(crate::metrics::render),
+        "streamEvents" => get(stream::events),
         "getOpenApi" => get(openapi_json),
         other => unreachable!("operation {other} has no handler"),
     }

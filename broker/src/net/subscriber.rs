@@ -1,0 +1,113 @@
+//! Subscribing from inside the process (the gateway's WebSocket stream): an exclusive queue
+//! bound to an exchange by a pattern, consumed with a prefetch window, deleted when the
+//! subscription is dropped. A slow reader does not hold messages in memory without bound: at
+//! most `PREFETCH` are in flight and the queue keeps the newest `BACKLOG`.
+
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::core::declare::QueueSpec;
+use crate::core::deliver::ConsumeSpec;
+use crate::core::{ChanKey, Destination, Message, Outbound};
+use crate::error::AmqpError;
+
+const PREFETCH: u16 = 64;
+const BACKLOG: i64 = 10_000;
+
+/// A live subscription; messages arrive with [`Subscription::next`].
+pub struct Subscription {
+    shared: Arc<Shared>,
+    ck: ChanKey,
+    deliveries: mpsc::UnboundedReceiver<Outbound>,
+}
+
+impl Subscription {
+    pub(super) fn open(
+        shared: Arc<Shared>,
+        exchange: &str,
+        pattern: &str,
+    ) -> Result<Subscription, AmqpError> {
+        let (outlet, deliveries) = mpsc::unbounded_channel();
+        let mut core = shared.lock();
+        let conn = core.register_connection(outlet, false);
+        let ck = ChanKey { conn, channel: 1 };
+        core.open_channel(ck, "/");
+        let opened = (|| {
+            let mut arguments = FieldTable::default();
+            arguments.insert(
+                ShortString::from("x-max-length"),
+                AMQPValue::LongLongInt(BACKLOG),
+            );
+            arguments.insert(
+                ShortString::from("x-overflow"),
+                AMQPValue::LongString(LongString::from("drop-head")),
+            );
+            let queue = core.queue_declare(
+                ck,
+                QueueSpec {
+                    name: String::new(),
+                    passive: false,
+                    durable: false,
+                    exclusive: true,
+                    auto_delete: true,
+                    arguments,
+                },
+            )?;
+            core.bind(
+                ck,
+                exchange,
+                Destination::Queue(queue.name.clone()),
+                pattern,
+                FieldTable::default(),
+            )?;
+            core.basic_qos(ck, PREFETCH, false);
+            core.basic_consume(
+                ck,
+                ConsumeSpec {
+                    queue: queue.name,
+                    tag: "subscription".into(),
+                    no_ack: false,
+                    exclusive: true,
+                    nowait: true,
+                },
+            )
+        })();
+        if let Err(e) = opened {
+            core.close_connection(conn);
+            return Err(e);
+        }
+        drop(core);
+        Ok(Subscription {
+            shared,
+            ck,
+            deliveries,
+        })
+    }
+
+    /// The next message (acknowledged as it is handed over); `None` once the broker is gone.
+    pub async fn next(&mut self) -> Option<(String, Arc<Message>)> {
+        loop {
+            match self.deliveries.recv().await? {
+                Outbound::Deliver {
+                    delivery_tag,
+                    message,
+                    ..
+                } => {
+                    let _ = self.shared.lock().basic_ack(self.ck, delivery_tag, false);
+                    return Some((message.routing_key.clone(), message));
+                }
+                Outbound::Shutdown => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.shared.lock().close_connection(self.ck.conn);
+    }
+}

@@ -1,0 +1,79 @@
+//! `GET /ws/events?pattern=theboard.#`: a WebSocket stream of the events published to the
+//! exchange (over HTTP or AMQP) whose routing keys match the pattern, one JSON text frame each.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bloodbank_broker::net::Subscription;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    state.auth.identify(&headers, peer)?;
+    let pattern = query.get("pattern").map(String::as_str).unwrap_or("#");
+    check_pattern(pattern)?;
+    let subscription = state
+        .publisher
+        .subscribe(&state.config.exchange, pattern)
+        .map_err(|e| ApiError::Unavailable(format!("cannot subscribe: {e}")))?;
+    Ok(upgrade.on_upgrade(move |socket| forward(socket, subscription)))
+}
+
+async fn forward(mut socket: WebSocket, mut subscription: Subscription) {
+    loop {
+        tokio::select! {
+            next = subscription.next() => {
+                let Some((routing_key, message)) = next else { break };
+                let p = &message.properties;
+                let text = |v: &Option<amq_protocol::types::ShortString>| v.as_ref().map(|s| s.to_string());
+                let body: Value = serde_json::from_slice(&message.body).unwrap_or_else(|_| String::from_utf8_lossy(&message.body).into());
+                let frame = json!({
+                    "routing_key": routing_key,
+                    "message_id": text(p.message_id()),
+                    "correlation_id": text(p.correlation_id()),
+                    "type": text(p.kind()),
+                    "body": body,
+                });
+                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                _ => {}
+            },
+        }
+    }
+}
+
+/// A topic pattern: words of lower-case letters, digits, `_` and `-`, or `*` / `#`, joined by dots.
+fn check_pattern(pattern: &str) -> Result<(), ApiError> {
+    let ok = !pattern.is_empty()
+        && pattern.split('.').all(|w| {
+            w == "*"
+                || w == "#"
+                || (!w.is_empty()
+                    && w.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    }))
+        });
+    match ok {
+        true => Ok(()),
+        false => Err(ApiError::BadRequest(format!(
+            "pattern {pattern:?} is not a topic pattern like theboard.# or *.meeting.*"
+        ))),
+    }
+}
