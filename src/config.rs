@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// `api_keys` are configured).
     #[arg(long, env = "BLOODBANK_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
+    /// Publish to this external AMQP broker (e.g. a RabbitMQ cluster) instead of running the
+    /// embedded one.
+    #[arg(long, env = "BLOODBANK_BROKER_URL", hide_env_values = true)]
+    pub broker_url: Option<String>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -76,6 +80,7 @@ struct FileConfig {
     /// Seconds correlation links are kept.
     correlation_ttl_secs: Option<u64>,
     allow_anonymous: Option<bool>,
+    broker_url: Option<String>,
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
     /// key may publish).
     api_keys: Option<Vec<FileApiKey>>,
@@ -109,6 +114,7 @@ pub struct Settings {
     pub broker: BrokerConfig,
     pub gateway: GatewayConfig,
     pub schemas: PathBuf,
+    pub broker_url: Option<String>,
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -199,6 +205,7 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .schemas
             .or(file.schemas)
             .unwrap_or_else(|| PathBuf::from("./schemas")),
+        broker_url: args.broker_url.or(file.broker_url),
     })
 }
 

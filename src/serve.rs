@@ -3,7 +3,7 @@
 use crate::config::Settings;
 use anyhow::Context;
 use bloodbank_broker::Broker;
-use bloodbank_gateway::Gateway;
+use bloodbank_gateway::{External, Gateway, Sink};
 use bloodbank_registry::live::Live;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,12 +25,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.schemas.display()
         )
     })?;
-    let broker = Broker::start(settings.broker).await?;
-    println!("listening amqp {}", broker.addr());
-    let gateway = Gateway::start(settings.gateway, broker.publisher(), Arc::new(contracts)).await?;
+    // With an external broker, the embedded one does not run: the gateway publishes there.
+    let (broker, sink) = match &settings.broker_url {
+        Some(url) => {
+            let exchange = settings.gateway.exchange.clone();
+            (
+                None,
+                Sink::External(Arc::new(External::new(url.clone(), exchange))),
+            )
+        }
+        None => {
+            let broker = Broker::start(settings.broker).await?;
+            println!("listening amqp {}", broker.addr());
+            let sink = Sink::Embedded(broker.publisher());
+            (Some(broker), sink)
+        }
+    };
+    let gateway = Gateway::start(settings.gateway, sink, Arc::new(contracts)).await?;
     println!("listening http {}", gateway.addr());
     if let Some(path) = &settings.ready_file {
-        let ready = serde_json::json!({ "amqp": broker.addr().to_string(), "http": gateway.addr().to_string() });
+        let amqp = broker.as_ref().map(|b| b.addr().to_string());
+        let ready = serde_json::json!({ "amqp": amqp, "http": gateway.addr().to_string() });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ready.to_string())
             .and_then(|_| std::fs::rename(&tmp, path))
@@ -39,7 +54,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down");
     gateway.stop();
-    broker.shutdown().await;
+    if let Some(broker) = broker {
+        broker.shutdown().await;
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod publishing;
 mod routes;
+mod sink;
 mod store;
 mod time;
 
@@ -20,13 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use bloodbank_broker::net::Publisher;
 use bloodbank_registry::live::Live;
 use tokio::net::TcpListener;
 
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
 pub use error::ApiError;
+pub use sink::{External, Sink};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
@@ -78,7 +79,7 @@ pub enum GatewayError {
 pub(crate) struct AppState {
     config: GatewayConfig,
     auth: Auth,
-    publisher: Publisher,
+    sink: Sink,
     contracts: Arc<Live>,
     store: store::Store,
     metrics: metrics::Metrics,
@@ -96,7 +97,7 @@ impl Gateway {
     /// Binds `config.listen` (port 0 picks one) and serves until dropped or stopped.
     pub async fn start(
         config: GatewayConfig,
-        publisher: Publisher,
+        sink: Sink,
         contracts: Arc<Live>,
     ) -> Result<Gateway, GatewayError> {
         let store = store::Store::open(
@@ -123,7 +124,7 @@ impl Gateway {
         let state = Arc::new(AppState {
             config,
             auth,
-            publisher,
+            sink,
             contracts,
             store,
             metrics: Default::default(),

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::sink::SinkError;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bloodbank_broker::net::PublishError;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -80,7 +80,7 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
         Bytes::from(serde_json::to_vec(&out.body).map_err(|e| ApiError::Internal(e.to_string()))?);
     let properties = out.meta.amqp_properties(out.now_ms / 1000);
     state
-        .publisher
+        .sink
         .publish(
             &state.config.exchange,
             &out.meta.event_type,
@@ -89,12 +89,8 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
         )
         .await
         .map_err(|e| match e {
-            PublishError::Blocked(_) | PublishError::Rejected | PublishError::ShutDown => {
-                ApiError::Unavailable(e.to_string())
-            }
-            PublishError::Refused(amqp) => {
-                ApiError::Internal(format!("the broker refused the publish: {amqp}"))
-            }
+            SinkError::Unavailable(why) => ApiError::Unavailable(why),
+            SinkError::Failed(why) => ApiError::Internal(why),
         })?;
     state
         .metrics

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod process;
+pub mod rabbitmq;
 
 use bloodbank_broker::{Broker, BrokerConfig};
 use futures_lite::StreamExt;

@@ -48,7 +48,11 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     Server {
         child,
-        url: format!("amqp://guest:guest@{}/%2f", json["amqp"].as_str().unwrap()),
+        // No embedded broker (--broker-url) means no AMQP address.
+        url: json["amqp"]
+            .as_str()
+            .map(|a| format!("amqp://guest:guest@{a}/%2f"))
+            .unwrap_or_default(),
         http: json["http"].as_str().unwrap().to_string(),
         log: log.to_path_buf(),
     }

@@ -7,20 +7,21 @@ use serde_json::{json, Value};
 use crate::time::{now_ms, rfc3339};
 use crate::AppState;
 
-/// `healthy` when the broker takes publishes; `degraded` when a resource alarm blocks them.
-/// The spec's `rabbitmq` and `redis` fields are kept for its clients.
+/// `healthy` when events can be published and tracked; `degraded` when a resource alarm blocks
+/// publishing; `unhealthy` when the (external) broker cannot be reached. The spec's
+/// `rabbitmq` and `redis` fields are kept for its clients.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let blocked = state.publisher.blocked();
-    let status = if blocked.is_some() {
-        "degraded"
-    } else {
-        "healthy"
+    let (broker, detail) = state.sink.state().await;
+    let status = match broker {
+        "accepting" => "healthy",
+        "blocked" => "degraded",
+        _ => "unhealthy",
     };
     Json(json!({
         "status": status,
-        "broker": if blocked.is_some() { "blocked" } else { "accepting" },
-        "broker_detail": blocked,
-        "rabbitmq": "connected",
+        "broker": broker,
+        "broker_detail": detail,
+        "rabbitmq": if broker == "disconnected" { "disconnected" } else { "connected" },
         "correlation": "embedded",
         "redis": "not_configured",
         "schemas": state.contracts.last_error().map_or("ok".to_string(), |e| format!("last edit refused: {e}")),

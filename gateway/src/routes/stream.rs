@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::sink::Stream;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use bloodbank_broker::net::Subscription;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -26,17 +26,19 @@ pub(crate) async fn events(
     let pattern = query.get("pattern").map(String::as_str).unwrap_or("#");
     check_pattern(pattern)?;
     let subscription = state
-        .publisher
+        .sink
         .subscribe(&state.config.exchange, pattern)
+        .await
         .map_err(|e| ApiError::Unavailable(format!("cannot subscribe: {e}")))?;
     Ok(upgrade.on_upgrade(move |socket| forward(socket, subscription)))
 }
 
-async fn forward(mut socket: WebSocket, mut subscription: Subscription) {
+async fn forward(mut socket: WebSocket, mut subscription: Stream) {
     loop {
         tokio::select! {
             next = subscription.next() => {
-                let Some((routing_key, message)) = next else { break };
+                let Some(message) = next else { break };
+                let routing_key = message.routing_key.clone();
                 let p = &message.properties;
                 let text = |v: &Option<amq_protocol::types::ShortString>| v.as_ref().map(|s| s.to_string());
                 let body: Value = serde_json::from_slice(&message.body).unwrap_or_else(|_| String::from_utf8_lossy(&message.body).into());

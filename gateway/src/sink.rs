@@ -1,0 +1,259 @@
+//! Where the gateway publishes: the broker in this process, or an external RabbitMQ (with
+//! publisher confirms, reconnecting and redeclaring the exchange after a failure).
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::BasicProperties;
+use bloodbank_broker::net::{PublishError, Publisher, Subscription};
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use tokio::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Not accepting now (resource alarm, external broker down): 503 and retry.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub enum Sink {
+    Embedded(Publisher),
+    External(Arc<External>),
+}
+
+/// A message as a subscriber sees it: routing key, properties, body.
+pub struct Received {
+    pub routing_key: String,
+    pub properties: BasicProperties,
+    pub body: Vec<u8>,
+}
+
+pub enum Stream {
+    Embedded(Subscription),
+    External(Box<(lapin::Consumer, Connection)>),
+}
+
+impl Stream {
+    pub async fn next(&mut self) -> Option<Received> {
+        match self {
+            Stream::Embedded(s) => s.next().await.map(|(routing_key, m)| Received {
+                routing_key,
+                properties: m.properties.clone(),
+                body: m.body.to_vec(),
+            }),
+            Stream::External(external) => {
+                let consumer = &mut external.0;
+                let delivery = consumer.next().await?.ok()?;
+                Some(Received {
+                    routing_key: delivery.routing_key.to_string(),
+                    properties: delivery.properties,
+                    body: delivery.data,
+                })
+            }
+        }
+    }
+}
+
+impl Sink {
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), SinkError> {
+        match self {
+            Sink::Embedded(p) => p
+                .publish(exchange, routing_key, properties, body)
+                .await
+                .map(|_| ())
+                .map_err(|e| match e {
+                    PublishError::Blocked(_) | PublishError::Rejected | PublishError::ShutDown => {
+                        SinkError::Unavailable(e.to_string())
+                    }
+                    PublishError::Refused(amqp) => {
+                        SinkError::Failed(format!("the broker refused the publish: {amqp}"))
+                    }
+                }),
+            Sink::External(x) => x.publish(exchange, routing_key, properties, body).await,
+        }
+    }
+
+    /// `(status of the broker, detail)`: "accepting", "blocked" or "disconnected".
+    pub async fn state(&self) -> (&'static str, Option<String>) {
+        match self {
+            Sink::Embedded(p) => match p.blocked() {
+                Some(why) => ("blocked", Some(why)),
+                None => ("accepting", None),
+            },
+            Sink::External(x) => match x.connected().await {
+                Ok(()) => ("accepting", None),
+                Err(e) => ("disconnected", Some(e.to_string())),
+            },
+        }
+    }
+
+    pub async fn subscribe(&self, exchange: &str, pattern: &str) -> Result<Stream, SinkError> {
+        match self {
+            Sink::Embedded(p) => p
+                .subscribe(exchange, pattern)
+                .map(Stream::Embedded)
+                .map_err(|e| SinkError::Failed(e.to_string())),
+            Sink::External(x) => x.subscribe(exchange, pattern).await,
+        }
+    }
+}
+
+/// An external AMQP broker, connected on first use and again after a failure.
+pub struct External {
+    url: String,
+    exchange: String,
+    link: Mutex<Option<(Connection, Channel)>>,
+}
+
+fn lost(e: lapin::Error) -> SinkError {
+    SinkError::Unavailable(format!("external broker: {e}"))
+}
+
+impl External {
+    pub fn new(url: String, exchange: String) -> External {
+        External {
+            url,
+            exchange,
+            link: Mutex::new(None),
+        }
+    }
+
+    /// A channel in confirm mode, connecting (and declaring the exchange) when there is none.
+    async fn channel(&self) -> Result<Channel, SinkError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, ch)) = link.as_ref() {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        *link = None;
+        let conn = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(lost)?;
+        let ch = conn.create_channel().await.map_err(lost)?;
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(lost)?;
+        ch.exchange_declare(
+            self.exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(lost)?;
+        *link = Some((conn, ch.clone()));
+        tracing::info!(url = %redact(&self.url), "connected to the external broker");
+        Ok(ch)
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), SinkError> {
+        let ch = self.channel().await?;
+        let confirm = ch
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .map_err(|e| self.forget(e))?
+            .await
+            .map_err(|e| self.forget(e))?;
+        match confirm.is_nack() {
+            true => Err(SinkError::Unavailable(
+                "the external broker refused the message (basic.nack)".into(),
+            )),
+            false => Ok(()),
+        }
+    }
+
+    /// Drops the link after an error, so the next publish reconnects.
+    fn forget(&self, e: lapin::Error) -> SinkError {
+        if let Ok(mut link) = self.link.try_lock() {
+            *link = None;
+        }
+        lost(e)
+    }
+
+    async fn connected(&self) -> Result<(), SinkError> {
+        self.channel().await.map(|_| ())
+    }
+
+    async fn subscribe(&self, exchange: &str, pattern: &str) -> Result<Stream, SinkError> {
+        let conn = Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .map_err(lost)?;
+        let ch = conn.create_channel().await.map_err(lost)?;
+        let q = ch
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(lost)?;
+        ch.queue_bind(
+            q.name().clone(),
+            exchange.into(),
+            pattern.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(lost)?;
+        let consumer = ch
+            .basic_consume(
+                q.name().clone(),
+                "bloodbank-ws".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(lost)?;
+        Ok(Stream::External(Box::new((consumer, conn))))
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
