@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// embedded one.
     #[arg(long, env = "BLOODBANK_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
+    /// Keep correlation links in Redis (the original service's keys) instead of the data dir.
+    #[arg(long, env = "BLOODBANK_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -81,6 +84,7 @@ struct FileConfig {
     correlation_ttl_secs: Option<u64>,
     allow_anonymous: Option<bool>,
     broker_url: Option<String>,
+    redis_url: Option<String>,
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
     /// key may publish).
     api_keys: Option<Vec<FileApiKey>>,
@@ -184,6 +188,7 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .collect(),
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
     };
+    gateway.redis_url = args.redis_url.or(file.redis_url);
     if let Some(addr) = args.gateway_listen.or(file.gateway_listen) {
         gateway.listen = addr;
     }

@@ -5,6 +5,7 @@
 mod auth;
 pub mod client;
 mod cloudevents;
+mod correlation;
 mod envelope;
 mod error;
 mod metrics;
@@ -47,6 +48,8 @@ pub struct GatewayConfig {
     /// Where `gateway.redb` lives; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
     pub auth: Auth,
+    /// Keep correlation links in Redis (the original's keys) instead of the embedded store.
+    pub redis_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +63,7 @@ impl Default for GatewayConfig {
             correlation_ttl: Duration::from_millis(DAY_MS),
             data_dir: None,
             auth: Auth::default(),
+            redis_url: None,
         }
     }
 }
@@ -82,6 +86,7 @@ pub(crate) struct AppState {
     sink: Sink,
     contracts: Arc<Live>,
     store: store::Store,
+    correlation: correlation::Correlation,
     metrics: metrics::Metrics,
     /// Requests with the same idempotency key run one at a time.
     in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -100,6 +105,10 @@ impl Gateway {
         sink: Sink,
         contracts: Arc<Live>,
     ) -> Result<Gateway, GatewayError> {
+        let correlation = match &config.redis_url {
+            Some(url) => correlation::Correlation::redis(url)?,
+            None => correlation::Correlation::Embedded,
+        };
         let store = store::Store::open(
             config
                 .data_dir
@@ -127,6 +136,7 @@ impl Gateway {
             sink,
             contracts,
             store,
+            correlation,
             metrics: Default::default(),
             in_flight: Default::default(),
         });

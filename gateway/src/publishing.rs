@@ -108,7 +108,11 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
         parent_id: out.meta.correlation_id,
         recorded_ms: out.now_ms,
     };
-    if let Err(e) = state.store.record(&node) {
+    if let Err(e) = state
+        .correlation
+        .record(&state.store, &node, state.config.correlation_ttl)
+        .await
+    {
         tracing::warn!(error = %e, "recording correlation failed; the event is published");
     }
     let mut response = Json(out.body).into_response();

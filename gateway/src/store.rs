@@ -18,6 +18,12 @@ const CHILDREN: MultimapTableDefinition<&str, &str> =
 #[error("gateway store: {0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    pub fn new(why: impl Into<String>) -> StoreError {
+        StoreError(why.into())
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }

@@ -1,9 +1,8 @@
 //! `GET /correlation/{message_id}[?depth=all]`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
@@ -12,12 +11,18 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::store::Node;
+use crate::store::{Node, StoreError};
 use crate::time::now_ms;
 use crate::AppState;
 
-/// Ancestors and descendants are followed at most this far (a cycle cannot loop forever).
+/// Ancestors are followed, and trees built, at most this deep (a cycle cannot loop forever).
 const MAX_DEPTH: usize = 64;
+/// A `depth=all` tree holds at most this many events.
+const MAX_TREE: usize = 10_000;
+
+fn unavailable(e: StoreError) -> ApiError {
+    ApiError::Unavailable(format!("correlation tracking is unavailable: {e}"))
+}
 
 pub(crate) async fn chain(
     State(state): State<Arc<AppState>>,
@@ -29,35 +34,30 @@ pub(crate) async fn chain(
     state.auth.identify(&headers, peer)?;
     let id = Uuid::parse_str(&message_id)
         .map_err(|_| ApiError::BadRequest(format!("message id {message_id:?} is not a UUID")))?;
-    let (now, ttl) = (now_ms(), state.config.correlation_ttl.as_millis() as u64);
-    let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.to_string());
-    let node = |id: Uuid| state.store.node(id, now, ttl).map_err(unavailable);
-    let Some(me) = node(id)? else {
+    let Some(me) = node(&state, id).await? else {
         return Err(ApiError::NotFound(format!(
             "no event {id} in the correlation store"
         )));
     };
-    let mut depth = 0;
+    // Walk up: depth counts ancestors, including one that was never seen here (or expired).
+    let (mut depth, mut root_id, mut cursor) = (0usize, me.message_id, me.parent_id);
     let mut root = me.clone();
-    while let Some(parent) = root.parent_id {
-        match node(parent)? {
+    while let Some(parent) = cursor {
+        depth += 1;
+        root_id = parent;
+        match node(&state, parent).await? {
             Some(p) if depth < MAX_DEPTH => {
+                cursor = p.parent_id;
                 root = p;
-                depth += 1;
             }
-            // The parent was never published here (or expired): count it, stop there.
-            _ => {
-                depth += 1;
-                break;
-            }
+            _ => break,
         }
     }
-    let root_id = if root.message_id == me.message_id {
-        me.parent_id.unwrap_or(me.message_id)
-    } else {
-        root.parent_id.unwrap_or(root.message_id)
-    };
-    let children = state.store.children(id).map_err(unavailable)?;
+    let children = state
+        .correlation
+        .children(&state.store, id)
+        .await
+        .map_err(unavailable)?;
     let mut body = json!({
         "message_id": me.message_id,
         "event_type": me.event_type,
@@ -67,38 +67,53 @@ pub(crate) async fn chain(
         "children": children,
         "depth": depth,
         "root_id": root_id,
-        "metadata": {},
+        "metadata": {"store": state.correlation.name()},
     });
     if query.get("depth").map(String::as_str) == Some("all") {
-        body["tree"] = tree(&state, &root, now, ttl, 0)?;
+        body["tree"] = tree(&state, root).await?;
     }
     Ok(Json(body))
 }
 
-fn tree(
-    state: &AppState,
-    node: &Node,
-    now: u64,
-    ttl: u64,
-    level: usize,
-) -> Result<Value, ApiError> {
-    let mut children = Vec::new();
-    if level < MAX_DEPTH {
-        for child in state
-            .store
-            .children(node.message_id)
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?
-        {
-            if let Some(c) = state
-                .store
-                .node(child, now, ttl)
-                .map_err(|e| ApiError::Unavailable(e.to_string()))?
+async fn node(state: &AppState, id: Uuid) -> Result<Option<Node>, ApiError> {
+    state
+        .correlation
+        .node(&state.store, id, now_ms(), state.config.correlation_ttl)
+        .await
+        .map_err(unavailable)
+}
+
+/// The whole tree under `root`, built breadth first without recursion.
+async fn tree(state: &AppState, root: Node) -> Result<Value, ApiError> {
+    let mut order: Vec<(Node, Option<usize>, usize)> = vec![(root, None, 0)];
+    let mut next = 0;
+    while next < order.len() && order.len() < MAX_TREE {
+        let (id, level) = (order[next].0.message_id, order[next].2);
+        if level < MAX_DEPTH {
+            for child in state
+                .correlation
+                .children(&state.store, id)
+                .await
+                .map_err(unavailable)?
             {
-                children.push(tree(state, &c, now, ttl, level + 1)?);
+                if let Some(c) = node(state, child).await? {
+                    order.push((c, Some(next), level + 1));
+                }
+            }
+        }
+        next += 1;
+    }
+    let mut built: Vec<Value> = order
+        .iter()
+        .map(|(n, _, _)| json!({"message_id": n.message_id, "event_type": n.event_type, "timestamp": n.timestamp, "children": []}))
+        .collect();
+    for i in (1..order.len()).rev() {
+        if let Some(parent) = order[i].1 {
+            let child = built[i].take();
+            if let Some(list) = built[parent]["children"].as_array_mut() {
+                list.insert(0, child);
             }
         }
     }
-    Ok(
-        json!({"message_id": node.message_id, "event_type": node.event_type, "timestamp": node.timestamp, "children": children}),
-    )
+    Ok(built.swap_remove(0))
 }

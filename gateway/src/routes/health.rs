@@ -8,13 +8,14 @@ use crate::time::{now_ms, rfc3339};
 use crate::AppState;
 
 /// `healthy` when events can be published and tracked; `degraded` when a resource alarm blocks
-/// publishing; `unhealthy` when the (external) broker cannot be reached. The spec's
-/// `rabbitmq` and `redis` fields are kept for its clients.
+/// publishing or the correlation store (Redis) is unreachable; `unhealthy` when the (external)
+/// broker cannot be reached. The spec's `rabbitmq` and `redis` fields are kept for its clients.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let (broker, detail) = state.sink.state().await;
-    let status = match broker {
-        "accepting" => "healthy",
-        "blocked" => "degraded",
+    let redis = state.correlation.redis_state().await;
+    let status = match (broker, redis) {
+        ("accepting", "disconnected") | ("blocked", _) => "degraded",
+        ("accepting", _) => "healthy",
         _ => "unhealthy",
     };
     Json(json!({
@@ -22,8 +23,8 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
         "broker": broker,
         "broker_detail": detail,
         "rabbitmq": if broker == "disconnected" { "disconnected" } else { "connected" },
-        "correlation": "embedded",
-        "redis": "not_configured",
+        "correlation": state.correlation.name(),
+        "redis": redis,
         "schemas": state.contracts.last_error().map_or("ok".to_string(), |e| format!("last edit refused: {e}")),
         "timestamp": rfc3339(now_ms()),
     }))
