@@ -52,6 +52,12 @@ pub struct ServeArgs {
     /// Keep correlation links in Redis (the original service's keys) instead of the data dir.
     #[arg(long, env = "BLOODBANK_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Speech-to-text WebSocket listener (`/asr`) [default: 0.0.0.0:8888].
+    #[arg(long, env = "BLOODBANK_SPEECH_LISTEN")]
+    pub speech_listen: Option<SocketAddr>,
+    /// Where `bloodbank speech install-model` put the models [default: DATA_DIR/models].
+    #[arg(long, env = "BLOODBANK_MODELS")]
+    pub models: Option<PathBuf>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -85,6 +91,10 @@ struct FileConfig {
     allow_anonymous: Option<bool>,
     broker_url: Option<String>,
     redis_url: Option<String>,
+    speech_listen: Option<SocketAddr>,
+    models: Option<PathBuf>,
+    /// Parallel transcriptions (each one inference thread).
+    speech_workers: Option<usize>,
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
     /// key may publish).
     api_keys: Option<Vec<FileApiKey>>,
@@ -119,6 +129,9 @@ pub struct Settings {
     pub gateway: GatewayConfig,
     pub schemas: PathBuf,
     pub broker_url: Option<String>,
+    pub speech_listen: SocketAddr,
+    pub speech_workers: usize,
+    pub models: PathBuf,
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -201,6 +214,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(secs) = file.correlation_ttl_secs {
         gateway.correlation_ttl = std::time::Duration::from_secs(secs);
     }
+    let models = args
+        .models
+        .or(file.models)
+        .unwrap_or_else(|| data_dir.join("models"));
     Ok(Settings {
         data_dir,
         ready_file: args.ready_file.or(file.ready_file),
@@ -211,6 +228,12 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .or(file.schemas)
             .unwrap_or_else(|| PathBuf::from("./schemas")),
         broker_url: args.broker_url.or(file.broker_url),
+        speech_listen: args
+            .speech_listen
+            .or(file.speech_listen)
+            .unwrap_or_else(|| ([0, 0, 0, 0], 8888).into()),
+        speech_workers: file.speech_workers.unwrap_or(2),
+        models,
     })
 }
 

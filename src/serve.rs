@@ -41,11 +41,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             (Some(broker), sink)
         }
     };
-    let gateway = Gateway::start(settings.gateway, sink, Arc::new(contracts)).await?;
+    let gateway = Arc::new(Gateway::start(settings.gateway, sink, Arc::new(contracts)).await?);
     println!("listening http {}", gateway.addr());
+    let speech = crate::speech::start(
+        &settings.models,
+        settings.speech_listen,
+        settings.speech_workers,
+        gateway.clone(),
+    )
+    .await?;
+    println!("listening speech {}", speech.addr());
     if let Some(path) = &settings.ready_file {
         let amqp = broker.as_ref().map(|b| b.addr().to_string());
-        let ready = serde_json::json!({ "amqp": amqp, "http": gateway.addr().to_string() });
+        let ready = serde_json::json!({
+            "amqp": amqp,
+            "http": gateway.addr().to_string(),
+            "speech": speech.addr().to_string(),
+        });
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ready.to_string())
             .and_then(|_| std::fs::rename(&tmp, path))
@@ -53,6 +65,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    speech.stop();
     gateway.stop();
     if let Some(broker) = broker {
         broker.shutdown().await;

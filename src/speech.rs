@@ -1,9 +1,89 @@
 //! `bloodbank speech ...`: install the Whisper model; transcribe a WAV file with it.
 
 use anyhow::{bail, Context};
+use bloodbank_gateway::Gateway;
 use bloodbank_speech::install::{install_model, model_dir};
-use bloodbank_speech::Whisper;
-use std::path::PathBuf;
+use bloodbank_speech::{Engine, OnFinal, SpeechConfig, SpeechServer, Utterance, Whisper};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The model `serve` uses.
+const SIZE: &str = "tiny.en";
+/// Longest speech session.
+const MAX_SESSION: Duration = Duration::from_secs(3600);
+
+/// Starts the `/asr` listener; without an installed model it still starts, answers sessions
+/// with how to install one, and says so in one log line.
+pub async fn start(
+    models: &Path,
+    listen: SocketAddr,
+    workers: usize,
+    gateway: Arc<Gateway>,
+) -> anyhow::Result<SpeechServer> {
+    let dir = model_dir(models, SIZE);
+    let data_dir = models.parent().unwrap_or(models);
+    let install = format!(
+        "bloodbank speech install-model --data-dir {}",
+        data_dir.display()
+    );
+    let (engine, missing) = if dir.is_installed() {
+        let engine = tokio::task::spawn_blocking(move || Engine::load(&dir, workers)).await??;
+        (Some(engine), String::new())
+    } else {
+        tracing::warn!(
+            "speech: no Whisper model in {}; run `{install}` to turn speech-to-text on",
+            dir.0.display()
+        );
+        (
+            None,
+            format!("speech-to-text is off: no model installed (run `{install}`)"),
+        )
+    };
+    let on_final: OnFinal = Arc::new(move |u: Utterance| {
+        let gateway = gateway.clone();
+        Box::pin(async move {
+            let data = transcription_event(&u);
+            let key = format!("{}/{}", u.session_id, u.segment_id);
+            gateway
+                .publish(
+                    "talkytonny.transcription.completed",
+                    data,
+                    Some(u.session_id),
+                    &key,
+                    "talkytonny",
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    });
+    let config = SpeechConfig {
+        listen,
+        max_session: MAX_SESSION,
+    };
+    Ok(SpeechServer::start(config, engine, missing, on_final).await?)
+}
+
+/// `talkytonny.transcription.completed` v1 for one final utterance.
+fn transcription_event(u: &Utterance) -> serde_json::Value {
+    json!({
+        "event_type": "talkytonny.transcription.completed",
+        "timestamp": u.timestamp,
+        "session_id": u.session_id,
+        "source": "talkytonny",
+        "target": "all",
+        "text": u.text,
+        "is_final": true,
+        "segment_id": u.segment_id,
+        "language": "en",
+        "model": SIZE,
+        "audio": {"duration_ms": u.end_ms - u.start_ms, "sample_rate": 16000, "channels": 1, "format": "pcm_s16le"},
+        "timing": {"start_ms": u.start_ms, "end_ms": u.end_ms, "processing_ms": u.processing_ms},
+    })
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SpeechCommand {

@@ -14,7 +14,6 @@ mod publishing;
 mod routes;
 mod sink;
 mod store;
-mod time;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -166,11 +165,11 @@ impl Gateway {
         let state = &self.state;
         let (schema_version, warning) = publishing::validate(state, event_type, &data)?;
         let key = format!("{source}\n{idempotency_key}");
-        let now = time::now_ms();
+        let now = bloodbank_broker::core::clock::now_ms();
         let envelope = Envelope {
             id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()),
             event_type: event_type.to_string(),
-            timestamp: time::rfc3339(now),
+            timestamp: bloodbank_broker::core::clock::rfc3339(now),
             source: source.to_string(),
             data,
             correlation_id,
@@ -202,7 +201,7 @@ impl Gateway {
         self.addr
     }
 
-    pub fn stop(self) {
+    pub fn stop(&self) {
         self.task.abort();
     }
 }
@@ -217,7 +216,10 @@ async fn prune(state: Arc<AppState>) {
         }
         let window = state.config.idempotency_window.as_millis() as u64;
         let ttl = state.config.correlation_ttl.as_millis() as u64;
-        if let Err(e) = state.store.prune(time::now_ms(), window, ttl) {
+        if let Err(e) = state
+            .store
+            .prune(bloodbank_broker::core::clock::now_ms(), window, ttl)
+        {
             tracing::warn!(error = %e, "pruning the gateway store failed");
         }
     }

@@ -1,17 +1,21 @@
-//! Speech to text (the WhisperLiveKit replacement). Built so far: the model converter
-//! (`convert/whisper_to_onnx.py`) and its installer, the log-mel front end, the tokenizer and
-//! Whisper inference on ONNX Runtime. Not built yet (issue 7): the `/asr` WebSocket, voice
-//! activity detection, partial transcripts, events, the page.
+//! Speech to text (the WhisperLiveKit replacement): the model installer and converter
+//! (`convert/whisper_to_onnx.py`), the log-mel front end, the tokenizer, Whisper and Silero VAD
+//! on ONNX Runtime, utterance segmentation, stable partials, and the `/asr` WebSocket server.
+//! Not built yet (issue 7): resampling of other rates, the browser page, the webhook.
 
 pub mod agreement;
+pub mod engine;
 pub mod error;
 pub mod install;
 pub mod mel;
 pub mod protocol;
 pub mod segmenter;
+pub mod server;
 pub mod tokenizer;
 pub mod vad;
 pub mod whisper;
 
+pub use engine::Engine;
 pub use error::SpeechError;
+pub use server::{OnFinal, SpeechConfig, SpeechServer, Utterance};
 pub use whisper::{ModelDir, Whisper};

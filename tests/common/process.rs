@@ -29,6 +29,8 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
             "127.0.0.1:0",
             "--gateway-listen",
             "127.0.0.1:0",
+            "--speech-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data)

@@ -33,7 +33,7 @@ def start_server(data_dir, *extra):
     ready = data_dir.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
+        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--speech-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
          "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -45,7 +45,9 @@ def start_server(data_dir, *extra):
         time.sleep(0.01)
     listeners = json.loads(ready.read_text())
     host, port = listeners["amqp"].rsplit(":", 1)
-    return Server(proc, host, int(port), data_dir, f"http://{listeners['http']}")
+    server = Server(proc, host, int(port), data_dir, f"http://{listeners['http']}")
+    server.speech = f"ws://{listeners['speech']}"
+    return server
 
 
 def stop_server(server):

@@ -4,7 +4,7 @@
 
 pub mod args;
 pub mod channel;
-mod clock;
+pub mod clock;
 mod deadletter;
 mod durable;
 pub mod exchange;

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::time::{now_ms, rfc3339};
 use crate::AppState;
+use bloodbank_broker::core::clock::{now_ms, rfc3339};
 
 /// `healthy` when events can be published and tracked; `degraded` when a resource alarm blocks
 /// publishing or the correlation store (Redis) is unreachable; `unhealthy` when the (external)

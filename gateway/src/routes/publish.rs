@@ -16,8 +16,8 @@ use crate::cloudevents::{self, CloudEvent};
 use crate::envelope::{deterministic_id, Envelope, Meta};
 use crate::error::ApiError;
 use crate::publishing::{deliver, validate, Outgoing};
-use crate::time::{now_ms, rfc3339};
 use crate::AppState;
+use bloodbank_broker::core::clock::{now_ms, rfc3339};
 
 pub(crate) const CALENDAR_EVENT_TYPE: &str = "calendar.event.created";
 

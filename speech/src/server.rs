@@ -1,0 +1,346 @@
+//! The `/asr` WebSocket listener (`--speech-listen`): one task per session, inference on the
+//! shared [`Engine`], each final utterance handed to `on_final` (the gateway publishes it).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use bloodbank_broker::core::clock::rfc3339;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::agreement::Agreement;
+use crate::engine::Engine;
+use crate::error::SpeechError;
+use crate::protocol::{self, ClientText, Config};
+use crate::segmenter::{Event, Segmenter, CHUNK};
+use crate::vad::Vad;
+
+const SAMPLE_RATE: f64 = 16_000.0;
+/// New audio between two partial transcripts of the same utterance.
+const PARTIAL_EVERY: usize = 16_000;
+
+/// One final utterance, for publishing.
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    pub session_id: Uuid,
+    pub segment_id: u64,
+    pub text: String,
+    pub timestamp: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub processing_ms: u64,
+}
+
+pub type OnFinal = Arc<
+    dyn Fn(Utterance) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+#[derive(Clone)]
+pub struct SpeechConfig {
+    pub listen: SocketAddr,
+    /// Longest session; it is ended (with a message) past this.
+    pub max_session: Duration,
+}
+
+struct Shared {
+    engine: Option<Engine>,
+    /// Why there is no engine (shown to clients).
+    missing: String,
+    on_final: OnFinal,
+    config: SpeechConfig,
+}
+
+pub struct SpeechServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SpeechServer {
+    /// Serves `/asr`; with `engine` None (no model), sessions get `missing` and a close code.
+    pub async fn start(
+        config: SpeechConfig,
+        engine: Option<Engine>,
+        missing: String,
+        on_final: OnFinal,
+    ) -> Result<SpeechServer, SpeechError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| SpeechError::Runtime(format!("listening on {}: {e}", config.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            engine,
+            missing,
+            on_final,
+            config,
+        });
+        let app = Router::new().route("/asr", get(asr)).with_state(shared);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "speech listener stopped");
+            }
+        });
+        Ok(SpeechServer { addr, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn asr(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| session(socket, shared))
+}
+
+async fn send(socket: &mut WebSocket, message: Value) -> bool {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn close(mut socket: WebSocket, code: u16, reason: &str) {
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        })))
+        .await;
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    engine: &'a Engine,
+    id: Uuid,
+    config: Config,
+    vad: Vad,
+    segmenter: Segmenter,
+    agreement: Agreement,
+    pending: Vec<f32>,
+    heard: usize,
+    utterance_start: usize,
+    partial_at: usize,
+    segment_id: u64,
+}
+
+async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
+    let Some(engine) = shared.engine.as_ref() else {
+        send(&mut socket, protocol::error(&shared.missing)).await;
+        return close(socket, 1011, "speech model not installed").await;
+    };
+    let vad = match engine.vad() {
+        Ok(vad) => vad,
+        Err(e) => {
+            send(&mut socket, protocol::error(&e.to_string())).await;
+            return close(socket, 1011, "voice activity detection unavailable").await;
+        }
+    };
+    let id = Uuid::new_v4();
+    let mut s = Session {
+        shared: &shared,
+        engine,
+        id,
+        config: Config::default(),
+        vad,
+        segmenter: Segmenter::default(),
+        agreement: Agreement::default(),
+        pending: Vec::new(),
+        heard: 0,
+        utterance_start: 0,
+        partial_at: 0,
+        segment_id: 0,
+    };
+    if !send(&mut socket, protocol::session_info(&id.to_string())).await {
+        return;
+    }
+    let max_samples = (shared.config.max_session.as_secs_f64() * SAMPLE_RATE) as usize;
+    while let Some(Ok(message)) = socket.recv().await {
+        match message {
+            Message::Binary(bytes) if bytes.is_empty() => break,
+            Message::Binary(bytes) => match protocol::samples(&bytes, s.config.encoding) {
+                Ok(samples) => {
+                    if !s.audio(&mut socket, samples).await {
+                        return;
+                    }
+                    if s.heard > max_samples {
+                        send(
+                            &mut socket,
+                            protocol::error("the session reached its maximum length"),
+                        )
+                        .await;
+                        break;
+                    }
+                }
+                Err(why) => {
+                    if !send(&mut socket, protocol::error(&why)).await {
+                        return;
+                    }
+                }
+            },
+            Message::Text(text) => match protocol::parse_text(&text) {
+                Ok(ClientText::Stop) => break,
+                Ok(ClientText::Config(_)) if s.heard > 0 => {
+                    send(
+                        &mut socket,
+                        protocol::error("config must come before any audio"),
+                    )
+                    .await;
+                }
+                Ok(ClientText::Config(config)) => s.config = config,
+                Err(why) => {
+                    send(&mut socket, protocol::error(&why)).await;
+                }
+            },
+            Message::Close(_) => return,
+            _ => {}
+        }
+    }
+    if let Some(Event::Finished { audio, start }) = s.segmenter.finish() {
+        s.finish(&mut socket, audio, start).await;
+    }
+    send(&mut socket, protocol::ready_to_stop()).await;
+    close(socket, 1000, "done").await;
+}
+
+impl Session<'_> {
+    /// Feeds audio through voice activity detection; returns false when the socket is gone.
+    async fn audio(&mut self, socket: &mut WebSocket, samples: Vec<f32>) -> bool {
+        self.pending.extend(samples);
+        let mut offset = 0;
+        while self.pending.len() - offset >= CHUNK {
+            let chunk = self.pending[offset..offset + CHUNK].to_vec();
+            offset += CHUNK;
+            self.heard += CHUNK;
+            let probability = match self.vad.probability(&chunk) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "voice activity detection failed");
+                    0.0
+                }
+            };
+            let finished = match self.segmenter.push(&chunk, probability) {
+                Some(Event::Started { at }) => {
+                    self.agreement = Agreement::default();
+                    self.utterance_start = at;
+                    self.partial_at = 0;
+                    None
+                }
+                Some(Event::Finished { audio, start }) => Some((audio, start)),
+                None => None,
+            };
+            if let Some((audio, start)) = finished {
+                if !self.finish(socket, audio, start).await {
+                    return false;
+                }
+            }
+        }
+        self.pending.drain(..offset);
+        self.partial(socket).await
+    }
+
+    /// A partial transcript of the utterance in progress, when a worker is free.
+    async fn partial(&mut self, socket: &mut WebSocket) -> bool {
+        let Some(current) = self.segmenter.current() else {
+            return true;
+        };
+        if current.len() < self.partial_at + PARTIAL_EVERY {
+            return true;
+        }
+        self.partial_at = current.len();
+        let audio = current.to_vec();
+        let end = self.utterance_start + audio.len();
+        match self.engine.try_transcribe(audio).await {
+            Some(Ok(heard)) => match self.agreement.update(&heard.text) {
+                Some(text) => {
+                    send(
+                        socket,
+                        protocol::transcript(
+                            &text,
+                            false,
+                            &now(),
+                            seconds(self.utterance_start),
+                            seconds(end),
+                            self.segment_id,
+                        ),
+                    )
+                    .await
+                }
+                None => true,
+            },
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "partial transcription failed");
+                true
+            }
+            // Every worker is busy: this partial is skipped.
+            None => true,
+        }
+    }
+
+    /// The final transcript of an utterance: always transcribed, sent, and handed on.
+    async fn finish(&mut self, socket: &mut WebSocket, audio: Vec<f32>, start: usize) -> bool {
+        let end = start + audio.len();
+        let heard = match self.engine.transcribe(audio).await {
+            Ok(heard) => heard,
+            Err(e) => {
+                return send(
+                    socket,
+                    protocol::error(&format!("transcription failed: {e}")),
+                )
+                .await
+            }
+        };
+        let segment_id = self.segment_id;
+        self.segment_id += 1;
+        if heard.text.is_empty() {
+            return true;
+        }
+        let timestamp = now();
+        let sent = send(
+            socket,
+            protocol::transcript(
+                &heard.text,
+                true,
+                &timestamp,
+                seconds(start),
+                seconds(end),
+                segment_id,
+            ),
+        )
+        .await;
+        let utterance = Utterance {
+            session_id: self.id,
+            segment_id,
+            text: heard.text,
+            timestamp,
+            start_ms: (seconds(start) * 1000.0) as u64,
+            end_ms: (seconds(end) * 1000.0) as u64,
+            processing_ms: heard.processing_ms,
+        };
+        if let Err(e) = (self.shared.on_final)(utterance).await {
+            tracing::warn!(session = %self.id, segment_id, error = %e, "publishing a transcript failed");
+        }
+        sent
+    }
+}
+
+fn seconds(samples: usize) -> f64 {
+    samples as f64 / SAMPLE_RATE
+}
+
+fn now() -> String {
+    rfc3339(bloodbank_broker::core::clock::now_ms())
+}

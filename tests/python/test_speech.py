@@ -1,0 +1,143 @@
+"""Speech to text end to end: espeak-ng speaks sentences with pauses between them; a client
+streams the audio to /asr at real-time pace; it gets session_info, partials, one final per
+sentence (word error rate at most 25%) and ready_to_stop; a consumer on the broker receives
+one talkytonny.transcription.completed per sentence, exactly once."""
+
+import asyncio
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import aio_pika
+import pytest
+import websockets
+
+from conftest import ROOT, start_server, stop_server
+
+MODELS = ROOT / "target" / "speech-data" / "models"
+SENTENCES = [
+    "Hello Tonny, what is the weather like today?",
+    "Turn off the lights in the living room.",
+]
+
+
+def words(text):
+    return [w for w in re.sub(r"[^a-z0-9 ]", "", text.lower()).split() if w]
+
+
+def wer(reference, heard):
+    r, h = words(reference), words(heard)
+    row = list(range(len(h) + 1))
+    for i in range(1, len(r) + 1):
+        previous, row[0] = row[0], i
+        for j in range(1, len(h) + 1):
+            previous, row[j] = row[j], min(previous + (r[i - 1] != h[j - 1]), row[j] + 1, row[j - 1] + 1)
+    return row[len(h)] / len(r)
+
+
+def speech_pcm(sentences, pause_seconds=1.5):
+    """16 kHz mono s16le PCM of the sentences, with silence around and between them."""
+    silence = b"\x00\x00" * int(16000 * pause_seconds)
+    pcm = silence
+    for sentence in sentences:
+        wav = subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "--stdout", sentence], capture_output=True, check=True).stdout
+        raw = subprocess.run(["sox", "-t", "wav", "-", "-t", "raw", "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-"],
+                             input=wav, capture_output=True, check=True).stdout
+        pcm += raw + silence
+    return pcm
+
+
+@pytest.fixture(scope="module")
+def speaking_server():
+    assert (MODELS / "whisper-tiny.en" / "model.json").exists(), "run scripts/test (it installs the model)"
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp) / "data", "--models", str(MODELS))
+        yield server
+        stop_server(server)
+
+
+def test_streamed_speech_becomes_transcripts_and_events(speaking_server):
+    server = speaking_server
+    pcm = speech_pcm(SENTENCES)
+
+    async def run():
+        connection = await aio_pika.connect_robust(server.url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("events")
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(exchange, "talkytonny.#")
+            messages = []
+            async with websockets.connect(server.speech + "/asr") as ws:
+                info = json.loads(await ws.recv())
+                assert info["type"] == "session_info"
+
+                async def receive():
+                    async for frame in ws:
+                        message = json.loads(frame)
+                        messages.append(message)
+                        if message["type"] == "ready_to_stop":
+                            return
+
+                receiver = asyncio.create_task(receive())
+                step = 3200  # 100 ms
+                for offset in range(0, len(pcm), step):
+                    await ws.send(pcm[offset:offset + step])
+                    await asyncio.sleep(0.1)
+                await ws.send(json.dumps({"type": "stop"}))
+                await asyncio.wait_for(receiver, 60)
+
+            kinds = [m["type"] for m in messages]
+            assert kinds[-1] == "ready_to_stop", kinds
+            assert "error" not in kinds, messages
+            finals = [m for m in messages if m["type"] == "transcript" and m["is_final"]]
+            assert len(finals) == len(SENTENCES), messages
+            for said, final in zip(SENTENCES, finals):
+                assert wer(said, final["text"]) <= 0.25, (said, final["text"])
+                assert final["end"] > final["start"]
+            assert [f["segment_id"] for f in finals] == sorted({f["segment_id"] for f in finals})
+
+            events = []
+            for _ in SENTENCES:
+                message = await queue.get(timeout=10)
+                await message.ack()
+                events.append(json.loads(message.body))
+            await asyncio.sleep(0.5)
+            assert await queue.get(fail=False) is None, "one event per utterance"
+            for final, envelope in zip(finals, events):
+                assert envelope["event_type"] == "talkytonny.transcription.completed"
+                assert envelope["correlation_id"] == info["session_id"]
+                data = envelope["data"]
+                assert (data["text"], data["segment_id"], data["session_id"]) == (final["text"], final["segment_id"], info["session_id"])
+
+    asyncio.run(run())
+
+
+def test_malformed_frames_get_error_messages(speaking_server):
+    async def run():
+        async with websockets.connect(speaking_server.speech + "/asr") as ws:
+            json.loads(await ws.recv())
+            await ws.send(b"\x01\x02\x03")
+            assert "3 bytes" in json.loads(await ws.recv())["message"]
+            await ws.send("{nope")
+            assert "bad JSON" in json.loads(await ws.recv())["message"]
+            await ws.send(json.dumps({"type": "config", "sample_rate": 44100}))
+            assert "44100" in json.loads(await ws.recv())["message"]
+            await ws.send(b"")
+            assert json.loads(await ws.recv())["type"] == "ready_to_stop"
+
+    asyncio.run(run())
+
+
+def test_without_a_model_asr_says_how_to_install_it(bloodbank):
+    async def run():
+        async with websockets.connect(bloodbank.speech + "/asr") as ws:
+            message = json.loads(await ws.recv())
+            assert message["type"] == "error" and "install-model" in message["message"]
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd.code == 1011
+
+    asyncio.run(run())
