@@ -84,7 +84,10 @@ impl SpeechServer {
             on_final,
             config,
         });
-        let app = Router::new().route("/asr", get(asr)).with_state(shared);
+        let app = Router::new()
+            .route("/", get(page))
+            .route("/asr", get(asr))
+            .with_state(shared);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "speech listener stopped");
@@ -100,6 +103,13 @@ impl SpeechServer {
     pub fn stop(self) {
         self.task.abort();
     }
+}
+
+/// The page that records the microphone and shows the transcript live.
+const PAGE: &str = include_str!("../page/index.html");
+
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(PAGE)
 }
 
 async fn asr(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {

@@ -141,3 +141,19 @@ def test_without_a_model_asr_says_how_to_install_it(bloodbank):
             assert closed.value.rcvd.code == 1011
 
     asyncio.run(run())
+
+
+def test_the_page_shows_what_the_microphone_hears(speaking_server):
+    """Headless Chromium with a fake microphone playing espeak-ng speech: the transcript
+    appears on the page."""
+    sentence = SENTENCES[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "mic.wav"
+        pcm = speech_pcm([sentence], pause_seconds=2.0)
+        subprocess.run(["sox", "-t", "raw", "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-", str(wav)], input=pcm, check=True)
+        page = speaking_server.speech.replace("ws://", "http://") + "/"
+        result = subprocess.run(["node", str(ROOT / "tests" / "browser" / "speech_page.mjs"), page, str(wav), "1"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-3000:]
+        finals = json.loads(result.stdout)
+        assert wer(sentence, " ".join(finals)) <= 0.25, finals
