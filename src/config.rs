@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Where `bloodbank speech install-model` put the models [default: DATA_DIR/models].
     #[arg(long, env = "BLOODBANK_MODELS")]
     pub models: Option<PathBuf>,
+    /// POST each final transcript here too (n8n-style webhook, http:// only).
+    #[arg(long, env = "BLOODBANK_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -93,6 +96,7 @@ struct FileConfig {
     redis_url: Option<String>,
     speech_listen: Option<SocketAddr>,
     models: Option<PathBuf>,
+    webhook_url: Option<String>,
     /// Parallel transcriptions (each one inference thread).
     speech_workers: Option<usize>,
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
@@ -132,6 +136,7 @@ pub struct Settings {
     pub speech_listen: SocketAddr,
     pub speech_workers: usize,
     pub models: PathBuf,
+    pub webhook_url: Option<String>,
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -234,6 +239,7 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .unwrap_or_else(|| ([0, 0, 0, 0], 8888).into()),
         speech_workers: file.speech_workers.unwrap_or(2),
         models,
+        webhook_url: args.webhook_url.or(file.webhook_url),
     })
 }
 

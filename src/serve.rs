@@ -47,6 +47,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings.models,
         settings.speech_listen,
         settings.speech_workers,
+        settings.webhook_url.as_deref(),
         gateway.clone(),
     )
     .await?;

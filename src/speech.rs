@@ -3,6 +3,7 @@
 use anyhow::{bail, Context};
 use bloodbank_gateway::Gateway;
 use bloodbank_speech::install::{install_model, model_dir};
+use bloodbank_speech::webhook::Webhook;
 use bloodbank_speech::{Engine, OnFinal, SpeechConfig, SpeechServer, Utterance, Whisper};
 use serde_json::json;
 use std::net::SocketAddr;
@@ -21,8 +22,18 @@ pub async fn start(
     models: &Path,
     listen: SocketAddr,
     workers: usize,
+    webhook_url: Option<&str>,
     gateway: Arc<Gateway>,
 ) -> anyhow::Result<SpeechServer> {
+    let webhook = match webhook_url {
+        Some(url) => Some(Arc::new(
+            Webhook::start(url)
+                .map_err(anyhow::Error::msg)
+                .context("--webhook-url")?,
+        )),
+        None => None,
+    };
+    let stats = webhook.as_ref().map(|w| w.stats.clone());
     let dir = model_dir(models, SIZE);
     let data_dir = models.parent().unwrap_or(models);
     let install = format!(
@@ -44,6 +55,9 @@ pub async fn start(
     };
     let on_final: OnFinal = Arc::new(move |u: Utterance| {
         let gateway = gateway.clone();
+        if let Some(webhook) = &webhook {
+            webhook.send(&u.timestamp, &u.text, &u.session_id.to_string());
+        }
         Box::pin(async move {
             let data = transcription_event(&u);
             let key = format!("{}/{}", u.session_id, u.segment_id);
@@ -64,7 +78,7 @@ pub async fn start(
         listen,
         max_session: MAX_SESSION,
     };
-    Ok(SpeechServer::start(config, engine, missing, on_final).await?)
+    Ok(SpeechServer::start(config, engine, missing, on_final, stats).await?)
 }
 
 /// `talkytonny.transcription.completed` v1 for one final utterance.

@@ -1,7 +1,7 @@
 //! Speech to text (the WhisperLiveKit replacement): the model installer and converter
 //! (`convert/whisper_to_onnx.py`), the log-mel front end, the tokenizer, Whisper and Silero VAD
 //! on ONNX Runtime, utterance segmentation, stable partials, and the `/asr` WebSocket server.
-//! Not built yet (issue 7): resampling of other rates, the browser page, the webhook.
+//! Not built yet (issue 7): resampling of other rates.
 
 pub mod agreement;
 pub mod engine;
@@ -13,6 +13,7 @@ pub mod segmenter;
 pub mod server;
 pub mod tokenizer;
 pub mod vad;
+pub mod webhook;
 pub mod whisper;
 
 pub use engine::Engine;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::error::SpeechError;
 use crate::protocol::{self, ClientText, Config};
 use crate::segmenter::{Event, Segmenter, CHUNK};
 use crate::vad::Vad;
+use crate::webhook::WebhookStats;
 
 const SAMPLE_RATE: f64 = 16_000.0;
 /// New audio between two partial transcripts of the same utterance.
@@ -51,7 +53,18 @@ pub struct SpeechConfig {
     pub max_session: Duration,
 }
 
+/// What `/metrics` on the speech listener reports.
+#[derive(Default)]
+struct Counters {
+    sessions: AtomicU64,
+    finals: AtomicU64,
+    partials: AtomicU64,
+    partials_skipped: AtomicU64,
+}
+
 struct Shared {
+    counters: Counters,
+    webhook: Option<Arc<WebhookStats>>,
     engine: Option<Engine>,
     /// Why there is no engine (shown to clients).
     missing: String,
@@ -71,6 +84,7 @@ impl SpeechServer {
         engine: Option<Engine>,
         missing: String,
         on_final: OnFinal,
+        webhook: Option<Arc<WebhookStats>>,
     ) -> Result<SpeechServer, SpeechError> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -79,6 +93,8 @@ impl SpeechServer {
             .local_addr()
             .map_err(|e| SpeechError::Runtime(e.to_string()))?;
         let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            webhook,
             engine,
             missing,
             on_final,
@@ -87,6 +103,7 @@ impl SpeechServer {
         let app = Router::new()
             .route("/", get(page))
             .route("/asr", get(asr))
+            .route("/metrics", get(metrics))
             .with_state(shared);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -110,6 +127,52 @@ const PAGE: &str = include_str!("../page/index.html");
 
 async fn page() -> axum::response::Html<&'static str> {
     axum::response::Html(PAGE)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> String {
+    let c = &shared.counters;
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        out.push_str(&format!("# HELP bloodbank_speech_{name} {help}\n# TYPE bloodbank_speech_{name} counter\nbloodbank_speech_{name} {value}\n"));
+    };
+    counter(
+        "sessions_total",
+        "Sessions opened on /asr.",
+        c.sessions.load(Ordering::Relaxed),
+    );
+    counter(
+        "finals_total",
+        "Final transcripts.",
+        c.finals.load(Ordering::Relaxed),
+    );
+    counter(
+        "partials_total",
+        "Partial transcripts sent.",
+        c.partials.load(Ordering::Relaxed),
+    );
+    counter(
+        "partials_skipped_total",
+        "Partials skipped because every worker was busy.",
+        c.partials_skipped.load(Ordering::Relaxed),
+    );
+    if let Some(w) = &shared.webhook {
+        counter(
+            "webhook_delivered_total",
+            "Finals the webhook accepted.",
+            w.delivered.load(Ordering::Relaxed),
+        );
+        counter(
+            "webhook_failed_total",
+            "Finals the webhook refused after every retry.",
+            w.failed.load(Ordering::Relaxed),
+        );
+        counter(
+            "webhook_dropped_total",
+            "Finals not sent because the webhook queue was full.",
+            w.dropped.load(Ordering::Relaxed),
+        );
+    }
+    out
 }
 
 async fn asr(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
@@ -160,6 +223,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
         }
     };
     let id = Uuid::new_v4();
+    shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
     let mut s = Session {
         shared: &shared,
         engine,
@@ -276,6 +340,10 @@ impl Session<'_> {
         match self.engine.try_transcribe(audio).await {
             Some(Ok(heard)) => match self.agreement.update(&heard.text) {
                 Some(text) => {
+                    self.shared
+                        .counters
+                        .partials
+                        .fetch_add(1, Ordering::Relaxed);
                     send(
                         socket,
                         protocol::transcript(
@@ -296,7 +364,13 @@ impl Session<'_> {
                 true
             }
             // Every worker is busy: this partial is skipped.
-            None => true,
+            None => {
+                self.shared
+                    .counters
+                    .partials_skipped
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
         }
     }
 
@@ -318,6 +392,7 @@ impl Session<'_> {
         if heard.text.is_empty() {
             return true;
         }
+        self.shared.counters.finals.fetch_add(1, Ordering::Relaxed);
         let timestamp = now();
         let sent = send(
             socket,

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import aio_pika
@@ -157,3 +158,55 @@ def test_the_page_shows_what_the_microphone_hears(speaking_server):
         assert result.returncode == 0, result.stderr[-3000:]
         finals = json.loads(result.stdout)
         assert wer(sentence, " ".join(finals)) <= 0.25, finals
+
+
+def test_finals_reach_the_webhook_and_metrics_count_them():
+    import http.server
+    import threading
+    import urllib.request
+
+    received = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    sentence = SENTENCES[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp) / "data", "--models", str(MODELS),
+                              "--webhook-url", f"http://127.0.0.1:{hook.server_port}/webhook/transcripts")
+        try:
+            pcm = speech_pcm([sentence], pause_seconds=1.0)
+
+            async def run():
+                async with websockets.connect(server.speech + "/asr") as ws:
+                    info = json.loads(await ws.recv())
+                    for offset in range(0, len(pcm), 32000):
+                        await ws.send(pcm[offset:offset + 32000])
+                    await ws.send(b"")
+                    async for frame in ws:
+                        if json.loads(frame)["type"] == "ready_to_stop":
+                            break
+                    return info["session_id"]
+
+            session_id = asyncio.run(run())
+            deadline = time.monotonic() + 10
+            while not received and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(received) == 1, received
+            body = received[0]
+            assert body["source"] == "voice_transcription" and body["session_id"] == session_id
+            assert wer(sentence, body["text"]) <= 0.25 and body["timestamp"]
+            metrics = urllib.request.urlopen(server.speech.replace("ws://", "http://") + "/metrics").read().decode()
+            assert "bloodbank_speech_webhook_delivered_total 1" in metrics, metrics
+            assert "bloodbank_speech_finals_total 1" in metrics, metrics
+        finally:
+            stop_server(server)
+            hook.shutdown()
