@@ -1,7 +1,7 @@
 //! Speech to text (the WhisperLiveKit replacement): the model installer and converter
 //! (`convert/whisper_to_onnx.py`), the log-mel front end, the tokenizer, Whisper and Silero VAD
-//! on ONNX Runtime, utterance segmentation, stable partials, and the `/asr` WebSocket server.
-//! Not built yet (issue 7): resampling of other rates.
+//! on ONNX Runtime, utterance segmentation, stable partials, resampling, the webhook, and the
+//! `/asr` WebSocket server with its page.
 
 pub mod agreement;
 pub mod engine;
@@ -9,6 +9,7 @@ pub mod error;
 pub mod install;
 pub mod mel;
 pub mod protocol;
+pub mod resample;
 pub mod segmenter;
 pub mod server;
 pub mod tokenizer;

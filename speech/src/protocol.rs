@@ -51,9 +51,9 @@ pub fn parse_text(text: &str) -> Result<ClientText, String> {
         "stop" => Ok(ClientText::Stop),
         "config" => {
             let sample_rate = raw.sample_rate.unwrap_or(16_000);
-            if sample_rate != 16_000 {
+            if !(8_000..=192_000).contains(&sample_rate) {
                 return Err(format!(
-                    "sample_rate {sample_rate} is not supported yet; send 16000 Hz audio"
+                    "sample_rate {sample_rate} is outside 8000..192000 Hz"
                 ));
             }
             let encoding = match raw.encoding.as_deref().unwrap_or("s16le") {
@@ -150,9 +150,10 @@ mod tests {
             }))
         );
         assert!(parse_text("{nope").unwrap_err().contains("bad JSON"));
-        assert!(parse_text(r#"{"type":"config","sample_rate":48000}"#)
+        assert!(parse_text(r#"{"type":"config","sample_rate":48000}"#).is_ok());
+        assert!(parse_text(r#"{"type":"config","sample_rate":4000}"#)
             .unwrap_err()
-            .contains("48000"));
+            .contains("4000"));
         assert!(parse_text(r#"{"type":"dance"}"#).is_err());
     }
 

@@ -22,6 +22,7 @@ use crate::agreement::Agreement;
 use crate::engine::Engine;
 use crate::error::SpeechError;
 use crate::protocol::{self, ClientText, Config};
+use crate::resample::{To16k, TARGET};
 use crate::segmenter::{Event, Segmenter, CHUNK};
 use crate::vad::Vad;
 use crate::webhook::WebhookStats;
@@ -197,6 +198,8 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
 
 struct Session<'a> {
     shared: &'a Shared,
+    /// For audio sent at another rate than 16 kHz.
+    resampler: Option<To16k>,
     engine: &'a Engine,
     id: Uuid,
     config: Config,
@@ -226,6 +229,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
     shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
     let mut s = Session {
         shared: &shared,
+        resampler: None,
         engine,
         id,
         config: Config::default(),
@@ -274,7 +278,16 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
                     )
                     .await;
                 }
-                Ok(ClientText::Config(config)) => s.config = config,
+                Ok(ClientText::Config(config)) if config.sample_rate == TARGET => s.config = config,
+                Ok(ClientText::Config(config)) => match To16k::new(config.sample_rate) {
+                    Ok(resampler) => {
+                        s.resampler = Some(resampler);
+                        s.config = config;
+                    }
+                    Err(why) => {
+                        send(&mut socket, protocol::error(&why)).await;
+                    }
+                },
                 Err(why) => {
                     send(&mut socket, protocol::error(&why)).await;
                 }
@@ -293,6 +306,10 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
 impl Session<'_> {
     /// Feeds audio through voice activity detection; returns false when the socket is gone.
     async fn audio(&mut self, socket: &mut WebSocket, samples: Vec<f32>) -> bool {
+        let samples = match self.resampler.as_mut() {
+            Some(resampler) => resampler.push(&samples),
+            None => samples,
+        };
         self.pending.extend(samples);
         let mut offset = 0;
         while self.pending.len() - offset >= CHUNK {

@@ -124,8 +124,8 @@ def test_malformed_frames_get_error_messages(speaking_server):
             assert "3 bytes" in json.loads(await ws.recv())["message"]
             await ws.send("{nope")
             assert "bad JSON" in json.loads(await ws.recv())["message"]
-            await ws.send(json.dumps({"type": "config", "sample_rate": 44100}))
-            assert "44100" in json.loads(await ws.recv())["message"]
+            await ws.send(json.dumps({"type": "config", "sample_rate": 4000}))
+            assert "4000" in json.loads(await ws.recv())["message"]
             await ws.send(b"")
             assert json.loads(await ws.recv())["type"] == "ready_to_stop"
 
@@ -210,3 +210,31 @@ def test_finals_reach_the_webhook_and_metrics_count_them():
         finally:
             stop_server(server)
             hook.shutdown()
+
+
+def test_audio_at_48khz_f32le_is_resampled(speaking_server):
+    sentence = SENTENCES[1]
+    pcm16 = speech_pcm([sentence], pause_seconds=1.0)
+    f32 = subprocess.run(["sox", "-t", "raw", "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", "-",
+                          "-t", "raw", "-r", "48000", "-c", "1", "-b", "32", "-e", "floating-point", "-"],
+                         input=pcm16, capture_output=True, check=True).stdout
+
+    async def run():
+        async with websockets.connect(speaking_server.speech + "/asr") as ws:
+            json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "config", "sample_rate": 48000, "encoding": "f32le", "language": "en"}))
+            for offset in range(0, len(f32), 192000):
+                await ws.send(f32[offset:offset + 192000])
+            await ws.send(json.dumps({"type": "stop"}))
+            finals = []
+            async for frame in ws:
+                m = json.loads(frame)
+                assert m["type"] != "error", m
+                if m["type"] == "transcript" and m["is_final"]:
+                    finals.append(m["text"])
+                if m["type"] == "ready_to_stop":
+                    break
+            return finals
+
+    finals = asyncio.run(run())
+    assert len(finals) == 1 and wer(sentence, finals[0]) <= 0.25, finals
