@@ -35,7 +35,7 @@ def pcm(sentence):
                           input=wav, capture_output=True, check=True).stdout
 
 
-async def one(args, sentence, queue):
+async def one(args, sentence, events):
     speech = pcm(sentence)
     lead, tail = b"\x00\x00" * 16000, b"\x00\x00" * 32000
     async with websockets.connect(args.speech + "/asr") as ws:
@@ -63,12 +63,10 @@ async def one(args, sentence, queue):
             if is_speech:
                 speech_end = time.monotonic()
         t_final, message = await asyncio.wait_for(final, 30)
-        event = await queue.get(timeout=10)
-        t_event = time.monotonic()
-        await event.ack()
+        t_event, body = await asyncio.wait_for(events.get(), 10)
         await ws.send(b"")
         await asyncio.wait_for(receiver, 30)
-    timing = json.loads(event.body)["data"]["timing"]
+    timing = json.loads(body)["data"]["timing"]
     duration = timing["end_ms"] - timing["start_ms"]
     return {
         "final_ms": (t_final - speech_end) * 1000,
@@ -89,7 +87,15 @@ async def main():
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(await channel.get_exchange("events"), "talkytonny.transcription.completed")
-        results = [await one(args, s, queue) for _ in range(args.rounds) for s in SENTENCES]
+        # Events are timed as they arrive, while the audio is still streaming.
+        events = asyncio.Queue()
+
+        async def consume(message):
+            await events.put((time.monotonic(), message.body))
+            await message.ack()
+
+        await queue.consume(consume)
+        results = [await one(args, s, events) for _ in range(args.rounds) for s in SENTENCES]
     print("| utterances | final after speech ends, p50 / max ms | event at consumer, p50 / max ms | real-time factor, p50 / max |")
     print("|---:|---:|---:|---:|")
     f, e, r = ([x[k] for x in results] for k in ("final_ms", "event_ms", "rtf"))
