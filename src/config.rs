@@ -61,6 +61,9 @@ pub struct ServeArgs {
     /// POST each final transcript here too (n8n-style webhook, http:// only).
     #[arg(long, env = "BLOODBANK_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
+    /// The Whisper model speech uses: tiny.en or base [default: tiny.en].
+    #[arg(long, env = "BLOODBANK_SPEECH_MODEL")]
+    pub speech_model: Option<String>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -97,6 +100,7 @@ struct FileConfig {
     speech_listen: Option<SocketAddr>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
+    speech_model: Option<String>,
     /// Parallel transcriptions (each one inference thread).
     speech_workers: Option<usize>,
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
@@ -137,6 +141,7 @@ pub struct Settings {
     pub speech_workers: usize,
     pub models: PathBuf,
     pub webhook_url: Option<String>,
+    pub speech_model: String,
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -240,6 +245,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         speech_workers: file.speech_workers.unwrap_or(2),
         models,
         webhook_url: args.webhook_url.or(file.webhook_url),
+        speech_model: args
+            .speech_model
+            .or(file.speech_model)
+            .unwrap_or_else(|| "tiny.en".into()),
     })
 }
 

@@ -24,8 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start every part that exists: the AMQP broker.
-    Serve(config::ServeArgs),
+    /// Start every part: the AMQP broker, the HTTP gateway, speech-to-text.
+    Serve(Box<config::ServeArgs>),
     /// Export or import durable definitions (RabbitMQ's definitions JSON).
     #[command(subcommand)]
     Definitions(definitions::DefinitionsCommand),
@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => config::load(args).and_then(serve::run),
+        Command::Serve(args) => config::load(*args).and_then(serve::run),
         Command::Definitions(command) => definitions::run(command),
         Command::Schemas(command) => schemas::run(command),
         Command::Publish(args) => publish::run(args),

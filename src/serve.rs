@@ -48,6 +48,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         settings.speech_listen,
         settings.speech_workers,
         settings.webhook_url.as_deref(),
+        &settings.speech_model,
         gateway.clone(),
     )
     .await?;

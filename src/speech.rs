@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The model `serve` uses.
-const SIZE: &str = "tiny.en";
 /// Longest speech session.
 const MAX_SESSION: Duration = Duration::from_secs(3600);
 
@@ -23,6 +21,7 @@ pub async fn start(
     listen: SocketAddr,
     workers: usize,
     webhook_url: Option<&str>,
+    size: &str,
     gateway: Arc<Gateway>,
 ) -> anyhow::Result<SpeechServer> {
     let webhook = match webhook_url {
@@ -34,10 +33,10 @@ pub async fn start(
         None => None,
     };
     let stats = webhook.as_ref().map(|w| w.stats.clone());
-    let dir = model_dir(models, SIZE);
+    let dir = model_dir(models, size);
     let data_dir = models.parent().unwrap_or(models);
     let install = format!(
-        "bloodbank speech install-model --data-dir {}",
+        "bloodbank speech install-model --size {size} --data-dir {}",
         data_dir.display()
     );
     let (engine, missing) = if dir.is_installed() {
@@ -53,13 +52,15 @@ pub async fn start(
             format!("speech-to-text is off: no model installed (run `{install}`)"),
         )
     };
+    let size = size.to_string();
     let on_final: OnFinal = Arc::new(move |u: Utterance| {
         let gateway = gateway.clone();
+        let size = size.clone();
         if let Some(webhook) = &webhook {
             webhook.send(&u.timestamp, &u.text, &u.session_id.to_string());
         }
         Box::pin(async move {
-            let data = transcription_event(&u);
+            let data = transcription_event(&u, &size);
             let key = format!("{}/{}", u.session_id, u.segment_id);
             gateway
                 .publish(
@@ -82,7 +83,7 @@ pub async fn start(
 }
 
 /// `talkytonny.transcription.completed` v1 for one final utterance.
-fn transcription_event(u: &Utterance) -> serde_json::Value {
+fn transcription_event(u: &Utterance, model: &str) -> serde_json::Value {
     json!({
         "event_type": "talkytonny.transcription.completed",
         "timestamp": u.timestamp,
@@ -93,7 +94,7 @@ fn transcription_event(u: &Utterance) -> serde_json::Value {
         "is_final": true,
         "segment_id": u.segment_id,
         "language": "en",
-        "model": SIZE,
+        "model": model,
         "audio": {"duration_ms": u.end_ms - u.start_ms, "sample_rate": 16000, "channels": 1, "format": "pcm_s16le"},
         "timing": {"start_ms": u.start_ms, "end_ms": u.end_ms, "processing_ms": u.processing_ms},
     })

@@ -1,8 +1,9 @@
 //! Real Whisper on real speech: espeak-ng speaks known sentences, `bloodbank speech transcribe`
 //! writes down what it hears, and the word error rate stays at most 25%.
 //!
-//! Needs the model installed (`bloodbank speech install-model --data-dir target/speech-data`,
-//! which `scripts/test` runs; `BLOODBANK_SPEECH_DATA` points elsewhere), espeak-ng and sox.
+//! Needs the models installed (`bloodbank speech install-model [--size base] --data-dir
+//! target/speech-data`, which `scripts/test` runs; `BLOODBANK_SPEECH_DATA` points elsewhere),
+//! espeak-ng and sox.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -71,14 +72,13 @@ fn word_error_rate() {
     assert_eq!(wer("a b", ""), 1.0);
 }
 
-#[test]
-fn spoken_sentences_are_transcribed() {
+fn transcribed_by(size: &str) {
     let dir = tempfile::tempdir().unwrap();
     for (i, sentence) in SENTENCES.iter().enumerate() {
         let wav = dir.path().join(format!("{i}.wav"));
         speak(sentence, &wav);
         let out = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-            .args(["speech", "transcribe"])
+            .args(["speech", "transcribe", "--size", size])
             .arg(&wav)
             .arg("--data-dir")
             .arg(data_dir())
@@ -93,9 +93,20 @@ fn spoken_sentences_are_transcribed() {
         let rate = wer(sentence, &heard);
         assert!(
             rate <= 0.25,
-            "said {sentence:?}, heard {heard:?} (WER {rate:.2})"
+            "{size}: said {sentence:?}, heard {heard:?} (WER {rate:.2})"
         );
     }
+}
+
+#[test]
+fn spoken_sentences_are_transcribed_by_tiny_en() {
+    transcribed_by("tiny.en");
+}
+
+/// The multilingual base model, prompted for English transcription.
+#[test]
+fn spoken_sentences_are_transcribed_by_base() {
+    transcribed_by("base");
 }
 
 #[test]

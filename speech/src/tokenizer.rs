@@ -5,12 +5,27 @@ use std::collections::HashMap;
 
 use crate::error::SpeechError;
 
-/// The token ids the decoder loop needs (English-only models).
+/// The token ids the decoder loop needs. Multilingual models also have a token per language
+/// and a task token; English-only ones have neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Specials {
     pub end_of_text: u32,
     pub start_of_transcript: u32,
     pub no_timestamps: u32,
+    /// `<|en|>` and `<|transcribe|>`, on multilingual models.
+    pub english_transcribe: Option<(u32, u32)>,
+}
+
+impl Specials {
+    /// The decoder's prompt: start, (language, task,) no timestamps.
+    pub fn prompt(&self) -> Vec<u32> {
+        let mut prompt = vec![self.start_of_transcript];
+        if let Some((language, task)) = self.english_transcribe {
+            prompt.extend([language, task]);
+        }
+        prompt.push(self.no_timestamps);
+        prompt
+    }
 }
 
 pub struct Tokenizer {
@@ -57,6 +72,10 @@ impl Tokenizer {
             end_of_text: special("<|endoftext|>")?,
             start_of_transcript: special("<|startoftranscript|>")?,
             no_timestamps: special("<|notimestamps|>")?,
+            english_transcribe: added
+                .get("<|en|>")
+                .copied()
+                .zip(added.get("<|transcribe|>").copied()),
         };
         Ok(Tokenizer { pieces, specials })
     }
@@ -102,6 +121,15 @@ mod tests {
                          {"id": 6, "content": "<|notimestamps|>"}]}"#;
 
     #[test]
+    fn multilingual_prompts_name_the_language_and_task() {
+        let multi = MINI.replace(r#"{"id": 6, "content": "<|notimestamps|>"}]"#, r#"{"id": 6, "content": "<|notimestamps|>"}, {"id": 7, "content": "<|en|>"}, {"id": 8, "content": "<|transcribe|>"}]"#);
+        assert_eq!(
+            Tokenizer::from_json(&multi).unwrap().specials.prompt(),
+            vec![5, 7, 8, 6]
+        );
+    }
+
+    #[test]
     fn decodes_byte_level_tokens_and_skips_specials() {
         let t = Tokenizer::from_json(MINI).unwrap();
         assert_eq!(
@@ -109,9 +137,11 @@ mod tests {
             Specials {
                 end_of_text: 4,
                 start_of_transcript: 5,
-                no_timestamps: 6
+                no_timestamps: 6,
+                english_transcribe: None,
             }
         );
+        assert_eq!(t.specials.prompt(), vec![5, 6]);
         assert_eq!(t.decode(&[5, 6, 0, 1, 3, 4]), "Hello world!");
         assert_eq!(t.decode(&[2]), "é");
     }

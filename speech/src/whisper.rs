@@ -14,6 +14,9 @@ use crate::error::SpeechError;
 use crate::mel::{MelFrontEnd, FRAMES, N_MELS};
 use crate::tokenizer::Tokenizer;
 
+/// Vocabulary size of the multilingual Whisper models (English-only ones have one less).
+const MULTILINGUAL_VOCAB: usize = 51_865;
+
 /// Tokens a 30 s window yields at most (Whisper's own limit is half its 448-token context).
 const MAX_TOKENS: usize = 224;
 
@@ -104,10 +107,16 @@ impl Whisper {
                 .map(|n| n as usize)
                 .ok_or_else(|| SpeechError::Model(format!("model.json lacks {key}")))
         };
+        let mut tokenizer = Tokenizer::from_json(&read(&dir.file("tokenizer.json"))?)?;
+        // English-only models (a 51,864-token vocabulary) list language and task tokens too,
+        // but are prompted without them.
+        if number("n_vocab")? < MULTILINGUAL_VOCAB {
+            tokenizer.specials.english_transcribe = None;
+        }
         Ok(Whisper {
             encoder: session("encoder.int8.onnx")?,
             decoder: session("decoder.int8.onnx")?,
-            tokenizer: Tokenizer::from_json(&read(&dir.file("tokenizer.json"))?)?,
+            tokenizer,
             mel: MelFrontEnd::new(),
             layers: number("decoder_layers")?,
             d_model: number("d_model")?,
@@ -138,7 +147,7 @@ impl Whisper {
         }
         drop(encoded);
         let specials = self.tokenizer.specials;
-        let prompt = [specials.start_of_transcript, specials.no_timestamps];
+        let prompt = specials.prompt();
         let mut past: Vec<Vec<f32>> = vec![Vec::new(); 2 * self.layers];
         let mut text_tokens: Vec<u32> = Vec::new();
         for step in 0..MAX_TOKENS + prompt.len() {

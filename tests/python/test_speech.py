@@ -238,3 +238,27 @@ def test_audio_at_48khz_f32le_is_resampled(speaking_server):
 
     finals = asyncio.run(run())
     assert len(finals) == 1 and wer(sentence, finals[0]) <= 0.25, finals
+
+
+def test_several_sessions_at_once(speaking_server):
+    async def one(sentence):
+        pcm = speech_pcm([sentence], pause_seconds=1.0)
+        async with websockets.connect(speaking_server.speech + "/asr") as ws:
+            json.loads(await ws.recv())
+            for offset in range(0, len(pcm), 3200):
+                await ws.send(pcm[offset:offset + 3200])
+                await asyncio.sleep(0.1)
+            await ws.send(b"")
+            finals = []
+            async for frame in ws:
+                m = json.loads(frame)
+                if m["type"] == "transcript" and m["is_final"]:
+                    finals.append(m["text"])
+                if m["type"] == "ready_to_stop":
+                    return finals
+
+    async def run():
+        return await asyncio.gather(*(one(s) for s in SENTENCES + SENTENCES[:1]))
+
+    for sentence, finals in zip(SENTENCES + SENTENCES[:1], asyncio.run(run())):
+        assert len(finals) == 1 and wer(sentence, finals[0]) <= 0.25, (sentence, finals)
