@@ -125,7 +125,7 @@ impl Core {
         let vname = self.vhost_name(ck);
         let q = self.queue_mut(ck, &vname, queue)?;
         q.last_used_ms = now_ms();
-        let Some((entry, message)) = self.take_ready(&vname, queue) else {
+        let Some((entry, message)) = self.take_ready(&vname, queue, now_ms()) else {
             self.send(
                 ck,
                 Outbound::Method(
@@ -243,6 +243,13 @@ impl Core {
 
     /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
     pub(super) fn dispatch(&mut self, vname: &str, queue: &str) {
+        self.dispatch_at(vname, queue, now_ms());
+    }
+
+    /// Dispatch as of `now`: a publish dispatches as of its own arrival, so a message a
+    /// consumer can take at once is delivered even with a TTL of 0 (as RabbitMQ does), however
+    /// the clock ticks meanwhile.
+    pub(super) fn dispatch_at(&mut self, vname: &str, queue: &str, now: u64) {
         loop {
             let Some(q) = self
                 .vhosts
@@ -266,7 +273,7 @@ impl Core {
                 return;
             };
             q.served(idx);
-            let Some((entry, message)) = self.take_ready(vname, queue) else {
+            let Some((entry, message)) = self.take_ready(vname, queue, now) else {
                 return;
             };
             let no_ack = self
@@ -294,15 +301,14 @@ impl Core {
 
     /// The next live message of a queue with its body: expired ones at the head are
     /// dead-lettered on the way, unreadable ones dropped (and reported).
-    fn take_ready(&mut self, vname: &str, queue: &str) -> Option<(Entry, Arc<Message>)> {
-        let now = now_ms();
+    fn take_ready(&mut self, vname: &str, queue: &str, now: u64) -> Option<(Entry, Arc<Message>)> {
         loop {
             let mut entry = self
                 .vhosts
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(queue))?
                 .pop()?;
-            if entry.expired(now) && !entry.deliverable(now) {
+            if entry.expired(now) {
                 self.discard(vname, queue, vec![entry], Some(Reason::Expired), 0);
                 continue;
             }

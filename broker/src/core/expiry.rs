@@ -4,13 +4,7 @@
 
 use super::clock::now_ms;
 use super::deadletter::Reason;
-use super::queue::{Entry, Queue};
 use super::Core;
-
-/// Expired, and not being left for the queue's consumers to take (see `Entry::deliverable`).
-fn due(q: &Queue, e: &Entry, now: u64) -> bool {
-    e.expired(now) && !(q.consumer_count() > 0 && e.deliverable(now))
-}
 
 impl Core {
     /// Runs expiry; the broker calls this a few times a second.
@@ -26,7 +20,7 @@ impl Core {
                         .is_some_and(|e| now.saturating_sub(q.last_used_ms) > e);
                 if unused {
                     expired_queues.push((vhost.name.clone(), q.name.clone()));
-                } else if q.peek().is_some_and(|e| due(q, e, now)) {
+                } else if q.peek().is_some_and(|e| e.expired(now)) {
                     with_ttl.push((vhost.name.clone(), q.name.clone()));
                 }
             }
@@ -38,7 +32,7 @@ impl Core {
                 .get_mut(&vname)
                 .and_then(|v| v.queues.get_mut(&qname))
             {
-                while q.peek().is_some_and(|e| due(q, e, now)) {
+                while q.peek().is_some_and(|e| e.expired(now)) {
                     dead.extend(q.pop());
                 }
             }

@@ -129,7 +129,7 @@ impl Core {
                 out.queues += 1;
             }
             self.drop_over_limit(vname, name, depth);
-            self.dispatch(vname, name);
+            self.dispatch_at(vname, name, now);
         }
         for name in refused_dlx {
             let entry = Entry::new(message.clone(), None, now);

@@ -9,9 +9,6 @@ use amq_protocol::types::FieldTable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// See [`Entry::deliverable`].
-pub const DELIVERY_GRACE_MS: u64 = 200;
-
 /// A message as it sits in one queue.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -48,13 +45,6 @@ impl Entry {
 
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_at.is_some_and(|at| now_ms > at)
-    }
-
-    /// Arrived so recently that a consumer taking it now still gets it, expired or not:
-    /// delivery runs on the consumer's connection task a moment after the publish, and
-    /// RabbitMQ delivers even a TTL-0 message when a consumer is there to take it.
-    pub fn deliverable(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.published_ms) < DELIVERY_GRACE_MS
     }
 }
 
