@@ -534,12 +534,12 @@ impl<'a> Builder<'a> {
             v.get("type").and_then(Value::as_str) == Some("null")
                 && v.as_object().is_some_and(|m| m.len() == 1)
         };
-        if branches.len() == 2 && branches.iter().any(is_null) {
-            let (i, other) = branches
-                .iter()
-                .enumerate()
-                .find(|(_, b)| !is_null(b))
-                .expect("one branch is not null");
+        let non_null: Vec<(usize, &Value)> = branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !is_null(b))
+            .collect();
+        if let ([(i, other)], 2) = (non_null.as_slice(), branches.len()) {
             return Ok(Ty::Nullable(Box::new(self.ty(
                 &at.child(&i.to_string()),
                 other,
@@ -636,4 +636,22 @@ fn doc(map: &serde_json::Map<String, Value>) -> Option<String> {
         .or_else(|| map.get("title"))
         .and_then(Value::as_str)
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_null_branches_are_an_error_not_a_panic() {
+        let schema = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://33god.dev/schemas/demo/thing.happened.v1.json",
+            "type": "object",
+            "properties": {"v": {"anyOf": [{"type": "null"}, {"type": "null"}]}}
+        });
+        let (set, _) = SchemaSet::from_texts(vec![("demo/thing.happened.v1.json".into(), schema.to_string())]);
+        let problems = build(&set).unwrap_err();
+        assert!(problems[0].reason.contains("anyOf is supported only"), "{problems:?}");
+    }
 }

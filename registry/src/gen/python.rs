@@ -11,7 +11,7 @@ pub fn package(modules: &[Module]) -> Vec<(String, String)> {
     let mut init = format!("\"\"\"{HEADER}\"\"\"\n");
     for module in modules_sorted(modules) {
         files.push((format!("{}.py", module.component), render(module)));
-        writeln!(init, "from . import {}", module.component).unwrap();
+        let _ = writeln!(init, "from . import {}", module.component);
     }
     files.push(("__init__.py".to_string(), init));
     files
@@ -77,32 +77,30 @@ fn render(module: &Module) -> String {
     }
     out.push_str("\n\n# (event type, major version) -> model\nEVENTS: dict[tuple[str, int], type[BaseModel]] = {\n");
     for event in &module.events {
-        writeln!(
+        let _ = writeln!(
             out,
             "    ({}, {}): {},",
             literal(&event.name.event_type().into()),
             event.name.version,
             event.type_name
-        )
-        .unwrap();
+        );
     }
     out.push_str("}\n");
     out
 }
 
 fn object(out: &mut String, o: &Object) {
-    writeln!(out, "\nclass {}(BaseModel):", o.name).unwrap();
+    let _ = writeln!(out, "\nclass {}(BaseModel):", o.name);
     if let Some(doc) = &o.doc {
-        writeln!(out, "    {}", docstring(doc)).unwrap();
+        let _ = writeln!(out, "    {}", docstring(doc));
     }
     let extra = if o.closed { "forbid" } else { "allow" };
-    writeln!(
+    let _ = writeln!(
         out,
         "    model_config = ConfigDict(strict=True, extra=\"{extra}\", populate_by_name=True)"
-    )
-    .unwrap();
+    );
     for field in &o.fields {
-        writeln!(out, "{}", field_line(field)).unwrap();
+        let _ = writeln!(out, "{}", field_line(field));
     }
 }
 
@@ -138,14 +136,13 @@ fn prefixed(extras: &[String]) -> String {
 
 fn union(out: &mut String, u: &Union) {
     let variants: Vec<&str> = u.variants.iter().map(|(_, name)| name.as_str()).collect();
-    writeln!(
+    let _ = writeln!(
         out,
         "{} = Annotated[Union[{}], Field(discriminator={})]",
         u.name,
         variants.join(", "),
         literal(&u.discriminator.clone().into())
-    )
-    .unwrap();
+    );
 }
 
 fn annotation(ty: &Ty) -> String {

@@ -12,7 +12,7 @@ pub fn package(modules: &[Module]) -> Vec<(String, String)> {
     let mut root = format!("//! {HEADER}\n\n");
     for module in modules_sorted(modules) {
         files.push((format!("{}.rs", module.component), render(module)));
-        writeln!(root, "pub mod {};", module.component).unwrap();
+        let _ = writeln!(root, "pub mod {};", module.component);
     }
     files.push(("mod.rs".to_string(), root));
     files
@@ -66,14 +66,13 @@ fn render(module: &Module) -> String {
     }
     out.push_str("\n/// (event type, major version, type name) of every contract in this module.\npub const EVENTS: &[(&str, u32, &str)] = &[\n");
     for event in &module.events {
-        writeln!(
+        let _ = writeln!(
             out,
             "    ({}, {}, \"{}\"),",
             literal(&event.name.event_type().into()),
             event.name.version,
             event.type_name
-        )
-        .unwrap();
+        );
     }
     out.push_str("];\n");
     out.push_str(
@@ -83,14 +82,13 @@ fn render(module: &Module) -> String {
          Some(match (event_type, version) {\n",
     );
     for event in &module.events {
-        writeln!(
+        let _ = writeln!(
             out,
             "        ({}, {}) => serde_json::from_value::<{}>(value).and_then(serde_json::to_value),",
             literal(&event.name.event_type().into()),
             event.name.version,
             event.type_name
-        )
-        .unwrap();
+        );
     }
     out.push_str("        _ => return None,\n    })\n}\n");
     out
@@ -98,13 +96,13 @@ fn render(module: &Module) -> String {
 
 fn object(out: &mut String, o: &Object, tag: Option<&str>, enums: &mut Vec<(String, Vec<String>)>) {
     if let Some(doc) = &o.doc {
-        writeln!(out, "/// {}", doc.replace('\n', " ")).unwrap();
+        let _ = writeln!(out, "/// {}", doc.replace('\n', " "));
     }
     out.push_str("#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]\n");
     if o.closed {
         out.push_str("#[serde(deny_unknown_fields)]\n");
     }
-    writeln!(out, "pub struct {} {{", o.name).unwrap();
+    let _ = writeln!(out, "pub struct {} {{", o.name);
     for field in o.fields.iter().filter(|f| Some(f.name.as_str()) != tag) {
         field_lines(out, o, field, enums);
     }
@@ -127,7 +125,7 @@ fn field_lines(
     let hint = format!("{}{}", o.name, pascal(&field.name));
     let ty = rust_type(&field.ty, &hint, enums);
     if let Some(doc) = &field.doc {
-        writeln!(out, "    /// {}", doc.replace('\n', " ")).unwrap();
+        let _ = writeln!(out, "    /// {}", doc.replace('\n', " "));
     }
     let mut attrs = Vec::new();
     if ident.trim_start_matches("r#") != field.name {
@@ -146,49 +144,46 @@ fn field_lines(
         }
     };
     if !attrs.is_empty() {
-        writeln!(out, "    #[serde({})]", attrs.join(", ")).unwrap();
+        let _ = writeln!(out, "    #[serde({})]", attrs.join(", "));
     }
-    writeln!(out, "    pub {ident}: {ty},").unwrap();
+    let _ = writeln!(out, "    pub {ident}: {ty},");
 }
 
 fn union(out: &mut String, u: &Union) {
     if let Some(doc) = &u.doc {
-        writeln!(out, "/// {}", doc.replace('\n', " ")).unwrap();
+        let _ = writeln!(out, "/// {}", doc.replace('\n', " "));
     }
     out.push_str("#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]\n");
-    writeln!(
+    let _ = writeln!(
         out,
         "#[serde(tag = {})]\npub enum {} {{",
         literal(&u.discriminator.clone().into()),
         u.name
-    )
-    .unwrap();
+    );
     for (tag, name) in &u.variants {
-        writeln!(
+        let _ = writeln!(
             out,
             "    #[serde(rename = {})]\n    {}({name}),",
             literal(&tag.clone().into()),
             pascal(tag)
-        )
-        .unwrap();
+        );
     }
     out.push_str("}\n");
 }
 
 fn string_enum(out: &mut String, name: &str, values: &[String]) {
     out.push_str("\n#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]\n");
-    writeln!(out, "pub enum {name} {{").unwrap();
+    let _ = writeln!(out, "pub enum {name} {{");
     for value in values {
         let variant = match pascal(value) {
             v if v.starts_with(|c: char| c.is_ascii_digit()) => format!("V{v}"),
             v => v,
         };
-        writeln!(
+        let _ = writeln!(
             out,
             "    #[serde(rename = {})]\n    {variant},",
             literal(&value.clone().into())
-        )
-        .unwrap();
+        );
     }
     out.push_str("}\n");
 }

@@ -10,12 +10,11 @@ pub fn package(modules: &[Module]) -> Vec<(String, String)> {
     let mut index = format!("// {HEADER}\n");
     for module in modules_sorted(modules) {
         files.push((format!("{}.ts", module.component), render(module)));
-        writeln!(
+        let _ = writeln!(
             index,
             "export * as {} from \"./{}.js\";",
             module.component, module.component
-        )
-        .unwrap();
+        );
     }
     files.push(("index.ts".to_string(), index));
     files
@@ -33,23 +32,21 @@ fn render(module: &Module) -> String {
             Def::Object(o) => object(&mut out, o),
             Def::Union(u) => union(&mut out, u),
         }
-        writeln!(
+        let _ = writeln!(
             out,
             "export type {0} = z.infer<typeof {0}Schema>;",
             def.name()
-        )
-        .unwrap();
+        );
     }
     out.push_str("\n/** \"event.type@version\" -> schema */\nexport const EVENTS: Record<string, z.ZodTypeAny> = {\n");
     for event in &module.events {
         let key = format!("{}@{}", event.name.event_type(), event.name.version);
-        writeln!(
+        let _ = writeln!(
             out,
             "  {}: {}Schema,",
             literal(&key.into()),
             event.type_name
-        )
-        .unwrap();
+        );
     }
     out.push_str("};\n");
     out
@@ -57,9 +54,9 @@ fn render(module: &Module) -> String {
 
 fn object(out: &mut String, o: &Object) {
     if let Some(doc) = &o.doc {
-        writeln!(out, "/** {} */", doc.replace("*/", "* /")).unwrap();
+        let _ = writeln!(out, "/** {} */", doc.replace("*/", "* /"));
     }
-    writeln!(out, "export const {}Schema = z", o.name).unwrap();
+    let _ = writeln!(out, "export const {}Schema = z", o.name);
     out.push_str("  .object({\n");
     for field in &o.fields {
         let ty = zod(&field.ty);
@@ -68,10 +65,10 @@ fn object(out: &mut String, o: &Object) {
         } else {
             format!("{ty}.optional()")
         };
-        writeln!(out, "    {}: {ty},", literal(&field.name.clone().into())).unwrap();
+        let _ = writeln!(out, "    {}: {ty},", literal(&field.name.clone().into()));
     }
     let content = if o.closed { "strict" } else { "passthrough" };
-    writeln!(out, "  }})\n  .{content}();").unwrap();
+    let _ = writeln!(out, "  }})\n  .{content}();");
 }
 
 fn union(out: &mut String, u: &Union) {
@@ -80,14 +77,13 @@ fn union(out: &mut String, u: &Union) {
         .iter()
         .map(|(_, name)| format!("{name}Schema"))
         .collect();
-    writeln!(
+    let _ = writeln!(
         out,
         "export const {}Schema = z.discriminatedUnion({}, [{}]);",
         u.name,
         literal(&u.discriminator.clone().into()),
         variants.join(", ")
-    )
-    .unwrap();
+    );
 }
 
 fn zod(ty: &Ty) -> String {
@@ -101,18 +97,17 @@ fn zod(ty: &Ty) -> String {
                 None => {}
             }
             if let Some(n) = s.min_length {
-                write!(out, ".min({n})").unwrap();
+                let _ = write!(out, ".min({n})");
             }
             if let Some(n) = s.max_length {
-                write!(out, ".max({n})").unwrap();
+                let _ = write!(out, ".max({n})");
             }
             if let Some(p) = &s.pattern {
-                write!(
+                let _ = write!(
                     out,
                     ".regex(new RegExp({}, \"u\"))",
                     literal(&p.clone().into())
-                )
-                .unwrap();
+                );
             }
             out
         }
@@ -137,10 +132,10 @@ fn zod(ty: &Ty) -> String {
         Ty::Array(items, limits) => {
             let mut out = format!("z.array({})", zod(items));
             if let Some(n) = limits.min_items {
-                write!(out, ".min({n})").unwrap();
+                let _ = write!(out, ".min({n})");
             }
             if let Some(n) = limits.max_items {
-                write!(out, ".max({n})").unwrap();
+                let _ = write!(out, ".max({n})");
             }
             if limits.unique {
                 out.push_str(".refine(unique, { message: \"items must be unique\" })");
@@ -164,7 +159,7 @@ fn numeric(n: &Num) -> String {
         ("multipleOf", &n.multiple_of),
     ] {
         if let Some(v) = value {
-            write!(out, ".{method}({v})").unwrap();
+            let _ = write!(out, ".{method}({v})");
         }
     }
     out
