@@ -650,8 +650,14 @@ mod tests {
             "type": "object",
             "properties": {"v": {"anyOf": [{"type": "null"}, {"type": "null"}]}}
         });
-        let (set, _) = SchemaSet::from_texts(vec![("demo/thing.happened.v1.json".into(), schema.to_string())]);
+        let (set, _) = SchemaSet::from_texts(vec![(
+            "demo/thing.happened.v1.json".into(),
+            schema.to_string(),
+        )]);
         let problems = build(&set).unwrap_err();
-        assert!(problems[0].reason.contains("anyOf is supported only"), "{problems:?}");
+        assert!(
+            problems[0].reason.contains("anyOf is supported only"),
+            "{problems:?}"
+        );
     }
 }

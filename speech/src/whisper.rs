@@ -127,28 +127,28 @@ impl Whisper {
     pub fn transcribe(&mut self, samples: &[f32]) -> Result<String, SpeechError> {
         let features = self.mel.log_mel(samples);
         let mel = Tensor::from_array((vec![1i64, N_MELS as i64, FRAMES as i64], features))?;
-        let encoded = self.encoder.run(ort::inputs!["mel" => mel])?;
-        // Keep the cross-attention keys/values as values to pass by reference at every step.
+        let mut encoded = self.encoder.run(ort::inputs!["mel" => mel])?;
+        // The cross-attention keys/values, owned, passed by reference at every step.
         let mut cross: Vec<(String, DynValue)> = Vec::new();
         for layer in 0..self.layers {
             for kind in ["k", "v"] {
                 let name = format!("cross_{kind}_{layer}");
-                let (_, data) = encoded[name.as_str()].try_extract_tensor::<f32>()?;
-                let value = Tensor::from_array((
-                    vec![
-                        1i64,
-                        (data.len() / self.d_model) as i64,
-                        self.d_model as i64,
-                    ],
-                    data.to_vec(),
-                ))?;
-                cross.push((name, value.into_dyn()));
+                let value = output(&mut encoded, &name)?;
+                cross.push((name, value));
             }
         }
         drop(encoded);
         let specials = self.tokenizer.specials;
         let prompt = specials.prompt();
-        let mut past: Vec<Vec<f32>> = vec![Vec::new(); 2 * self.layers];
+        // The self-attention cache: each step's outputs become the next step's inputs as they
+        // are, without copying them out and back in.
+        let mut past: Vec<DynValue> = Vec::with_capacity(2 * self.layers);
+        for _ in 0..2 * self.layers {
+            past.push(
+                Tensor::from_array((vec![1i64, 0, self.d_model as i64], Vec::<f32>::new()))?
+                    .into_dyn(),
+            );
+        }
         let mut text_tokens: Vec<u32> = Vec::new();
         for step in 0..MAX_TOKENS + prompt.len() {
             let token = prompt
@@ -166,25 +166,18 @@ impl Whisper {
                     Tensor::from_array((vec![1i64], vec![step as i64]))?.into(),
                 ),
             ];
-            for layer in 0..self.layers {
-                for (k, kind) in ["k", "v"].iter().enumerate() {
-                    let cache = std::mem::take(&mut past[2 * layer + k]);
-                    let len = (cache.len() / self.d_model) as i64;
-                    inputs.push((
-                        format!("past_{kind}_{layer}").into(),
-                        Tensor::from_array((vec![1i64, len, self.d_model as i64], cache))?.into(),
-                    ));
-                }
+            let caches = std::mem::take(&mut past);
+            for (i, cache) in caches.into_iter().enumerate() {
+                let kind = if i % 2 == 0 { "k" } else { "v" };
+                inputs.push((format!("past_{kind}_{}", i / 2).into(), cache.into()));
             }
             for (name, value) in &cross {
                 inputs.push((name.as_str().into(), value.into()));
             }
-            let outputs = self.decoder.run(inputs)?;
+            let mut outputs = self.decoder.run(inputs)?;
             for layer in 0..self.layers {
-                for (k, kind) in ["k", "v"].iter().enumerate() {
-                    let (_, data) = outputs[format!("present_{kind}_{layer}").as_str()]
-                        .try_extract_tensor::<f32>()?;
-                    past[2 * layer + k] = data.to_vec();
+                for kind in ["k", "v"] {
+                    past.push(output(&mut outputs, &format!("present_{kind}_{layer}"))?);
                 }
             }
             if step + 1 < prompt.len() {
@@ -215,6 +208,16 @@ pub(crate) fn session(dir: &ModelDir, name: &str, threads: usize) -> Result<Sess
     builder
         .commit_from_file(dir.file(name))
         .map_err(|e| SpeechError::Runtime(format!("{name}: {e}")))
+}
+
+/// Takes an output of a run, owned.
+fn output(
+    outputs: &mut ort::session::SessionOutputs<'_>,
+    name: &str,
+) -> Result<DynValue, SpeechError> {
+    outputs
+        .remove(name)
+        .ok_or_else(|| SpeechError::Runtime(format!("the model has no output {name}")))
 }
 
 fn read(path: &Path) -> Result<String, SpeechError> {
