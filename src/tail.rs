@@ -2,10 +2,8 @@
 //! a queue of its own that goes away with it.
 
 use anyhow::Context;
+use bloodbank_gateway::amqp_subscription;
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Connection, ConnectionProperties};
 
 #[derive(clap::Args, Debug)]
 pub struct TailArgs {
@@ -37,41 +35,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
 }
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let conn = Connection::connect(&args.amqp, ConnectionProperties::default())
+    let (_conn, mut consumer) = amqp_subscription(&args.amqp, &args.exchange, &args.pattern)
         .await
-        .with_context(|| format!("connecting to {}", args.amqp))?;
-    let ch = conn.create_channel().await?;
-    let queue = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    ch.queue_bind(
-        queue.name().clone(),
-        args.exchange.as_str().into(),
-        args.pattern.as_str().into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .with_context(|| format!("binding to exchange {:?}", args.exchange))?;
-    let mut consumer = ch
-        .basic_consume(
-            queue.name().clone(),
-            "bloodbank-tail".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+        .with_context(|| format!("subscribing to {} on {}", args.exchange, args.amqp))?;
     eprintln!(
         "tailing {} on {} ({}); Ctrl-C to stop",
         args.pattern, args.exchange, args.amqp

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
 pub use error::ApiError;
-pub use sink::{External, Sink};
+pub use sink::{amqp_subscription, External, Sink};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 

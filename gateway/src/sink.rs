@@ -205,45 +205,46 @@ impl External {
     }
 
     async fn subscribe(&self, exchange: &str, pattern: &str) -> Result<Stream, SinkError> {
-        let conn = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(lost)?;
-        let ch = conn.create_channel().await.map_err(lost)?;
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(lost)?;
-        ch.queue_bind(
-            q.name().clone(),
-            exchange.into(),
-            pattern.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(lost)?;
-        let consumer = ch
-            .basic_consume(
-                q.name().clone(),
-                "bloodbank-ws".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
+        let (conn, consumer) = amqp_subscription(&self.url, exchange, pattern)
             .await
             .map_err(lost)?;
         Ok(Stream::External(Box::new((consumer, conn))))
     }
+}
+
+/// A subscription on any AMQP broker: an exclusive queue of its own, bound to `exchange` by a
+/// topic `pattern`, consumed without acknowledgements. It goes away with the connection.
+pub async fn amqp_subscription(
+    url: &str,
+    exchange: &str,
+    pattern: &str,
+) -> Result<(Connection, lapin::Consumer), lapin::Error> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("".into(), options, FieldTable::default())
+        .await?;
+    ch.queue_bind(
+        q.name().clone(),
+        exchange.into(),
+        pattern.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let consume = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let consumer = ch
+        .basic_consume(q.name().clone(), "".into(), consume, FieldTable::default())
+        .await?;
+    Ok((conn, consumer))
 }
 
 /// The URL without its password, for logs.
