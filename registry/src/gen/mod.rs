@@ -25,11 +25,12 @@ pub const HEADER: &str =
 /// Every file of the generated package: (relative path, contents).
 pub fn generate(set: &SchemaSet, lang: Lang) -> Result<Vec<(String, String)>, Error> {
     let modules = model::build(set).map_err(Error::Invalid)?;
-    Ok(match lang {
-        Lang::Python => python::package(&modules),
-        Lang::TypeScript => typescript::package(&modules),
-        Lang::Rust => rust::package(&modules),
-    })
+    let layout = match lang {
+        Lang::Python => &python::LAYOUT,
+        Lang::TypeScript => &typescript::LAYOUT,
+        Lang::Rust => &rust::LAYOUT,
+    };
+    Ok(package(&modules, layout))
 }
 
 /// Writes a generated package under `out`, replacing files of the same names.
@@ -54,8 +55,30 @@ pub(crate) fn literal(value: &serde_json::Value) -> String {
     value.to_string()
 }
 
-pub(crate) fn modules_sorted(modules: &[Module]) -> Vec<&Module> {
+/// How a language lays out a package: one file per component, and an index file naming them.
+pub(crate) struct Layout {
+    pub extension: &'static str,
+    pub index_file: &'static str,
+    /// The index file's first lines.
+    pub index_head: fn() -> String,
+    /// The index's line for one component.
+    pub index_line: fn(&str) -> String,
+    pub render: fn(&Module) -> String,
+}
+
+/// Every file of a package, components in name order, the index last.
+fn package(modules: &[Module], layout: &Layout) -> Vec<(String, String)> {
     let mut sorted: Vec<&Module> = modules.iter().collect();
     sorted.sort_by(|a, b| a.component.cmp(&b.component));
-    sorted
+    let mut files = Vec::new();
+    let mut index = (layout.index_head)();
+    for module in sorted {
+        files.push((
+            format!("{}.{}", module.component, layout.extension),
+            (layout.render)(module),
+        ));
+        index.push_str(&(layout.index_line)(&module.component));
+    }
+    files.push((layout.index_file.to_string(), index));
+    files
 }

@@ -3,19 +3,16 @@
 
 use std::fmt::Write;
 
-use crate::gen::{literal, modules_sorted, HEADER};
+use crate::gen::{literal, Layout, HEADER};
 use crate::model::{Def, Field, Format, Module, Num, Object, Ty, Union};
 
-pub fn package(modules: &[Module]) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let mut init = format!("\"\"\"{HEADER}\"\"\"\n");
-    for module in modules_sorted(modules) {
-        files.push((format!("{}.py", module.component), render(module)));
-        let _ = writeln!(init, "from . import {}", module.component);
-    }
-    files.push(("__init__.py".to_string(), init));
-    files
-}
+pub(crate) const LAYOUT: Layout = Layout {
+    extension: "py",
+    index_file: "__init__.py",
+    index_head: || format!("\"\"\"{HEADER}\"\"\"\n"),
+    index_line: |component| format!("from . import {component}\n"),
+    render,
+};
 
 const PRELUDE: &str = r#"from __future__ import annotations
 

@@ -4,19 +4,16 @@
 use std::collections::HashSet;
 use std::fmt::Write;
 
-use crate::gen::{literal, modules_sorted, HEADER};
+use crate::gen::{literal, Layout, HEADER};
 use crate::model::{pascal, Def, Field, Module, Object, Ty, Union};
 
-pub fn package(modules: &[Module]) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let mut root = format!("//! {HEADER}\n\n");
-    for module in modules_sorted(modules) {
-        files.push((format!("{}.rs", module.component), render(module)));
-        let _ = writeln!(root, "pub mod {};", module.component);
-    }
-    files.push(("mod.rs".to_string(), root));
-    files
-}
+pub(crate) const LAYOUT: Layout = Layout {
+    extension: "rs",
+    index_file: "mod.rs",
+    index_head: || format!("//! {HEADER}\n\n"),
+    index_line: |component| format!("pub mod {component};\n"),
+    render,
+};
 
 const PRELUDE: &str = r#"#![allow(clippy::all, dead_code)]
 use serde::{Deserialize, Serialize};

@@ -2,23 +2,16 @@
 
 use std::fmt::Write;
 
-use crate::gen::{literal, modules_sorted, HEADER};
+use crate::gen::{literal, Layout, HEADER};
 use crate::model::{Def, Format, Module, Num, Object, Ty, Union};
 
-pub fn package(modules: &[Module]) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let mut index = format!("// {HEADER}\n");
-    for module in modules_sorted(modules) {
-        files.push((format!("{}.ts", module.component), render(module)));
-        let _ = writeln!(
-            index,
-            "export * as {} from \"./{}.js\";",
-            module.component, module.component
-        );
-    }
-    files.push(("index.ts".to_string(), index));
-    files
-}
+pub(crate) const LAYOUT: Layout = Layout {
+    extension: "ts",
+    index_file: "index.ts",
+    index_head: || format!("// {HEADER}\n"),
+    index_line: |component| format!("export * as {component} from \"./{component}.js\";\n"),
+    render,
+};
 
 fn render(module: &Module) -> String {
     let mut out = format!(
