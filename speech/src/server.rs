@@ -132,46 +132,41 @@ async fn page() -> axum::response::Html<&'static str> {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> String {
     let c = &shared.counters;
-    let mut out = String::new();
-    let mut counter = |name: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP bloodbank_speech_{name} {help}\n# TYPE bloodbank_speech_{name} counter\nbloodbank_speech_{name} {value}\n"));
-    };
-    counter(
-        "sessions_total",
-        "Sessions opened on /asr.",
-        c.sessions.load(Ordering::Relaxed),
-    );
-    counter(
-        "finals_total",
-        "Final transcripts.",
-        c.finals.load(Ordering::Relaxed),
-    );
-    counter(
-        "partials_total",
-        "Partial transcripts sent.",
-        c.partials.load(Ordering::Relaxed),
-    );
-    counter(
-        "partials_skipped_total",
-        "Partials skipped because every worker was busy.",
-        c.partials_skipped.load(Ordering::Relaxed),
-    );
+    let mut counters: Vec<(&str, &str, &AtomicU64)> = vec![
+        ("sessions_total", "Sessions opened on /asr.", &c.sessions),
+        ("finals_total", "Final transcripts.", &c.finals),
+        ("partials_total", "Partial transcripts sent.", &c.partials),
+        (
+            "partials_skipped_total",
+            "Partials skipped because every worker was busy.",
+            &c.partials_skipped,
+        ),
+    ];
     if let Some(w) = &shared.webhook {
-        counter(
-            "webhook_delivered_total",
-            "Finals the webhook accepted.",
-            w.delivered.load(Ordering::Relaxed),
-        );
-        counter(
-            "webhook_failed_total",
-            "Finals the webhook refused after every retry.",
-            w.failed.load(Ordering::Relaxed),
-        );
-        counter(
-            "webhook_dropped_total",
-            "Finals not sent because the webhook queue was full.",
-            w.dropped.load(Ordering::Relaxed),
-        );
+        counters.extend([
+            (
+                "webhook_delivered_total",
+                "Finals the webhook accepted.",
+                &w.delivered,
+            ),
+            (
+                "webhook_failed_total",
+                "Finals the webhook refused after every retry.",
+                &w.failed,
+            ),
+            (
+                "webhook_dropped_total",
+                "Finals not sent because the webhook queue was full.",
+                &w.dropped,
+            ),
+        ]);
+    }
+    let mut out = String::new();
+    for (name, help, value) in counters {
+        let value = value.load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "# HELP bloodbank_speech_{name} {help}\n# TYPE bloodbank_speech_{name} counter\nbloodbank_speech_{name} {value}\n"
+        ));
     }
     out
 }
