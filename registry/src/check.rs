@@ -1,5 +1,8 @@
 //! `bloodbank schemas validate`: everything that must hold of a schema tree.
 
+use std::collections::HashMap;
+
+use jsonschema::Validator;
 use serde_json::Value;
 
 use crate::contracts::{validator, Documents};
@@ -11,14 +14,24 @@ pub const COUNTER_EXAMPLES: &str = "x-invalid-examples";
 
 /// All problems of a parsed set, sorted by file.
 pub fn check(set: &SchemaSet) -> Vec<Problem> {
+    check_and_compile(set).0
+}
+
+/// The problems, and the validator of every file that compiled (by relative path), so that
+/// loading a tree compiles each schema once.
+pub(crate) fn check_and_compile(set: &SchemaSet) -> (Vec<Problem>, HashMap<String, Validator>) {
     let mut problems = Vec::new();
+    let mut validators = HashMap::new();
     let documents = Documents::of(set);
     for file in &set.files {
         problems.extend(declaration(file));
         problems.extend(meta(file));
         let broken_refs = refs::check(set, file);
         match validator(&documents, file) {
-            Ok(v) => problems.extend(examples(file, &v)),
+            Ok(v) => {
+                problems.extend(examples(file, &v));
+                validators.insert(file.rel.clone(), v);
+            }
             // A reference that resolves to nothing is already reported where it is written.
             Err(_) if !broken_refs.is_empty() => {}
             Err(why) => problems.push(Problem::new(&file.rel, "", why)),
@@ -27,7 +40,7 @@ pub fn check(set: &SchemaSet) -> Vec<Problem> {
     }
     problems.sort();
     problems.dedup();
-    problems
+    (problems, validators)
 }
 
 /// `$schema`, `$id` and the event type agree with the path.

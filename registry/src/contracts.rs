@@ -8,7 +8,7 @@ use jsonschema::{Draft, Retrieve, Uri, Validator};
 use serde_json::Value;
 
 use crate::check;
-use crate::error::{Error, Problem};
+use crate::error::Error;
 use crate::tree::{EventName, SchemaFile, SchemaSet};
 
 /// Why an instance does not satisfy its contract, at one place in it.
@@ -57,42 +57,34 @@ pub struct Contracts {
 }
 
 impl Contracts {
-    /// Loads and checks `dir`; any problem at all refuses the whole tree.
+    /// Loads, checks and compiles `dir`; any problem at all refuses the whole tree.
     pub fn load(dir: &Path) -> Result<Contracts, Error> {
         let (set, mut problems) = SchemaSet::load(dir)?;
-        problems.extend(check::check(&set));
+        let (found, mut validators) = check::check_and_compile(&set);
+        problems.extend(found);
         if !problems.is_empty() {
             return Err(Error::Invalid(problems));
         }
-        Contracts::compile(set).map_err(Error::Invalid)
-    }
-
-    /// Compiles every event contract of an already checked set.
-    pub fn compile(set: SchemaSet) -> Result<Contracts, Vec<Problem>> {
-        let documents = Documents::of(&set);
         let mut by_type: HashMap<String, Vec<Contract>> = HashMap::new();
-        let mut problems = Vec::new();
         for (name, file) in set.events() {
-            match validator(&documents, file) {
-                Ok(validator) => by_type
-                    .entry(name.event_type())
-                    .or_default()
-                    .push(Contract {
-                        name: name.clone(),
-                        rel: file.rel.clone(),
-                        schema: file.doc.clone(),
-                        validator,
-                    }),
-                Err(why) => problems.push(Problem::new(&file.rel, "", why)),
-            }
+            // A checked set has a validator for every file.
+            let Some(validator) = validators.remove(&file.rel) else {
+                continue;
+            };
+            by_type
+                .entry(name.event_type())
+                .or_default()
+                .push(Contract {
+                    name: name.clone(),
+                    rel: file.rel.clone(),
+                    schema: file.doc.clone(),
+                    validator,
+                });
         }
         for versions in by_type.values_mut() {
             versions.sort_by_key(|c| c.name.version);
         }
-        match problems.is_empty() {
-            true => Ok(Contracts { by_type, set }),
-            false => Err(problems),
-        }
+        Ok(Contracts { by_type, set })
     }
 
     /// The newest major version of an event type (the routing key).
