@@ -33,6 +33,26 @@ pub fn deterministic_id(event_type: &str, data: &Value, correlation_id: Option<U
     Uuid::new_v5(&ID_NAMESPACE, canonical.as_bytes())
 }
 
+impl Envelope {
+    /// The metadata the AMQP message carries: the envelope's, the producer's own CloudEvents
+    /// source and id if it sent a CloudEvent, and headers to copy (trace context).
+    pub(crate) fn meta(
+        &self,
+        cloud_event: Option<(String, String)>,
+        extra_headers: Vec<(String, String)>,
+    ) -> Meta {
+        Meta {
+            id: self.id,
+            event_type: self.event_type.clone(),
+            source: self.source.clone(),
+            timestamp: self.timestamp.clone(),
+            correlation_id: self.correlation_id,
+            cloud_event,
+            extra_headers,
+        }
+    }
+}
+
 /// What the AMQP properties of a published event say about it.
 #[derive(Debug, Clone)]
 pub struct Meta {

@@ -175,15 +175,7 @@ impl Gateway {
             correlation_id,
             schema_version,
         };
-        let meta = envelope::Meta {
-            id: envelope.id,
-            event_type: envelope.event_type.clone(),
-            source: envelope.source.clone(),
-            timestamp: envelope.timestamp.clone(),
-            correlation_id,
-            cloud_event: None,
-            extra_headers: Vec::new(),
-        };
+        let meta = envelope.meta(None, Vec::new());
         let body =
             serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
         let out = publishing::Outgoing {

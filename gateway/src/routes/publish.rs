@@ -102,7 +102,7 @@ async fn plain(
         correlation_id,
         schema_version,
     };
-    let meta = meta(&envelope, None, headers);
+    let meta = envelope.meta(None, trace_headers(headers));
     let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
     deliver(
         state,
@@ -144,7 +144,7 @@ async fn cloud_event(
         correlation_id,
         schema_version,
     };
-    let meta = meta(&envelope, Some((ce.source, ce.id)), headers);
+    let meta = envelope.meta(Some((ce.source, ce.id)), trace_headers(headers));
     let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
     deliver(
         state,
@@ -247,18 +247,6 @@ pub(crate) async fn legacy(
         },
     )
     .await
-}
-
-fn meta(envelope: &Envelope, cloud_event: Option<(String, String)>, headers: &HeaderMap) -> Meta {
-    Meta {
-        id: envelope.id,
-        event_type: envelope.event_type.clone(),
-        source: envelope.source.clone(),
-        timestamp: envelope.timestamp.clone(),
-        correlation_id: envelope.correlation_id,
-        cloud_event,
-        extra_headers: trace_headers(headers),
-    }
 }
 
 /// The routing key rules of the spec: `component.rest`, lower case.
