@@ -2,11 +2,10 @@
 //! the same keys. A flag or variable wins over the file, the file over the defaults.
 
 use anyhow::Context;
-use bloodbank_broker::{BrokerConfig, ExchangeDecl};
+use bloodbank_broker::{BrokerConfig, ExchangeDecl, Listen};
 use bloodbank_gateway::{ApiKey, Auth, GatewayConfig};
 use serde::Deserialize;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
@@ -17,9 +16,10 @@ pub struct ServeArgs {
     /// Where state is kept [default: ./data].
     #[arg(long, env = "BLOODBANK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// AMQP listener; port 0 picks a free port [default: 0.0.0.0:5672].
+    /// AMQP listener: host:port, several comma-separated; port 0 picks a free port
+    /// [default: 0.0.0.0:5672,[::]:5672].
     #[arg(long, env = "BLOODBANK_AMQP_LISTEN")]
-    pub amqp_listen: Option<SocketAddr>,
+    pub amqp_listen: Option<Listen>,
     /// Once every listener is up, write their addresses here as JSON.
     #[arg(long, env = "BLOODBANK_READY_FILE")]
     pub ready_file: Option<PathBuf>,
@@ -31,11 +31,11 @@ pub struct ServeArgs {
     /// bytes [default: 50000000].
     #[arg(long, env = "BLOODBANK_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<u64>,
-    /// HTTP gateway listener; port 0 picks a free port [default: 0.0.0.0:8000].
+    /// HTTP gateway listener, like --amqp-listen [default: 0.0.0.0:8000,[::]:8000].
     #[arg(long, env = "BLOODBANK_GATEWAY_LISTEN")]
-    pub gateway_listen: Option<SocketAddr>,
-    /// The event contracts the gateway validates against, reloaded when they change
-    /// [default: ./schemas].
+    pub gateway_listen: Option<Listen>,
+    /// A directory of event contracts to validate against instead of the ones built into the
+    /// binary, reloaded when its files change.
     #[arg(long, env = "BLOODBANK_SCHEMAS")]
     pub schemas: Option<PathBuf>,
     /// Publish event types without a contract (with a warning header) instead of 404.
@@ -52,9 +52,10 @@ pub struct ServeArgs {
     /// Keep correlation links in Redis (the original service's keys) instead of the data dir.
     #[arg(long, env = "BLOODBANK_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// Speech-to-text WebSocket listener (`/asr`) [default: 0.0.0.0:8888].
+    /// Speech-to-text listener (`/asr` and its page), like --amqp-listen
+    /// [default: 0.0.0.0:8888,[::]:8888].
     #[arg(long, env = "BLOODBANK_SPEECH_LISTEN")]
-    pub speech_listen: Option<SocketAddr>,
+    pub speech_listen: Option<Listen>,
     /// Where `bloodbank speech install-model` put the models [default: DATA_DIR/models].
     #[arg(long, env = "BLOODBANK_MODELS")]
     pub models: Option<PathBuf>,
@@ -64,6 +65,10 @@ pub struct ServeArgs {
     /// The Whisper model speech uses: tiny.en or base [default: tiny.en].
     #[arg(long, env = "BLOODBANK_SPEECH_MODEL")]
     pub speech_model: Option<String>,
+    /// Install the Whisper model first if it is not there yet (minutes, once; after the
+    /// listen addresses are checked).
+    #[arg(long, env = "BLOODBANK_INSTALL_MODEL")]
+    pub install_model: bool,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -74,7 +79,7 @@ const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
-    amqp_listen: Option<SocketAddr>,
+    amqp_listen: Option<Listen>,
     ready_file: Option<PathBuf>,
     exchanges: Option<Vec<FileExchange>>,
     max_message_size: Option<u64>,
@@ -85,7 +90,7 @@ struct FileConfig {
     /// Body bytes of ready messages kept in memory before persistent ones are read back from
     /// the log instead.
     message_memory: Option<u64>,
-    gateway_listen: Option<SocketAddr>,
+    gateway_listen: Option<Listen>,
     schemas: Option<PathBuf>,
     allow_unregistered: Option<bool>,
     /// Largest HTTP request body in bytes.
@@ -97,7 +102,7 @@ struct FileConfig {
     allow_anonymous: Option<bool>,
     broker_url: Option<String>,
     redis_url: Option<String>,
-    speech_listen: Option<SocketAddr>,
+    speech_listen: Option<Listen>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
     speech_model: Option<String>,
@@ -135,25 +140,53 @@ pub struct Settings {
     pub ready_file: Option<PathBuf>,
     pub broker: BrokerConfig,
     pub gateway: GatewayConfig,
-    pub schemas: PathBuf,
+    /// None: the contracts built into the binary.
+    pub schemas: Option<PathBuf>,
     pub broker_url: Option<String>,
-    pub speech_listen: SocketAddr,
+    pub speech_listen: Listen,
     pub speech_workers: usize,
     pub models: PathBuf,
     pub webhook_url: Option<String>,
     pub speech_model: String,
+    pub install_model: bool,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The AMQP URL at which a client on this machine reaches the broker of a `serve` with this
+/// configuration (flag, environment, then file): its `broker_url` when it publishes to an
+/// external broker, else its AMQP listener as guest, a wildcard address meaning loopback.
+pub fn local_amqp_url(config: Option<&Path>) -> anyhow::Result<String> {
+    let file = read_file(config)?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(url) = env("BLOODBANK_BROKER_URL").or(file.broker_url) {
+        return Ok(url.split(',').next().unwrap_or_default().trim().to_string());
+    }
+    let listen = match env("BLOODBANK_AMQP_LISTEN") {
+        Some(text) => text
+            .parse::<Listen>()
+            .context("BLOODBANK_AMQP_LISTEN")?,
+        None => file.amqp_listen.unwrap_or_else(|| Listen::any(5672)),
+    };
+    let addr = listen.addrs()[0];
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv6() => "[::1]".to_string(),
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Ok(format!("amqp://guest:guest@{host}:{}/%2f", addr.port()))
 }
 
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
-            toml::from_str(&text)
-                .with_context(|| format!("parsing config file {}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
+    let file = read_file(args.config.as_deref())?;
     let mut broker = BrokerConfig::default();
     if let Some(addr) = args.amqp_listen.or(file.amqp_listen) {
         broker.amqp_listen = addr;
@@ -233,15 +266,12 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         ready_file: args.ready_file.or(file.ready_file),
         broker,
         gateway,
-        schemas: args
-            .schemas
-            .or(file.schemas)
-            .unwrap_or_else(|| PathBuf::from("./schemas")),
+        schemas: args.schemas.or(file.schemas),
         broker_url: args.broker_url.or(file.broker_url),
         speech_listen: args
             .speech_listen
             .or(file.speech_listen)
-            .unwrap_or_else(|| ([0, 0, 0, 0], 8888).into()),
+            .unwrap_or_else(|| Listen::any(8888)),
         speech_workers: file.speech_workers.unwrap_or(2),
         models,
         webhook_url: args.webhook_url.or(file.webhook_url),
@@ -249,6 +279,7 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .speech_model
             .or(file.speech_model)
             .unwrap_or_else(|| "tiny.en".into()),
+        install_model: args.install_model,
     })
 }
 
@@ -272,7 +303,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.broker.amqp_listen.port(), 7000);
+        assert_eq!(s.broker.amqp_listen.addrs()[0].port(), 7000);
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(s.broker.exchanges.len(), 1);
         assert_eq!(s.broker.exchanges[0].kind, "topic");

@@ -1,6 +1,7 @@
 //! `bloodbank`: the 33GOD event bus in one binary.
 
 mod config;
+mod contracts;
 mod definitions;
 mod publish;
 mod schemas;
@@ -45,6 +46,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BLOODBANK_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)

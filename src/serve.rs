@@ -2,11 +2,13 @@
 
 use crate::config::Settings;
 use anyhow::Context;
-use bloodbank_broker::Broker;
-use bloodbank_gateway::{External, Gateway, Sink};
-use bloodbank_registry::live::Live;
+use bloodbank_broker::{BindError, Broker, BrokerError, Listen, PidLock, PidLockError};
+use bloodbank_gateway::{External, Gateway, GatewayError, Sink};
+use bloodbank_speech::SpeechError;
 use std::sync::Arc;
-use std::time::Duration;
+
+/// Held in the data directory while a `serve` runs there.
+const DATA_DIR_LOCK: &str = "bloodbank.pid";
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -16,15 +18,73 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     runtime.block_on(serve(settings))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-    let contracts = Live::start(&settings.schemas, Duration::from_secs(1)).with_context(|| {
-        format!(
-            "loading the event contracts in {}",
-            settings.schemas.display()
+/// A listener of `serve`: what it is for and how a user changes its address.
+struct Listener<'a> {
+    what: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    listen: &'a Listen,
+}
+
+impl Listener<'_> {
+    fn explain(&self, e: BindError) -> anyhow::Error {
+        let hint = match e.in_use() {
+            true => "Another program is using it: stop that program, or choose another address",
+            false => "Choose another address",
+        };
+        anyhow::anyhow!(
+            "{} cannot listen on {}: {}. {hint} with {} or {}",
+            self.what,
+            e.addr,
+            e.source,
+            self.flag,
+            self.env
         )
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = &settings.data_dir;
+    let _lock = PidLock::try_acquire(data_dir, DATA_DIR_LOCK).map_err(|e| match e {
+        PidLockError::Held { pid, .. } => anyhow::anyhow!(
+            "another bloodbank is running with data dir {} (pid {pid}); stop it, or give this one \
+             another --data-dir (BLOODBANK_DATA_DIR)",
+            data_dir.display()
+        ),
+        e => anyhow::Error::new(e),
     })?;
+    let amqp = Listener {
+        what: "AMQP",
+        flag: "--amqp-listen",
+        env: "BLOODBANK_AMQP_LISTEN",
+        listen: &settings.broker.amqp_listen,
+    };
+    let http = Listener {
+        what: "the HTTP gateway",
+        flag: "--gateway-listen",
+        env: "BLOODBANK_GATEWAY_LISTEN",
+        listen: &settings.gateway.listen,
+    };
+    let speech_listener = Listener {
+        what: "speech",
+        flag: "--speech-listen",
+        env: "BLOODBANK_SPEECH_LISTEN",
+        listen: &settings.speech_listen,
+    };
+    // Say what is wrong with an address before the slow steps (the model install), not after.
+    let embedded = settings.broker_url.is_none();
+    for listener in [&amqp, &http, &speech_listener] {
+        if listener.what != "AMQP" || embedded {
+            listener
+                .listen
+                .check()
+                .map_err(|e| listener.explain(e))?;
+        }
+    }
+    if settings.install_model {
+        crate::speech::install_if_missing(&settings.models, &settings.speech_model).await?;
+    }
+    let contracts = crate::contracts::load(settings.schemas.as_deref())?;
     // With an external broker, the embedded one does not run: the gateway publishes there.
     let (broker, sink) = match &settings.broker_url {
         Some(url) => {
@@ -35,24 +95,40 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             )
         }
         None => {
-            let broker = Broker::start(settings.broker).await?;
-            println!("listening amqp {}", broker.addr());
+            let broker = Broker::start(settings.broker.clone())
+                .await
+                .map_err(|e| match e {
+                    BrokerError::Listen(e) => amqp.explain(e),
+                    e => anyhow::Error::new(e),
+                })?;
+            println!("listening amqp {}", join(broker.addrs()));
             let sink = Sink::Embedded(broker.publisher());
             (Some(broker), sink)
         }
     };
-    let gateway = Arc::new(Gateway::start(settings.gateway, sink, Arc::new(contracts)).await?);
-    println!("listening http {}", gateway.addr());
+    let gateway = Gateway::start(settings.gateway.clone(), sink, Arc::new(contracts))
+        .await
+        .map_err(|e| match e {
+            GatewayError::Listen(e) => http.explain(e),
+            e => anyhow::Error::new(e),
+        })?;
+    let gateway = Arc::new(gateway);
+    println!("listening http {}", join(gateway.addrs()));
     let speech = crate::speech::start(
         &settings.models,
-        settings.speech_listen,
+        settings.speech_listen.clone(),
         settings.speech_workers,
         settings.webhook_url.as_deref(),
         &settings.speech_model,
         gateway.clone(),
     )
-    .await?;
-    println!("listening speech {}", speech.addr());
+    .await
+    .map_err(|e| match e.downcast::<SpeechError>() {
+        Ok(SpeechError::Listen(e)) => speech_listener.explain(e),
+        Ok(e) => anyhow::Error::new(e),
+        Err(e) => e,
+    })?;
+    println!("listening speech {}", join(speech.addrs()));
     if let Some(path) = &settings.ready_file {
         let amqp = broker.as_ref().map(|b| b.addr().to_string());
         let ready = serde_json::json!({
@@ -73,6 +149,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         broker.shutdown().await;
     }
     Ok(())
+}
+
+fn join(addrs: &[std::net::SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

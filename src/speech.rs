@@ -1,12 +1,14 @@
 //! `bloodbank speech ...`: install the Whisper model; transcribe a WAV file with it.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use bloodbank_gateway::Gateway;
 use bloodbank_speech::install::{install_model, model_dir};
 use bloodbank_speech::webhook::Webhook;
 use bloodbank_speech::{Engine, OnFinal, SpeechConfig, SpeechServer, Utterance, Whisper};
 use serde_json::json;
-use std::net::SocketAddr;
+use bloodbank_broker::Listen;
+use bloodbank_speech::resample::{To16k, TARGET};
+use bloodbank_speech::wav;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ const MAX_SESSION: Duration = Duration::from_secs(3600);
 /// with how to install one, and says so in one log line.
 pub async fn start(
     models: &Path,
-    listen: SocketAddr,
+    listen: Listen,
     workers: usize,
     webhook_url: Option<&str>,
     size: &str,
@@ -109,7 +111,7 @@ pub enum SpeechCommand {
         #[arg(long, env = "BLOODBANK_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
-    /// Print the transcript of a 16 kHz mono 16-bit WAV file (up to 30 s).
+    /// Print the transcript of a WAV file (up to 30 s; any rate, resampled to 16 kHz).
     Transcribe {
         file: PathBuf,
         #[arg(long, default_value = "tiny.en")]
@@ -140,37 +142,29 @@ pub fn run(command: SpeechCommand) -> anyhow::Result<()> {
     }
 }
 
-/// A 16 kHz mono PCM s16le WAV file's samples as floats.
-fn read_wav(path: &PathBuf) -> anyhow::Result<Vec<f32>> {
+/// A WAV file's samples, mono, at 16 kHz (resampled as `/asr` does for other rates).
+fn read_wav(path: &Path) -> anyhow::Result<Vec<f32>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        bail!("{}: not a WAV file", path.display());
+    let audio = wav::parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    if audio.rate == TARGET {
+        return Ok(audio.samples);
     }
-    let (mut pos, mut format, mut data) = (12, None, None);
-    while pos + 8 <= bytes.len() {
-        let id = &bytes[pos..pos + 4];
-        let size = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into()?) as usize;
-        let body = &bytes[pos + 8..(pos + 8 + size).min(bytes.len())];
-        match id {
-            b"fmt " if body.len() >= 16 => {
-                format = Some((
-                    u16::from_le_bytes([body[0], body[1]]),
-                    u16::from_le_bytes([body[2], body[3]]),
-                    u32::from_le_bytes(body[4..8].try_into()?),
-                    u16::from_le_bytes([body[14], body[15]]),
-                ))
-            }
-            b"data" => data = Some(body),
-            _ => {}
-        }
-        pos += 8 + size + (size & 1);
+    let mut resampler = To16k::new(audio.rate).map_err(anyhow::Error::msg)?;
+    let mut out = resampler.push(&audio.samples);
+    out.extend(resampler.finish());
+    Ok(out)
+}
+
+/// `serve --install-model`: the model, installed now if it is not there yet.
+pub async fn install_if_missing(models: &Path, size: &str) -> anyhow::Result<()> {
+    if model_dir(models, size).is_installed() {
+        return Ok(());
     }
-    match (format, data) {
-        (Some((1, 1, 16_000, 16)), Some(data)) => Ok(data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32 / 32768.0).collect()),
-        (Some((kind, channels, rate, bits)), Some(_)) => bail!(
-            "{}: format {kind}, {channels} channel(s), {rate} Hz, {bits} bits; need PCM, mono, 16000 Hz, 16 bits",
-            path.display()
-        ),
-        _ => bail!("{}: no fmt or data chunk", path.display()),
-    }
+    let models = models.to_path_buf();
+    let size = size.to_string();
+    tokio::task::spawn_blocking(move || {
+        install_model(&models, &size, |line| eprintln!("install-model: {line}"))
+    })
+    .await??;
+    Ok(())
 }

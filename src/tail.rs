@@ -10,13 +10,13 @@ pub struct TailArgs {
     /// Topic pattern of the event types to show.
     #[arg(default_value = "#")]
     pub pattern: String,
-    /// The broker.
-    #[arg(
-        long,
-        env = "BLOODBANK_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    pub amqp: String,
+    /// The broker [default: the one `bloodbank serve` runs with the same configuration
+    /// (--config, BLOODBANK_AMQP_LISTEN, BLOODBANK_BROKER_URL), else 127.0.0.1:5672 as guest].
+    #[arg(long, env = "BLOODBANK_AMQP_URL", hide_env_values = true)]
+    pub amqp: Option<String>,
+    /// The TOML file `serve` is started with, to find its broker.
+    #[arg(long, env = "BLOODBANK_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[arg(long, default_value = "events")]
     pub exchange: String,
     /// One JSON object per event and line, for machines.
@@ -35,12 +35,17 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
 }
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let (_conn, mut consumer) = amqp_subscription(&args.amqp, &args.exchange, &args.pattern)
+    let url = match &args.amqp {
+        Some(url) => url.clone(),
+        None => crate::config::local_amqp_url(args.config.as_deref())?,
+    };
+    let shown = redact(&url);
+    let (_conn, mut consumer) = amqp_subscription(&url, &args.exchange, &args.pattern)
         .await
-        .with_context(|| format!("subscribing to {} on {}", args.exchange, args.amqp))?;
+        .with_context(|| format!("subscribing to {} on {shown}", args.exchange))?;
     eprintln!(
-        "tailing {} on {} ({}); Ctrl-C to stop",
-        args.pattern, args.exchange, args.amqp
+        "tailing {} on {} ({shown}); Ctrl-C to stop",
+        args.pattern, args.exchange
     );
     let mut seen = 0;
     while let Some(delivery) = consumer.next().await {
@@ -73,4 +78,16 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }

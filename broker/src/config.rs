@@ -1,7 +1,7 @@
 //! What a broker is started with.
 
 use crate::core::Limits;
-use std::net::SocketAddr;
+use crate::listen::Listen;
 use std::path::PathBuf;
 
 /// An exchange that exists from the start (durable).
@@ -22,7 +22,7 @@ pub struct User {
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    pub amqp_listen: SocketAddr,
+    pub amqp_listen: Listen,
     /// Where durable definitions and persistent messages live. None: nothing survives a
     /// restart (for tests that embed a broker).
     pub data_dir: Option<PathBuf>,
@@ -44,7 +44,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            amqp_listen: SocketAddr::from(([0, 0, 0, 0], 5672)),
+            amqp_listen: Listen::any(5672),
             data_dir: None,
             segment_bytes: 64 * 1024 * 1024,
             memory_high_watermark: crate::net::default_memory_high_watermark(),

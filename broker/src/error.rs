@@ -141,11 +141,8 @@ pub fn exchange_ref(name: &str, vhost: &str) -> String {
 /// Errors of the broker as a process (not of one AMQP operation).
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("AMQP listener")]
+    Listen(#[from] crate::listen::BindError),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("store: {0}")]

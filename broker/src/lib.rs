@@ -15,7 +15,11 @@ pub mod store;
 pub mod wire;
 
 mod config;
+mod listen;
+mod pidlock;
 
 pub use config::{BrokerConfig, ExchangeDecl, User};
 pub use error::{AmqpError, BrokerError};
+pub use listen::{BindError, Listen, ListenParseError};
+pub use pidlock::{PidLock, PidLockError};
 pub use net::Broker;

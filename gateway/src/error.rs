@@ -27,6 +27,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{method} is not allowed on {path}; use {}", allowed.join(" or "))]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<&'static str>,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -68,6 +74,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED", Value::Null),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN", Value::Null),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NOT_FOUND", Value::Null),
+            ApiError::MethodNotAllowed { allowed, .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                json!({"allowed": allowed}),
+            ),
             ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", Value::Null)
             }
@@ -88,6 +99,11 @@ impl IntoResponse for ApiError {
             body["details"] = details;
         }
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::MethodNotAllowed { allowed, .. } = &self {
+            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::Router;
 use bloodbank_registry::live::Live;
-use tokio::net::TcpListener;
+use bloodbank_broker::{BindError, Listen};
 
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
@@ -33,7 +33,7 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// The exchange events are published to (routing key = event type).
     pub exchange: String,
     /// Largest request body accepted (413 beyond).
@@ -54,7 +54,7 @@ pub struct GatewayConfig {
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
-            listen: ([0, 0, 0, 0], 8000).into(),
+            listen: Listen::any(8000),
             exchange: "events".into(),
             body_limit: 1024 * 1024,
             allow_unregistered: false,
@@ -69,11 +69,8 @@ impl Default for GatewayConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("HTTP gateway listener")]
+    Listen(#[from] BindError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -93,8 +90,8 @@ pub(crate) struct AppState {
 
 /// A running gateway.
 pub struct Gateway {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     state: Arc<AppState>,
 }
 
@@ -116,17 +113,13 @@ impl Gateway {
                 .map(|d| d.join("gateway.redb"))
                 .as_deref(),
         )?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| GatewayError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| GatewayError::Listen {
-                addr: config.listen,
+        let listeners = config.listen.bind().await?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BindError {
+                addr: config.listen.addrs()[0],
                 source,
             })?;
         let auth = config.auth.clone();
@@ -142,13 +135,24 @@ impl Gateway {
         });
         tokio::spawn(prune(state.clone()));
         let app: Router = routes::router(state.clone());
-        let task = tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(e) = axum::serve(listener, service).await {
-                tracing::error!(error = %e, "gateway stopped");
-            }
-        });
-        Ok(Gateway { addr, task, state })
+        let tasks = listeners
+            .into_iter()
+            .map(|listener| {
+                let service = app
+                    .clone()
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, service).await {
+                        tracing::error!(error = %e, "gateway stopped");
+                    }
+                })
+            })
+            .collect();
+        Ok(Gateway {
+            addrs,
+            tasks,
+            state,
+        })
     }
 
     /// Publishes an event from inside the process (speech's final transcripts) through the
@@ -189,12 +193,20 @@ impl Gateway {
         serde_json::from_value(published.body).map_err(|e| ApiError::Internal(e.to_string()))
     }
 
+    /// The address of the first listener.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address listened on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     pub fn stop(&self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -9,6 +9,15 @@ pub(crate) enum Method {
     Post,
 }
 
+impl Method {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RequestBody {
     None,
@@ -218,6 +227,16 @@ fn schemas() -> Value {
                 "rabbitmq": {"type": "string", "enum": ["connected", "disconnected"]},
                 "correlation": {"type": "string"},
                 "redis": {"type": "string", "enum": ["connected", "disconnected", "not_configured"]},
+                "schemas": {
+                    "type": "object",
+                    "description": "Where the event contracts come from (built-in, or the --schemas directory) and how many event types they cover",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["ok", "degraded"]},
+                        "source": {"type": "string"},
+                        "event_types": {"type": "integer", "minimum": 0},
+                        "problem": {"type": ["string", "null"]}
+                    }
+                },
                 "timestamp": {"type": "string", "format": "date-time"}
             }
         },

@@ -1,13 +1,14 @@
 //! Compiled validators, one per event type and major version, looked up by routing key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
+use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Retrieve, Uri, Validator};
 use serde_json::Value;
 
-use crate::check;
+use crate::{check, refs};
 use crate::error::Error;
 use crate::tree::{EventName, SchemaFile, SchemaSet};
 
@@ -25,18 +26,80 @@ pub struct Contract {
     pub rel: String,
     pub schema: Value,
     validator: Validator,
+    /// Every property name the contract declares, at any depth and through `$ref`s.
+    declared: HashSet<String>,
+}
+
+fn unexpected_message(names: &[&String]) -> String {
+    let list = names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len() {
+        1 => format!("{list} is not a property of this contract"),
+        _ => format!("{list} are not properties of this contract"),
+    }
+}
+
+/// The property names declared in `node` and in everything it references.
+fn declared_properties(set: &SchemaSet, file: &SchemaFile) -> HashSet<String> {
+    let mut names = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut pending = vec![(file, &file.doc)];
+    while let Some((file, node)) = pending.pop() {
+        match node {
+            Value::Object(map) => {
+                if let Some(Value::Object(props)) = map.get("properties") {
+                    names.extend(props.keys().cloned());
+                }
+                if let Some(Value::String(reference)) = map.get("$ref") {
+                    if let Ok(target) = refs::resolve(set, file, reference) {
+                        if seen.insert((target.file.rel.clone(), target.pointer.clone())) {
+                            pending.push((target.file, target.node));
+                        }
+                    }
+                }
+                pending.extend(map.values().map(|v| (file, v)));
+            }
+            Value::Array(items) => pending.extend(items.iter().map(|v| (file, v))),
+            _ => {}
+        }
+    }
+    names
 }
 
 impl Contract {
+    /// Every violation, each with the JSON pointer of the value at fault. When a property
+    /// of an `allOf` branch fails, JSON Schema also reports the branch's other properties as
+    /// "unevaluated" (a failed branch evaluates nothing): that echo is left out, so only a
+    /// property the contract declares nowhere is reported as unexpected.
     pub fn validate(&self, instance: &Value) -> Result<(), Vec<Rejection>> {
-        let rejections: Vec<Rejection> = self
-            .validator
-            .iter_errors(instance)
-            .map(|e| Rejection {
+        let errors: Vec<_> = self.validator.iter_errors(instance).collect();
+        let unevaluated = |kind: &ValidationErrorKind| {
+            matches!(kind, ValidationErrorKind::UnevaluatedProperties { .. })
+        };
+        let others_failed = errors.iter().any(|e| !unevaluated(e.kind()));
+        let mut rejections = Vec::new();
+        for e in &errors {
+            let message = match e.kind() {
+                ValidationErrorKind::UnevaluatedProperties { unexpected } if others_failed => {
+                    let real: Vec<&String> = unexpected
+                        .iter()
+                        .filter(|p| !self.declared.contains(p.as_str()))
+                        .collect();
+                    if real.is_empty() {
+                        continue;
+                    }
+                    unexpected_message(&real)
+                }
+                _ => e.to_string(),
+            };
+            rejections.push(Rejection {
                 pointer: e.instance_path().to_string(),
-                message: e.to_string(),
-            })
-            .collect();
+                message,
+            });
+        }
         match rejections.is_empty() {
             true => Ok(()),
             false => Err(rejections),
@@ -59,7 +122,17 @@ pub struct Contracts {
 impl Contracts {
     /// Loads, checks and compiles `dir`; any problem at all refuses the whole tree.
     pub fn load(dir: &Path) -> Result<Contracts, Error> {
-        let (set, mut problems) = SchemaSet::load(dir)?;
+        let (set, problems) = SchemaSet::load(dir)?;
+        Contracts::compile(set, problems)
+    }
+
+    /// Checks and compiles `(relative path, text)` pairs: a tree carried inside a binary.
+    pub fn from_texts(texts: Vec<(String, String)>) -> Result<Contracts, Error> {
+        let (set, problems) = SchemaSet::from_texts(texts);
+        Contracts::compile(set, problems)
+    }
+
+    fn compile(set: SchemaSet, mut problems: Vec<crate::Problem>) -> Result<Contracts, Error> {
         let (found, mut validators) = check::check_and_compile(&set);
         problems.extend(found);
         if !problems.is_empty() {
@@ -79,6 +152,7 @@ impl Contracts {
                     rel: file.rel.clone(),
                     schema: file.doc.clone(),
                     validator,
+                    declared: declared_properties(&set, file),
                 });
         }
         for versions in by_type.values_mut() {
@@ -157,4 +231,60 @@ pub(crate) fn validator(documents: &Documents, file: &SchemaFile) -> Result<Vali
         .with_retriever(documents.clone())
         .build(&file.doc)
         .map_err(|e| format!("does not compile: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meeting_created() -> (Contracts, Value) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+        let event = json!({
+            "event_type": "theboard.meeting.created",
+            "timestamp": "2024-01-15T10:30:00Z",
+            "meeting_id": "550e8400-e29b-41d4-a716-446655440000",
+            "topic": "t",
+            "strategy": "simple",
+            "max_rounds": 5
+        });
+        (Contracts::load(&dir).unwrap(), event)
+    }
+
+    fn rejections(contracts: &Contracts, event: &Value) -> Vec<(String, String)> {
+        let contract = contracts.latest("theboard.meeting.created").unwrap();
+        match contract.validate(event) {
+            Ok(()) => Vec::new(),
+            Err(r) => r.into_iter().map(|r| (r.pointer, r.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bad_field_is_reported_alone_not_with_its_valid_neighbours() {
+        let (contracts, mut event) = meeting_created();
+        assert!(rejections(&contracts, &event).is_empty());
+        event["timestamp"] = json!("yesterday");
+        let found = rejections(&contracts, &event);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "/timestamp");
+    }
+
+    #[test]
+    fn an_unknown_field_is_still_reported_beside_another_failure() {
+        let (contracts, mut event) = meeting_created();
+        event["bogus"] = json!(1);
+        let alone = rejections(&contracts, &event);
+        assert_eq!(alone.len(), 1, "{alone:?}");
+        assert!(alone[0].1.contains("bogus"), "{alone:?}");
+
+        event["timestamp"] = json!("yesterday");
+        let both = rejections(&contracts, &event);
+        assert_eq!(both.len(), 2, "{both:?}");
+        let unexpected = both.iter().find(|(p, _)| p.is_empty()).unwrap();
+        assert_eq!(
+            unexpected.1,
+            "\"bogus\" is not a property of this contract"
+        );
+        assert!(both.iter().any(|(p, _)| p == "/timestamp"));
+    }
 }

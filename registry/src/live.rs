@@ -9,7 +9,37 @@ use std::time::{Duration, SystemTime};
 use crate::contracts::Contracts;
 use crate::error::Error;
 
+/// Where a set of contracts comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Built into the binary: the project's own `schemas/` as it was at build time.
+    BuiltIn,
+    /// A directory, watched for changes.
+    Dir(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::BuiltIn => f.write_str("built-in"),
+            Source::Dir(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// What `/health` says of the contracts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub source: Source,
+    /// Event types with at least one contract.
+    pub event_types: usize,
+    /// Why the set is not what was asked for: a configured directory that is missing or
+    /// holds no contract, or an edit that did not load. None when all is well.
+    pub problem: Option<String>,
+}
+
 struct State {
+    source: Source,
     contracts: RwLock<Arc<Contracts>>,
     last_error: Mutex<Option<String>>,
     stop: AtomicBool,
@@ -33,6 +63,7 @@ impl Live {
             }
         };
         let state = Arc::new(State {
+            source: Source::Dir(dir.to_path_buf()),
             contracts: RwLock::new(Arc::new(contracts)),
             last_error: Mutex::new(None),
             stop: AtomicBool::new(false),
@@ -47,6 +78,42 @@ impl Live {
                 source,
             })?;
         Ok(Live { state })
+    }
+
+    /// A set that never changes (the contracts built into the binary).
+    pub fn fixed(contracts: Contracts, source: Source) -> Live {
+        Live {
+            state: Arc::new(State {
+                source,
+                contracts: RwLock::new(Arc::new(contracts)),
+                last_error: Mutex::new(None),
+                stop: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.state.source
+    }
+
+    /// Where the contracts come from, how many there are, and what is wrong with them.
+    pub fn status(&self) -> Status {
+        let event_types = self.current().event_types().len();
+        let problem = match (&self.state.source, self.last_error()) {
+            (_, Some(e)) => Some(format!("the last edit did not load: {e}")),
+            (Source::Dir(dir), None) if !dir.is_dir() => {
+                Some(format!("{} does not exist", dir.display()))
+            }
+            (Source::Dir(dir), None) if event_types == 0 => {
+                Some(format!("{} holds no event contract", dir.display()))
+            }
+            _ => None,
+        };
+        Status {
+            source: self.state.source.clone(),
+            event_types,
+            problem,
+        }
     }
 
     /// The current set; cheap, and stays valid while a reload swaps in another.
@@ -98,8 +165,8 @@ fn watch(
                 *last_error = None;
             }
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), "schemas changed but do not load; keeping the last good set: {e}");
-                *last_error = Some(e.to_string());
+                tracing::warn!(dir = %dir.display(), "schemas changed but do not load; keeping the last good set: {}", chain(&e));
+                *last_error = Some(chain(&e));
             }
         }
     }
@@ -123,4 +190,16 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     }
     out.sort();
     out
+}
+
+/// An error and its sources, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }

@@ -7,6 +7,8 @@ pub enum SpeechError {
     Runtime(String),
     #[error("installing the speech model: {0}")]
     Install(String),
+    #[error("speech listener")]
+    Listen(#[from] bloodbank_broker::BindError),
 }
 
 impl From<ort::Error> for SpeechError {

@@ -9,6 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use bloodbank_broker::{PidLock, PidLockError};
+
 use crate::error::SpeechError;
 use crate::whisper::ModelDir;
 
@@ -27,6 +29,16 @@ pub const SIZES: &[(&str, &[&str])] = &[
 ];
 /// Silero VAD ships inside this wheel; it is installed without its dependencies.
 const VAD_PACKAGE: &str = "faster-whisper==1.2.1";
+
+/// Held by the install working in a models directory.
+const INSTALL_LOCK: &str = ".install.lock";
+
+fn chain(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    }
+}
 
 /// Where a model size lives under the models directory.
 pub fn model_dir(models: &Path, size: &str) -> ModelDir {
@@ -56,6 +68,23 @@ pub fn install_model(
         return Ok(target);
     }
     std::fs::create_dir_all(models).map_err(|e| fail(format!("{}: {e}", models.display())))?;
+    // Two installs at once (two terminals, two services) take turns; the second finds the
+    // model installed by the first.
+    let _lock = match PidLock::try_acquire(models, INSTALL_LOCK) {
+        Ok(lock) => lock,
+        Err(PidLockError::Held { pid, .. }) => {
+            say(&format!(
+                "another install (pid {pid}) is working in {}; waiting for it",
+                models.display()
+            ));
+            PidLock::wait(models, INSTALL_LOCK).map_err(|e| fail(chain(&e)))?
+        }
+        Err(e) => return Err(fail(chain(&e))),
+    };
+    if target.is_installed() {
+        say(&format!("installed in {}", target.0.display()));
+        return Ok(target);
+    }
     let venv = models.join(".venv");
     let python = venv.join("bin/python");
     if !python.exists() {

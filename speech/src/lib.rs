@@ -14,6 +14,7 @@ pub mod segmenter;
 pub mod server;
 pub mod tokenizer;
 pub mod vad;
+pub mod wav;
 pub mod webhook;
 pub mod whisper;
 

@@ -54,6 +54,14 @@ impl To16k {
         self.pending.drain(..used);
         ready
     }
+
+    /// The end of the stream: what still waits for a full chunk comes out, followed by a
+    /// little silence (the chunk is filled with zeros).
+    pub fn finish(&mut self) -> Vec<f32> {
+        let need = self.inner.input_frames_next();
+        let pad = need.saturating_sub(self.pending.len() % need.max(1));
+        self.push(&vec![0.0; pad])
+    }
 }
 
 #[cfg(test)]

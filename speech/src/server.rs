@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::core::clock::rfc3339;
 use serde_json::Value;
-use tokio::net::TcpListener;
+use bloodbank_broker::{BindError, Listen};
 use uuid::Uuid;
 
 use crate::agreement::Agreement;
@@ -49,7 +49,7 @@ pub type OnFinal = Arc<
 
 #[derive(Clone)]
 pub struct SpeechConfig {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     /// Longest session; it is ended (with a message) past this.
     pub max_session: Duration,
 }
@@ -74,8 +74,8 @@ struct Shared {
 }
 
 pub struct SpeechServer {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl SpeechServer {
@@ -87,12 +87,15 @@ impl SpeechServer {
         on_final: OnFinal,
         webhook: Option<Arc<WebhookStats>>,
     ) -> Result<SpeechServer, SpeechError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| SpeechError::Runtime(format!("listening on {}: {e}", config.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+        let listeners = config.listen.bind().await?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BindError {
+                addr: config.listen.addrs()[0],
+                source,
+            })?;
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             webhook,
@@ -106,20 +109,34 @@ impl SpeechServer {
             .route("/asr", get(asr))
             .route("/metrics", get(metrics))
             .with_state(shared);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "speech listener stopped");
-            }
-        });
-        Ok(SpeechServer { addr, task })
+        let tasks = listeners
+            .into_iter()
+            .map(|listener| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "speech listener stopped");
+                    }
+                })
+            })
+            .collect();
+        Ok(SpeechServer { addrs, tasks })
     }
 
+    /// The address of the first listener.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address listened on.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     pub fn stop(self) {
-        self.task.abort();
+        for task in self.tasks {
+            task.abort();
+        }
     }
 }
 

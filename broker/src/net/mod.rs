@@ -19,6 +19,7 @@ use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
 use crate::core::{ChanKey, Core, Outbound};
 use crate::error::{AmqpError, BrokerError};
+use crate::listen::BindError;
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
 use crate::wire::PROTOCOL_HEADER;
@@ -60,10 +61,10 @@ impl Shared {
 
 /// A running broker.
 pub struct Broker {
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -91,16 +92,13 @@ impl Broker {
             .map_err(|e| BrokerError::Config(format!("exchange '{}': {e}", decl.name)))?;
         }
         core.close_channel(boot);
-        let listener = TcpListener::bind(config.amqp_listen)
-            .await
-            .map_err(|source| BrokerError::Listen {
-                addr: config.amqp_listen.to_string(),
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| BrokerError::Listen {
-                addr: config.amqp_listen.to_string(),
+        let listeners = config.amqp_listen.bind().await?;
+        let addrs = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BindError {
+                addr: config.amqp_listen.addrs()[0],
                 source,
             })?;
         let (alarm_tx, alarm) = watch::channel(None);
@@ -117,7 +115,10 @@ impl Broker {
             pressure: pressure.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let server = tokio::spawn(accept_loop(listener, shared.clone(), shutdown_rx.clone()));
+        let servers = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, shared.clone(), shutdown_rx.clone())))
+            .collect();
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         tokio::spawn(async move {
             let mut shutdown = shutdown_rx;
@@ -127,16 +128,21 @@ impl Broker {
             }
         });
         Ok(Broker {
-            addr,
+            addrs,
             shared,
             shutdown,
-            server,
+            servers,
         })
     }
 
-    /// The address the AMQP listener is bound to.
+    /// The address the (first) AMQP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every address the AMQP listeners are bound to.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// A publisher inside the process (the gateway's and speech's way in).
@@ -152,7 +158,9 @@ impl Broker {
     /// makes the message log durable.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        for server in self.servers {
+            let _ = server.await;
+        }
         self.shared.lock().close_store();
     }
 }

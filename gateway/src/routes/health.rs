@@ -8,14 +8,18 @@ use crate::AppState;
 use bloodbank_broker::core::clock::{now_ms, rfc3339};
 
 /// `healthy` when events can be published and tracked; `degraded` when a resource alarm blocks
-/// publishing or the correlation store (Redis) is unreachable; `unhealthy` when the (external)
+/// publishing, the correlation store (Redis) is unreachable, or a configured contracts
+/// directory is missing, empty or holds an edit that did not load; `unhealthy` when the (external)
 /// broker cannot be reached. The spec's `rabbitmq` and `redis` fields are kept for its clients.
 pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     let (broker, detail) = state.sink.state().await;
     let redis = state.correlation.redis_state().await;
-    let status = match (broker, redis) {
-        ("accepting", "disconnected") | ("blocked", _) => "degraded",
-        ("accepting", _) => "healthy",
+    let schemas = state.contracts.status();
+    let status = match (broker, redis, &schemas.problem) {
+        ("accepting", "disconnected", _) | ("blocked", _, _) | ("accepting", _, Some(_)) => {
+            "degraded"
+        }
+        ("accepting", _, None) => "healthy",
         _ => "unhealthy",
     };
     Json(json!({
@@ -25,7 +29,12 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
         "rabbitmq": if broker == "disconnected" { "disconnected" } else { "connected" },
         "correlation": state.correlation.name(),
         "redis": redis,
-        "schemas": state.contracts.last_error().map_or("ok".to_string(), |e| format!("last edit refused: {e}")),
+        "schemas": {
+            "status": if schemas.problem.is_some() { "degraded" } else { "ok" },
+            "source": schemas.source.to_string(),
+            "event_types": schemas.event_types,
+            "problem": schemas.problem,
+        },
         "timestamp": rfc3339(now_ms()),
     }))
 }

@@ -159,6 +159,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(v1.clone())
         .nest("/v1", v1)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::metrics::track,
@@ -172,4 +173,30 @@ async fn openapi_json(State(_): State<Arc<AppState>>) -> Json<Value> {
 
 async fn not_found(uri: axum::http::Uri) -> crate::ApiError {
     crate::ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+/// A known path with the wrong method: 405 with the JSON error body and `Allow`.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> crate::ApiError {
+    let path = uri.path();
+    let mut allowed: Vec<&'static str> = API
+        .iter()
+        .filter(|op| matches(op.path, path.strip_prefix("/v1").unwrap_or(path)))
+        .map(|op| op.method.name())
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    crate::ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: path.to_string(),
+        allowed,
+    }
+}
+
+/// Whether a route template (`/events/{event_type}`) matches a path.
+fn matches(template: &str, path: &str) -> bool {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    t.len() == p.len()
+        && t.iter()
+            .zip(&p)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
 }
