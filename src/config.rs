@@ -170,9 +170,7 @@ pub fn local_amqp_url(config: Option<&Path>) -> anyhow::Result<String> {
         return Ok(url.split(',').next().unwrap_or_default().trim().to_string());
     }
     let listen = match env("BLOODBANK_AMQP_LISTEN") {
-        Some(text) => text
-            .parse::<Listen>()
-            .context("BLOODBANK_AMQP_LISTEN")?,
+        Some(text) => text.parse::<Listen>().context("BLOODBANK_AMQP_LISTEN")?,
         None => file.amqp_listen.unwrap_or_else(|| Listen::any(5672)),
     };
     let addr = listen.addrs()[0];
@@ -329,5 +327,47 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("max_message_size"));
+    }
+}
+
+#[cfg(test)]
+mod readme {
+    use super::ServeArgs;
+    use clap::Args;
+
+    /// The README's table of `serve` settings, as the CLI definition makes it.
+    fn settings_table() -> String {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let mut out =
+            String::from("| flag | environment variable | what it sets |\n|---|---|---|\n");
+        for arg in command.get_arguments() {
+            let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+                continue;
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let help = help.trim_end_matches('.').replace('\n', " ");
+            out.push_str(&format!(
+                "| `--{long}` | `{}` | {help} |\n",
+                env.to_string_lossy()
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn the_readme_lists_every_setting_of_serve() {
+        let readme = include_str!("../README.md");
+        let begin =
+            "<!-- serve-settings: generated from the CLI definition; src/config.rs checks it -->\n";
+        let start = readme.find(begin).expect("README has the settings marker") + begin.len();
+        let end = readme[start..]
+            .find("<!-- /serve-settings -->")
+            .expect("README closes the settings table")
+            + start;
+        let expected = settings_table();
+        assert!(
+            readme[start..end] == expected,
+            "README's settings table is out of date; put this between the markers:\n{expected}"
+        );
     }
 }

@@ -26,6 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start every part: the AMQP broker, the HTTP gateway, speech-to-text.
+    #[command(args_override_self = true)]
     Serve(Box<config::ServeArgs>),
     /// Export or import durable definitions (RabbitMQ's definitions JSON).
     #[command(subcommand)]

@@ -75,10 +75,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let embedded = settings.broker_url.is_none();
     for listener in [&amqp, &http, &speech_listener] {
         if listener.what != "AMQP" || embedded {
-            listener
-                .listen
-                .check()
-                .map_err(|e| listener.explain(e))?;
+            listener.listen.check().map_err(|e| listener.explain(e))?;
         }
     }
     if settings.install_model {

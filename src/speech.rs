@@ -1,14 +1,14 @@
 //! `bloodbank speech ...`: install the Whisper model; transcribe a WAV file with it.
 
 use anyhow::Context;
+use bloodbank_broker::Listen;
 use bloodbank_gateway::Gateway;
 use bloodbank_speech::install::{install_model, model_dir};
+use bloodbank_speech::resample::{To16k, TARGET};
+use bloodbank_speech::wav;
 use bloodbank_speech::webhook::Webhook;
 use bloodbank_speech::{Engine, OnFinal, SpeechConfig, SpeechServer, Utterance, Whisper};
 use serde_json::json;
-use bloodbank_broker::Listen;
-use bloodbank_speech::resample::{To16k, TARGET};
-use bloodbank_speech::wav;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

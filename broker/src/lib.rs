@@ -21,5 +21,5 @@ mod pidlock;
 pub use config::{BrokerConfig, ExchangeDecl, User};
 pub use error::{AmqpError, BrokerError};
 pub use listen::{BindError, Listen, ListenParseError};
-pub use pidlock::{PidLock, PidLockError};
 pub use net::Broker;
+pub use pidlock::{PidLock, PidLockError};

@@ -91,7 +91,12 @@ impl Listen {
             match std::net::TcpListener::bind(addr) {
                 Ok(_) => {}
                 Err(e) if self.0.len() > 1 && family_missing(&e) => {}
-                Err(source) => return Err(BindError { addr: *addr, source }),
+                Err(source) => {
+                    return Err(BindError {
+                        addr: *addr,
+                        source,
+                    })
+                }
             }
         }
         Ok(())
@@ -156,10 +161,7 @@ impl FromStr for Listen {
             }
             let resolved: Vec<SocketAddr> = match part.parse::<SocketAddr>() {
                 Ok(addr) => vec![addr],
-                Err(_) => part
-                    .to_socket_addrs()
-                    .map_err(|e| fail(Some(e)))?
-                    .collect(),
+                Err(_) => part.to_socket_addrs().map_err(|e| fail(Some(e)))?.collect(),
             };
             if resolved.is_empty() {
                 return Err(fail(None));

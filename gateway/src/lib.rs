@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use bloodbank_registry::live::Live;
 use bloodbank_broker::{BindError, Listen};
+use bloodbank_registry::live::Live;
 
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};

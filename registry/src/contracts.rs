@@ -8,9 +8,9 @@ use jsonschema::error::ValidationErrorKind;
 use jsonschema::{Draft, Retrieve, Uri, Validator};
 use serde_json::Value;
 
-use crate::{check, refs};
 use crate::error::Error;
 use crate::tree::{EventName, SchemaFile, SchemaSet};
+use crate::{check, refs};
 
 /// Why an instance does not satisfy its contract, at one place in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,10 +281,7 @@ mod tests {
         let both = rejections(&contracts, &event);
         assert_eq!(both.len(), 2, "{both:?}");
         let unexpected = both.iter().find(|(p, _)| p.is_empty()).unwrap();
-        assert_eq!(
-            unexpected.1,
-            "\"bogus\" is not a property of this contract"
-        );
+        assert_eq!(unexpected.1, "\"bogus\" is not a property of this contract");
         assert!(both.iter().any(|(p, _)| p == "/timestamp"));
     }
 }

@@ -14,8 +14,8 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::core::clock::rfc3339;
-use serde_json::Value;
 use bloodbank_broker::{BindError, Listen};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::agreement::Agreement;

@@ -67,9 +67,9 @@ pub fn parse(bytes: &[u8]) -> Result<Audio, WavError> {
         (PCM, 24) => |b| i32::from_le_bytes([0, b[0], b[1], b[2]]) as f32 / 2_147_483_648.0,
         (PCM, 32) => |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f32 / 2_147_483_648.0,
         (FLOAT, 32) => |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        (FLOAT, 64) => |b| {
-            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
-        },
+        (FLOAT, 64) => {
+            |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32
+        }
         (tag, bits) => return Err(WavError::Unsupported { tag, bits }),
     };
     let frame = width * channels as usize;
@@ -112,7 +112,10 @@ mod tests {
 
     #[test]
     fn float_and_bad_files() {
-        let data: Vec<u8> = [0.5f32, -1.0].iter().flat_map(|s| s.to_le_bytes()).collect();
+        let data: Vec<u8> = [0.5f32, -1.0]
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
         let audio = parse(&wav(FLOAT, 1, 8_000, 32, &data)).unwrap();
         assert_eq!(audio.samples, vec![0.5, -1.0]);
         assert_eq!(parse(b"nope"), Err(WavError::NotWav));

@@ -15,6 +15,11 @@ pub struct Server {
 /// Starts `bloodbank serve` on a free port with `data` as its data directory, appending its
 /// log to `log`, with `extra` flags.
 pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
+    start_in(Path::new("."), data, log, extra)
+}
+
+/// [`start`] with `cwd` as the working directory.
+pub fn start_in(cwd: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
     let ready = data.with_extension("ready");
     let _ = std::fs::remove_file(&ready);
     let stderr = std::fs::OpenOptions::new()
@@ -37,6 +42,7 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
         .arg("--ready-file")
         .arg(&ready)
         .args(extra)
+        .current_dir(cwd)
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr))
         .spawn()
