@@ -160,6 +160,20 @@ def test_the_page_shows_what_the_microphone_hears(speaking_server):
         assert wer(sentence, " ".join(finals)) <= 0.25, finals
 
 
+def test_the_page_opened_from_another_machine_says_how_to_get_a_microphone(bloodbank):
+    """Over plain HTTP on a host that is not localhost the browser has no microphone API: the
+    page says what to do instead of pretending to listen."""
+    port = bloodbank.speech.rsplit(":", 1)[1]
+    result = subprocess.run(["node", str(ROOT / "tests" / "browser" / "speech_page_remote.mjs"), port],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = json.loads(result.stdout)
+    assert shown["secure"] is False
+    assert "localhost" in shown["notice"] and "ssh -L" in shown["notice"]
+    assert "listening" not in shown["status"]
+    assert shown["startDisabled"] is True
+
+
 def test_finals_reach_the_webhook_and_metrics_count_them():
     import http.server
     import threading
