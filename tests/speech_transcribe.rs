@@ -23,13 +23,18 @@ fn data_dir() -> PathBuf {
 
 /// 16 kHz mono s16le WAV of `text`, spoken by espeak-ng.
 fn speak(text: &str, path: &std::path::Path) {
+    speak_as(text, path, "16000", "1", "16")
+}
+
+/// A WAV of `text` at `rate` Hz with `channels` channels of `bits`-bit PCM.
+fn speak_as(text: &str, path: &std::path::Path, rate: &str, channels: &str, bits: &str) {
     let mut espeak = Command::new("espeak-ng")
         .args(["-v", "en-us", "-s", "150", "--stdout", text])
         .stdout(Stdio::piped())
         .spawn()
         .expect("espeak-ng (scripts/test installs it)");
     let status = Command::new("sox")
-        .args(["-t", "wav", "-", "-r", "16000", "-c", "1", "-b", "16"])
+        .args(["-t", "wav", "-", "-r", rate, "-c", channels, "-b", bits])
         .arg(path)
         .stdin(espeak.stdout.take().unwrap())
         .status()
@@ -96,6 +101,29 @@ fn transcribed_by(size: &str) {
             "{size}: said {sentence:?}, heard {heard:?} (WER {rate:.2})"
         );
     }
+}
+
+/// A 44.1 kHz stereo 24-bit file is mixed down and resampled as `/asr` resamples a stream.
+#[test]
+fn a_wav_at_another_rate_is_resampled() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("cd.wav");
+    speak_as(SENTENCES[0], &wav, "44100", "2", "24");
+    let out = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+        .args(["speech", "transcribe"])
+        .arg(&wav)
+        .arg("--data-dir")
+        .arg(data_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rate = wer(SENTENCES[0], &heard);
+    assert!(rate <= 0.25, "said {:?}, heard {heard:?}", SENTENCES[0]);
 }
 
 #[test]

@@ -81,6 +81,14 @@ impl RabbitMq {
             assert!(Instant::now() < deadline, "rabbitmq-server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // The listener opens before the node has finished booting (the first publish of a
+        // test was once refused): wait for the boot to complete as well.
+        let _ = self
+            .command("rabbitmqctl")
+            .args(["-q", "await_startup"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     /// `rabbitmqctl stop_app` (the node stays, AMQP goes away) or `start_app`.
