@@ -63,12 +63,29 @@ pub mod code {
     }
 }
 
+/// The longest AMQP short string, in bytes.
+pub const SHORT_STRING_MAX: usize = 255;
+
+/// `text` cut to fit a short string: at most 255 bytes, ending in "..." when cut (as RabbitMQ
+/// cuts reply texts), never inside a UTF-8 character.
+pub fn bounded_short(text: &str) -> String {
+    if text.len() <= SHORT_STRING_MAX {
+        return text.to_string();
+    }
+    let mut end = SHORT_STRING_MAX - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
 impl AmqpError {
-    /// An error with `code`; the text gets RabbitMQ's `NAME - ` prefix.
+    /// An error with `code`; the text gets RabbitMQ's `NAME - ` prefix and is bounded to a
+    /// short string (a queue name of 250 bytes makes a longer one).
     pub fn new(code: u16, text: impl fmt::Display) -> Self {
         AmqpError {
             code,
-            text: format!("{} - {}", code::name(code), text),
+            text: bounded_short(&format!("{} - {}", code::name(code), text)),
             class_id: 0,
             method_id: 0,
         }
@@ -147,4 +164,25 @@ pub enum BrokerError {
     Config(String),
     #[error("store: {0}")]
     Store(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_texts_fit_a_short_string() {
+        let name = "q".repeat(250);
+        let err = AmqpError::not_found(queue_ref(&name, "/"));
+        assert_eq!(err.text.len(), SHORT_STRING_MAX);
+        assert!(
+            err.text.starts_with("NOT_FOUND - no queue")
+                || err.text.starts_with("NOT_FOUND - queue")
+        );
+        assert!(err.text.ends_with("..."));
+        let wide = "é".repeat(200);
+        let cut = bounded_short(&wide);
+        assert!(cut.len() <= SHORT_STRING_MAX && cut.ends_with("..."));
+        assert_eq!(bounded_short("short"), "short");
+    }
 }

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod process;
 pub mod rabbitmq;
+pub mod raw;
 
 use bloodbank_broker::{Broker, BrokerConfig};
 use futures_lite::StreamExt;

@@ -154,6 +154,12 @@ pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, Amqp
                 _ => Err(invalid(key, format!("expected a string, got {value:?}"))),
             }
         };
+        let short = |s: String| -> Result<String, AmqpError> {
+            match s.len() <= crate::error::SHORT_STRING_MAX {
+                true => Ok(s),
+                false => Err(invalid(key, "longer than 255 bytes".to_string())),
+            }
+        };
         let one_of = |allowed: &[&str]| -> Result<String, AmqpError> {
             let s = string()?;
             if allowed.contains(&s.as_str()) {
@@ -179,8 +185,9 @@ pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, Amqp
                         _ => Overflow::DropHead,
                     }
             }
-            "x-dead-letter-exchange" => parsed.dead_letter_exchange = Some(string()?),
-            "x-dead-letter-routing-key" => parsed.dead_letter_routing_key = Some(string()?),
+            // Both become short strings on the wire when a message is dead-lettered.
+            "x-dead-letter-exchange" => parsed.dead_letter_exchange = Some(short(string()?)?),
+            "x-dead-letter-routing-key" => parsed.dead_letter_routing_key = Some(short(string()?)?),
             "x-dead-letter-strategy" => {
                 one_of(&["at-most-once", "at-least-once"])?;
             }

@@ -34,33 +34,42 @@ impl Core {
     }
 
     /// Closes a channel: its consumers go away and its unacknowledged messages are requeued.
+    /// An auto-delete queue goes when its last consumer does, not when a channel that only
+    /// fetched from it (`basic.get`) closes, as in RabbitMQ.
     pub fn close_channel(&mut self, ck: ChanKey) {
         let Some(channel) = self.channels.remove(&ck) else {
             return;
         };
         let vname = channel.vhost.clone();
-        let mut touched: Vec<String> = Vec::new();
+        let mut requeued: Vec<String> = Vec::new();
+        let mut lost_consumers: Vec<String> = Vec::new();
         if let Some(vhost) = self.vhosts.get_mut(&vname) {
             // Requeue newest first so each lands in front of the ones after it.
             for (_, u) in channel.unacked.into_iter().rev() {
                 if let Some(q) = vhost.queues.get_mut(&u.queue) {
                     q.requeue(u.entry);
-                    touched.push(u.queue);
+                    requeued.push(u.queue);
                 }
             }
             for (tag, consumer) in channel.consumers {
                 if let Some(q) = vhost.queues.get_mut(&consumer.queue) {
                     q.remove_consumer(ck, &tag);
-                    touched.push(consumer.queue);
+                    lost_consumers.push(consumer.queue);
                 }
             }
         }
-        touched.sort();
-        touched.dedup();
-        for q in touched {
+        lost_consumers.sort();
+        lost_consumers.dedup();
+        requeued.retain(|q| !lost_consumers.contains(q));
+        requeued.sort();
+        requeued.dedup();
+        for q in lost_consumers {
             if !self.auto_delete_queue_if_unused(&vname, &q) {
                 self.dispatch(&vname, &q);
             }
+        }
+        for q in requeued {
+            self.dispatch(&vname, &q);
         }
     }
 

@@ -39,7 +39,8 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             match reader.try_frame() {
                 Ok(Some(frame)) => match session.handle_frame(frame) {
                     Ok(true) => {}
-                    Ok(false) => return,
+                    // The client closed (its close is answered and released in the core).
+                    Ok(false) => return reader.drain(CLOSE_TIMEOUT).await,
                     Err(err) => {
                         session.flush_confirms();
                         return close_with_error(session, reader, err).await;

@@ -34,6 +34,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.sock.read_buf(&mut self.buf).await
     }
 
+    /// After `connection.close-ok`: reads and drops whatever the peer still sends until it
+    /// closes its side, for at most `limit`. Closing a socket with unread bytes would reset
+    /// the connection, and a client still writing (publishes queued behind its close) would
+    /// see an error instead of its close completing.
+    pub async fn drain(&mut self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                self.buf.clear();
+                match self.fill().await {
+                    Ok(n) if n > 0 => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+    }
+
     /// Waits for the next whole frame; None at the end of the stream.
     pub async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {

@@ -185,8 +185,9 @@ impl Session {
                     channel::AMQPMethod::CloseOk(_) => {
                         self.channels.remove(&ch);
                     }
+                    // The client closed at the same time as we did: answer its close and
+                    // stay closing until our own close is answered (RabbitMQ does the same).
                     channel::AMQPMethod::Close(_) => {
-                        self.channels.remove(&ch);
                         self.reply(
                             ch,
                             AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
