@@ -5,12 +5,11 @@ mod common;
 
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use bloodbank_broker::wire::{Frame, PROTOCOL_HEADER};
-use bytes::BytesMut;
 use common::raw::Raw;
 use common::*;
 use lapin::{Connection, ConnectionProperties};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 #[tokio::test]
