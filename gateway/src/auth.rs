@@ -35,7 +35,7 @@ impl Auth {
     pub fn identify(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, ApiError> {
         let presented = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
         match (presented, self.keys.is_empty()) {
-            (Some(given), false) => match self.keys.iter().find(|k| same(k.key.as_bytes(), given.as_bytes())) {
+            (Some(given), false) => match self.keys.iter().find(|k| bloodbank_broker::net::same_secret(k.key.as_bytes(), given.as_bytes())) {
                 Some(key) => Ok(Caller { source: key.name.clone(), key: Some(key.clone()) }),
                 None => Err(ApiError::Unauthorized("the X-API-Key is not one of the configured keys".into())),
             },
@@ -61,11 +61,6 @@ impl Caller {
             _ => Ok(()),
         }
     }
-}
-
-/// Compares without stopping at the first difference (no timing hint of how much matched).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ struct Forward {
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::new(format!("redis: {e}"))
+    StoreError::Redis(e)
 }
 
 impl Correlation {
@@ -79,7 +79,10 @@ impl Correlation {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         match self {
-            Correlation::Embedded => store.record(node),
+            Correlation::Embedded => {
+                let node = node.clone();
+                store.run(move |s| s.record(&node)).await
+            }
             Correlation::Redis(conn) => {
                 let mut conn = conn.clone();
                 let forward = Forward {
@@ -90,8 +93,7 @@ impl Correlation {
                     parent_ids: node.parent_id.into_iter().collect(),
                     recorded_ms: node.recorded_ms,
                 };
-                let json =
-                    serde_json::to_string(&forward).map_err(|e| StoreError::new(e.to_string()))?;
+                let json = serde_json::to_string(&forward)?;
                 let secs = ttl.as_secs().max(1);
                 let mut pipe = redis::pipe();
                 pipe.atomic()
@@ -117,7 +119,10 @@ impl Correlation {
         ttl: Duration,
     ) -> Result<Option<Node>, StoreError> {
         match self {
-            Correlation::Embedded => store.node(id, now_ms, ttl.as_millis() as u64),
+            Correlation::Embedded => {
+                let ttl = ttl.as_millis() as u64;
+                store.run(move |s| s.node(id, now_ms, ttl)).await
+            }
             Correlation::Redis(conn) => {
                 let mut conn = conn.clone();
                 let raw: Option<String> = conn
@@ -125,8 +130,7 @@ impl Correlation {
                     .await
                     .map_err(unavailable)?;
                 let Some(raw) = raw else { return Ok(None) };
-                let f: Forward = serde_json::from_str(&raw)
-                    .map_err(|e| StoreError::new(format!("redis record {id}: {e}")))?;
+                let f: Forward = serde_json::from_str(&raw)?;
                 Ok(Some(Node {
                     message_id: f.message_id,
                     event_type: f.event_type,
@@ -141,7 +145,7 @@ impl Correlation {
 
     pub async fn children(&self, store: &Store, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
         match self {
-            Correlation::Embedded => store.children(id),
+            Correlation::Embedded => store.run(move |s| s.children(id)).await,
             Correlation::Redis(conn) => {
                 let mut conn = conn.clone();
                 let members: Vec<String> = conn

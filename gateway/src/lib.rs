@@ -220,11 +220,9 @@ async fn prune(state: Arc<AppState>) {
         }
         let window = state.config.idempotency_window.as_millis() as u64;
         let ttl = state.config.correlation_ttl.as_millis() as u64;
-        if let Err(e) = state
-            .store
-            .prune(bloodbank_broker::core::clock::now_ms(), window, ttl)
-        {
-            tracing::warn!(error = %e, "pruning the gateway store failed");
+        let now = bloodbank_broker::core::clock::now_ms();
+        if let Err(e) = state.store.run(move |s| s.prune(now, window, ttl)).await {
+            tracing::warn!(error = %error::chain(&e), "pruning the gateway store failed");
         }
     }
 }

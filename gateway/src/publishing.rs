@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use crate::envelope::Meta;
-use crate::error::ApiError;
+use crate::error::{chain, ApiError};
 use crate::store::Node;
 use crate::AppState;
 
@@ -88,10 +88,12 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
     };
     let window = state.config.idempotency_window.as_millis() as u64;
     if let Some(key) = &out.idempotency_key {
+        let (key, now_ms) = (key.clone(), out.now_ms);
         if let Some(first) = state
             .store
-            .remembered(key, out.now_ms, window)
-            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .run(move |s| s.remembered(&key, now_ms, window))
+            .await
+            .map_err(|e| ApiError::Internal(chain(&e)))?
         {
             return Ok(Published {
                 body: first,
@@ -120,8 +122,13 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
         .metrics
         .published(&out.meta.event_type, out.warning.is_none());
     if let Some(key) = &out.idempotency_key {
-        if let Err(e) = state.store.remember(key, out.now_ms, &out.body) {
-            tracing::warn!(error = %e, "remembering an idempotency key failed");
+        let (key, now_ms, body) = (key.clone(), out.now_ms, out.body.clone());
+        if let Err(e) = state
+            .store
+            .run(move |s| s.remember(&key, now_ms, &body))
+            .await
+        {
+            tracing::warn!(error = %chain(&e), "remembering an idempotency key failed");
         }
     }
     let node = Node {

@@ -1,7 +1,9 @@
 //! The gateway's embedded store (redb under the data directory, or in memory): idempotency
-//! records and the correlation graph, both with a time to live.
+//! records and the correlation graph, both with a time to live. Its methods do file I/O and
+//! fsync; async code calls them through [`Store::run`], on the blocking pool.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, Durability, MultimapTableDefinition, ReadableDatabase, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -15,17 +17,19 @@ const CHILDREN: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("correlation_children");
 
 #[derive(Debug, thiserror::Error)]
-#[error("gateway store: {0}")]
-pub struct StoreError(String);
-
-impl StoreError {
-    pub fn new(why: impl Into<String>) -> StoreError {
-        StoreError(why.into())
-    }
+pub enum StoreError {
+    #[error("gateway store")]
+    Redb(#[from] redb::Error),
+    #[error("gateway store: a record does not parse")]
+    Json(#[from] serde_json::Error),
+    #[error("gateway store: the blocking task did not finish")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("redis")]
+    Redis(#[from] redis::RedisError),
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+fn err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Redb(e.into())
 }
 
 /// One published event as the correlation graph keeps it.
@@ -46,8 +50,9 @@ struct Remembered {
     body: Value,
 }
 
+#[derive(Clone)]
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl Store {
@@ -64,7 +69,18 @@ impl Store {
         tx.open_table(EVENTS).map_err(err)?;
         tx.open_multimap_table(CHILDREN).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(Store { db })
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on the blocking pool: redb reads files and its commits fsync, which must not
+    /// stall an async worker.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await?
     }
 
     /// What was first published under `key`, if that was less than `window_ms` ago.
@@ -79,7 +95,7 @@ impl Store {
         let Some(raw) = table.get(key).map_err(err)? else {
             return Ok(None);
         };
-        let remembered: Remembered = serde_json::from_slice(raw.value()).map_err(err)?;
+        let remembered: Remembered = serde_json::from_slice(raw.value())?;
         Ok((now_ms.saturating_sub(remembered.stored_ms) < window_ms).then_some(remembered.body))
     }
 
@@ -89,8 +105,7 @@ impl Store {
         let raw = serde_json::to_vec(&Remembered {
             stored_ms: now_ms,
             body: body.clone(),
-        })
-        .map_err(err)?;
+        })?;
         let tx = self.db.begin_write().map_err(err)?;
         tx.open_table(IDEMPOTENCY)
             .map_err(err)?
@@ -101,7 +116,7 @@ impl Store {
 
     /// Records a published event and, when it has one, its parent.
     pub fn record(&self, node: &Node) -> Result<(), StoreError> {
-        let raw = serde_json::to_vec(node).map_err(err)?;
+        let raw = serde_json::to_vec(node)?;
         let id = node.message_id.to_string();
         let mut tx = self.db.begin_write().map_err(err)?;
         // Losing the newest links in a crash costs lineage, not events: no sync per request.
@@ -125,7 +140,7 @@ impl Store {
         let Some(raw) = table.get(id.to_string().as_str()).map_err(err)? else {
             return Ok(None);
         };
-        let node: Node = serde_json::from_slice(raw.value()).map_err(err)?;
+        let node: Node = serde_json::from_slice(raw.value())?;
         Ok((now_ms.saturating_sub(node.recorded_ms) < ttl_ms).then_some(node))
     }
 

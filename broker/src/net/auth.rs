@@ -38,11 +38,20 @@ pub fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)>
     }
 }
 
-/// Whether `user` may log in with `password` from `peer`.
+/// Whether `user` may log in with `password` from `peer`. The password is compared in
+/// constant time.
 pub fn authenticate(users: &[User], user: &str, password: &str, peer: IpAddr) -> bool {
     users.iter().any(|u| {
-        u.name == user && u.password == password && (!u.loopback_only || peer.is_loopback())
+        u.name == user
+            && same_secret(u.password.as_bytes(), password.as_bytes())
+            && (!u.loopback_only || peer.is_loopback())
     })
+}
+
+/// Compares two secrets without stopping at the first difference, so the time taken tells
+/// nothing of how much of a guess matched.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod subscriber;
 mod writer;
 
 pub use alarm::{default_memory_high_watermark, resident_memory};
+pub use auth::same_secret;
 pub use publisher::{Delivered, PublishError, Publisher};
 pub use subscriber::Subscription;
 

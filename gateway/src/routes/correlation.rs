@@ -21,7 +21,10 @@ const MAX_DEPTH: usize = 64;
 const MAX_TREE: usize = 10_000;
 
 fn unavailable(e: StoreError) -> ApiError {
-    ApiError::Unavailable(format!("correlation tracking is unavailable: {e}"))
+    ApiError::Unavailable(format!(
+        "correlation tracking is unavailable: {}",
+        crate::error::chain(&e)
+    ))
 }
 
 pub(crate) async fn chain(
