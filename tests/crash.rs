@@ -390,3 +390,62 @@ fn assert_no_damage(log: &std::path::Path) {
         "the store reported damage or errors after kills:\n{stderr}"
     );
 }
+
+/// A durable declare, bind or delete is answered only once it is stored: SIGKILL right after
+/// the answers, and the restarted broker has exactly what was answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_definition_changes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    let mut server = start(&data, &log, &[]);
+    {
+        let conn = connect_url(&server.url).await;
+        let ch = channel(&conn).await;
+        for i in 0..20 {
+            let q = format!("kept-{i}");
+            declare_queue_with(&ch, &q, true, FieldTable::default())
+                .await
+                .unwrap();
+            bind_queue(&ch, &q, "events", &format!("k.{i}"))
+                .await
+                .unwrap();
+        }
+        declare_queue_with(&ch, "dropped", true, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_delete("dropped".into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+        kill9(&mut server);
+    }
+    let server = start(&data, &log, &[]);
+    let conn = connect_url(&server.url).await;
+    let ch = channel(&conn).await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    for i in 0..20 {
+        ch.queue_declare(
+            format!("kept-{i}").as_str().into(),
+            passive,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("kept-{i} is gone: {e}"));
+    }
+    // The bindings came back too: a publish to k.7 reaches kept-7.
+    publish(&ch, "events", "k.7", b"routed").await;
+    let got = ch
+        .basic_get("kept-7".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(got.is_some(), "the binding of kept-7 was not stored");
+    let ch = channel(&conn).await;
+    let err = ch
+        .queue_declare("dropped".into(), passive, FieldTable::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), 404);
+}

@@ -146,6 +146,18 @@ impl AmqpError {
     }
 }
 
+/// An error and its sources, as one line (for logs and for texts sent to clients).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Describes a queue or exchange the way RabbitMQ's error texts do.
 pub fn queue_ref(name: &str, vhost: &str) -> String {
     format!("queue '{name}' in vhost '{vhost}'")

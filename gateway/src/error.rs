@@ -113,14 +113,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// An error and its sources, as one line (for logs and error messages).
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
+pub(crate) use bloodbank_broker::error::chain;

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use bloodbank_broker::error::chain;
 use bloodbank_broker::{PidLock, PidLockError};
 
 use crate::error::SpeechError;
@@ -32,13 +33,6 @@ const VAD_PACKAGE: &str = "faster-whisper==1.2.1";
 
 /// Held by the install working in a models directory.
 const INSTALL_LOCK: &str = ".install.lock";
-
-fn chain(e: &dyn std::error::Error) -> String {
-    match e.source() {
-        Some(source) => format!("{e}: {source}"),
-        None => e.to_string(),
-    }
-}
 
 /// Where a model size lives under the models directory.
 pub fn model_dir(models: &Path, size: &str) -> ModelDir {

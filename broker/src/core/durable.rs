@@ -6,10 +6,12 @@ use super::clock::now_ms;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::queue::{Entry, Queue};
 use super::{Core, VHost};
-use crate::error::queue_ref;
-use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef, VhostDef};
+use crate::error::{chain, queue_ref};
+use crate::store::definitions::{BindingDef, DefOp, Definitions, ExchangeDef, QueueDef, VhostDef};
 use crate::store::json_args::{json_to_table, table_to_json};
+use crate::store::DefsWriter;
 use crate::store::{MessageLog, Recovery};
+use std::sync::Arc;
 
 impl Core {
     /// Loads durable definitions and recovered messages; from now on changes are stored.
@@ -19,10 +21,10 @@ impl Core {
         mut log: MessageLog,
         recovery: Recovery,
     ) -> Result<(), String> {
-        let file = defs.load().map_err(|e| e.to_string())?;
+        let file = defs.load().map_err(|e| chain(&e))?;
         if file.vhosts.is_empty() {
             defs.put_vhost(&VhostDef { name: "/".into() })
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| chain(&e))?;
         }
         for v in &file.vhosts {
             self.vhosts
@@ -125,13 +127,22 @@ impl Core {
             }
         }
         tracing::info!(messages = restored, "recovered persistent messages");
-        self.defs = Some(defs);
+        let writer = DefsWriter::start(defs).map_err(|e| format!("starting its writer: {e}"))?;
+        self.defs = Some(Arc::new(writer));
         self.log = Some(log);
         Ok(())
     }
 
-    pub(super) fn persist_exchange(&self, vname: &str, name: &str) {
-        let (Some(defs), Some(e)) = (
+    /// Queues a change for the definitions writer, numbered in order.
+    fn store_def(&mut self, op: DefOp) {
+        if let Some(defs) = &self.defs {
+            self.defs_seq += 1;
+            defs.send(self.defs_seq, op);
+        }
+    }
+
+    pub(super) fn persist_exchange(&mut self, vname: &str, name: &str) {
+        let (Some(_), Some(e)) = (
             &self.defs,
             self.vhosts.get(vname).and_then(|v| v.exchanges.get(name)),
         ) else {
@@ -149,11 +160,11 @@ impl Core {
             internal: e.internal,
             arguments: table_to_json(&e.arguments),
         };
-        report(defs.put_exchange(&def));
+        self.store_def(DefOp::PutExchange(def));
     }
 
-    pub(super) fn persist_queue(&self, vname: &str, name: &str) {
-        let (Some(defs), Some(q)) = (
+    pub(super) fn persist_queue(&mut self, vname: &str, name: &str) {
+        let (Some(_), Some(q)) = (
             &self.defs,
             self.vhosts.get(vname).and_then(|v| v.queues.get(name)),
         ) else {
@@ -170,12 +181,12 @@ impl Core {
             auto_delete: q.auto_delete,
             arguments: table_to_json(&q.arguments),
         };
-        report(defs.put_queue(&def));
+        self.store_def(DefOp::PutQueue(def));
     }
 
     /// Stores (`add`) or removes a binding; stored only when both ends are durable.
-    pub(super) fn persist_binding(&self, vname: &str, source: &str, b: &Binding, add: bool) {
-        let (Some(defs), Some(vhost)) = (&self.defs, self.vhosts.get(vname)) else {
+    pub(super) fn persist_binding(&mut self, vname: &str, source: &str, b: &Binding, add: bool) {
+        let (Some(_), Some(vhost)) = (&self.defs, self.vhosts.get(vname)) else {
             return;
         };
         let (kind, dest, dest_durable) = match &b.destination {
@@ -202,30 +213,21 @@ impl Core {
             arguments: table_to_json(&b.arguments),
         };
         if !add {
-            report(defs.delete_binding(&def));
+            self.store_def(DefOp::DeleteBinding(def));
             return;
         }
         let source_durable = vhost.exchanges.get(source).is_some_and(|e| e.durable);
         if source_durable && dest_durable {
-            report(defs.put_binding(&def));
+            self.store_def(DefOp::PutBinding(def));
         }
     }
 
     /// A queue or exchange is gone: so are its stored definition and bindings.
-    pub(super) fn unpersist(&self, vname: &str, kind: &str, name: &str) {
-        let Some(defs) = &self.defs else {
-            return;
-        };
-        match kind {
-            "queue" => report(defs.delete_queue(vname, name)),
-            _ => report(defs.delete_exchange(vname, name)),
-        }
-        report(defs.delete_bindings_of(vname, kind, name));
-    }
-}
-
-fn report<E: std::fmt::Display>(result: Result<(), E>) {
-    if let Err(e) = result {
-        tracing::error!(error = %e, "writing definitions failed");
+    pub(super) fn unpersist(&mut self, vname: &str, kind: &str, name: &str) {
+        let (vhost, name) = (vname.to_string(), name.to_string());
+        self.store_def(match kind {
+            "queue" => DefOp::DeleteQueue { vhost, name },
+            _ => DefOp::DeleteExchange { vhost, name },
+        });
     }
 }

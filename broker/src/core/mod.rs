@@ -27,8 +27,7 @@ pub use message::Message;
 pub use outbound::{Outbound, Outlet};
 pub use vhost::VHost;
 
-use crate::store::definitions::Definitions;
-use crate::store::{LogWriter, MessageLog};
+use crate::store::{DefsWriter, LogWriter, MessageLog};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -70,7 +69,9 @@ pub struct Core {
     next_conn: ConnId,
     pub limits: Limits,
     log: Option<MessageLog>,
-    defs: Option<Definitions>,
+    defs: Option<Arc<DefsWriter>>,
+    /// The number of the last definition change queued for the writer.
+    defs_seq: u64,
     /// Body bytes of ready messages held in memory, across all queues.
     resident: Arc<AtomicU64>,
 }
@@ -88,6 +89,7 @@ impl Core {
             limits,
             log: None,
             defs: None,
+            defs_seq: 0,
             resident: Arc::default(),
         }
     }
@@ -116,7 +118,20 @@ impl Core {
                 tracing::error!(error = %e, "closing the message log failed");
             }
         }
-        self.defs = None;
+        if let Some(defs) = self.defs.take() {
+            defs.stop();
+        }
+    }
+
+    /// The definitions store's writer (commit positions), when definitions are stored.
+    pub fn defs_writer(&self) -> Option<Arc<DefsWriter>> {
+        self.defs.clone()
+    }
+
+    /// The number of the last definition change queued: a reply to a method that changed
+    /// durable definitions waits until the writer has settled this far.
+    pub fn defs_seq(&self) -> u64 {
+        self.defs_seq
     }
 
     pub fn has_vhost(&self, name: &str) -> bool {

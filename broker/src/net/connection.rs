@@ -32,6 +32,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
         hb => Duration::from_secs(hb as u64 * 2),
     };
     let mut durable = session.durable_positions();
+    let mut defs = session.defs_positions();
     let mut alarm = session.alarm();
     let mut told_blocked = false;
     loop {
@@ -51,6 +52,9 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             }
         }
         session.flush_confirms();
+        if let Some(err) = session.take_failure() {
+            return close_with_error(session, reader, err).await;
+        }
         // A resource alarm (or memory pressure since the last look) stops reading from
         // connections that publish.
         let pressed = session.pressure.over();
@@ -69,7 +73,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
                 .send(Outbound::Method(0, AMQPClass::Connection(method)));
             told_blocked = blocked;
         }
-        let waiting = session.waiting() && durable.is_some();
+        let waiting = session.waiting();
         tokio::select! {
             read = timeout(read_timeout, reader.fill()), if !blocked => match read {
                 Ok(Ok(n)) if n > 0 => session.pressure.note_read(n),
@@ -80,6 +84,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
                 }
             },
             _ = changed(&mut durable), if waiting => {}
+            _ = changed(&mut defs), if waiting => {}
             _ = alarm.changed(), if blocked => {}
             _ = tokio::time::sleep(PRESSURE_RECHECK), if blocked && pressed => {}
             _ = shutdown.changed() => {
@@ -93,7 +98,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
     }
 }
 
-/// Waits for the durable log position to move.
+/// Waits for a durable position (the log's, or the definitions store's) to move.
 async fn changed(durable: &mut Option<watch::Receiver<u64>>) {
     match durable {
         Some(rx) => {

@@ -6,7 +6,7 @@ use crate::core::declare::{ExchangeSpec, QueueSpec};
 use crate::core::deliver::ConsumeSpec;
 use crate::core::{ChanKey, ConnId, Core, Destination, Message, Outbound, Outlet};
 use crate::error::AmqpError;
-use crate::store::LogWriter;
+use crate::store::{DefsWriter, LogWriter};
 use crate::wire::{ContentHeader, Frame};
 use amq_protocol::protocol::{
     access, basic, channel, confirm, connection, exchange, queue, tx, AMQPClass,
@@ -24,6 +24,17 @@ struct Pending {
     header: Option<ContentHeader>,
     parts: Vec<Bytes>,
     received: u64,
+}
+
+/// A reply that waits for the message log (`tx.commit-ok`) or the definitions store
+/// (`declare-ok` of a durable queue) to be on disk.
+struct Deferred {
+    /// The log's durable position it needs.
+    log: u64,
+    /// The definition changes it needs settled: numbers after `.0`, up to `.1`.
+    defs: (u64, u64),
+    channel: u16,
+    reply: AMQPClass,
 }
 
 /// Work a transaction holds back until `tx.commit`.
@@ -77,8 +88,11 @@ pub struct Session {
     channel_max: u16,
     channels: HashMap<u16, ChannelIo>,
     log_writer: Option<Arc<LogWriter>>,
-    /// Replies held until the log is durable up to a position (`tx.commit-ok`).
-    deferred: VecDeque<(u64, u16, AMQPClass)>,
+    defs_writer: Option<Arc<DefsWriter>>,
+    /// Replies held until what they promise is on disk, in order.
+    deferred: VecDeque<Deferred>,
+    /// A promised write failed: the connection closes with this error.
+    failure: Option<AmqpError>,
     /// This connection has published (resource alarms block it).
     pub published: bool,
     pub pressure: Arc<super::alarm::Pressure>,
@@ -92,11 +106,12 @@ impl Session {
         channel_max: u16,
         cancel_notify: bool,
     ) -> Session {
-        let (conn, log_writer) = {
+        let (conn, log_writer, defs_writer) = {
             let mut core = shared.lock();
             (
                 core.register_connection(tx.clone(), cancel_notify),
                 core.log_writer(),
+                core.defs_writer(),
             )
         };
         Session {
@@ -108,7 +123,9 @@ impl Session {
             channel_max,
             channels: HashMap::new(),
             log_writer,
+            defs_writer,
             deferred: VecDeque::new(),
+            failure: None,
             published: false,
         }
     }
@@ -116,6 +133,16 @@ impl Session {
     /// Changes when more of the message log becomes durable (None: there is no log).
     pub fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.log_writer.as_ref().map(|w| w.subscribe())
+    }
+
+    /// Changes when more definition changes are settled (None: definitions are not stored).
+    pub fn defs_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.defs_writer.as_ref().map(|w| w.subscribe())
+    }
+
+    /// The error to close the connection with, once a write a reply promised has failed.
+    pub fn take_failure(&mut self) -> Option<AmqpError> {
+        self.failure.take()
     }
 
     /// Why publishers are blocked, while they are.
@@ -439,13 +466,31 @@ impl Session {
                 send_confirm(&self.tx, *ch, done);
             }
         }
-        while let Some((wait_for, _, _)) = self.deferred.front() {
-            if *wait_for > durable {
-                needed = needed.max(self.deferred.back().map_or(0, |d| d.0));
+        let defs_done = self.defs_writer.as_ref().map_or(u64::MAX, |w| w.done());
+        while let Some(front) = self.deferred.front() {
+            if front.log > durable {
+                needed = needed.max(self.deferred.back().map_or(0, |d| d.log));
                 break;
             }
-            if let Some((_, ch, reply)) = self.deferred.pop_front() {
-                self.reply(ch, reply);
+            if front.defs.1 > defs_done {
+                break;
+            }
+            let Some(done) = self.deferred.pop_front() else {
+                break;
+            };
+            let failed = self
+                .defs_writer
+                .as_ref()
+                .and_then(|w| w.failure(done.defs.0, done.defs.1));
+            match failed {
+                None => self.reply(done.channel, done.reply),
+                Some(why) => {
+                    self.failure = Some(AmqpError::new(
+                        crate::error::code::INTERNAL_ERROR,
+                        format!("the definition could not be stored: {why}"),
+                    ));
+                    self.deferred.clear();
+                }
             }
         }
         if let (Some(writer), true) = (&self.log_writer, needed > 0) {
@@ -541,6 +586,7 @@ impl Session {
 
     fn exchange_method(&mut self, key: ChanKey, m: exchange::AMQPMethod) -> Result<(), AmqpError> {
         let ch = key.channel;
+        let before = self.core().defs_seq();
         let (nowait, ok) = match m {
             exchange::AMQPMethod::Declare(d) => {
                 self.core().exchange_declare(
@@ -594,13 +640,30 @@ impl Session {
             _ => return Err(AmqpError::command_invalid("method is sent by servers")),
         };
         if !nowait {
-            self.reply(ch, AMQPClass::Exchange(ok));
+            self.reply_once_stored(ch, before, AMQPClass::Exchange(ok));
         }
         Ok(())
     }
 
+    /// Replies now, or once the definition changes made since `before` are on disk.
+    fn reply_once_stored(&mut self, ch: u16, before: u64, reply: AMQPClass) {
+        let after = self.core().defs_seq();
+        if after == before && self.deferred.is_empty() {
+            return self.reply(ch, reply);
+        }
+        let floor = self.deferred.back().map_or(0, |d| d.log);
+        self.deferred.push_back(Deferred {
+            log: floor,
+            defs: (before, after),
+            channel: ch,
+            reply,
+        });
+        self.flush_confirms();
+    }
+
     fn queue_method(&mut self, key: ChanKey, m: queue::AMQPMethod) -> Result<(), AmqpError> {
         let ch = key.channel;
+        let before = self.core().defs_seq();
         let (nowait, ok) = match m {
             queue::AMQPMethod::Declare(d) => {
                 let info = self.core().queue_declare(
@@ -662,7 +725,7 @@ impl Session {
             _ => return Err(AmqpError::command_invalid("method is sent by servers")),
         };
         if !nowait {
-            self.reply(ch, AMQPClass::Queue(ok));
+            self.reply_once_stored(ch, before, AMQPClass::Queue(ok));
         }
         Ok(())
     }
@@ -815,12 +878,13 @@ impl Session {
                 drop(core);
                 self.published = true;
                 // Committed persistent messages are on disk before commit-ok.
-                let floor = self.deferred.back().map_or(0, |d| d.0);
-                self.deferred.push_back((
-                    wait_for.max(floor),
-                    ch,
-                    AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
-                ));
+                let floor = self.deferred.back().map_or(0, |d| d.log);
+                self.deferred.push_back(Deferred {
+                    log: wait_for.max(floor),
+                    defs: (0, 0),
+                    channel: ch,
+                    reply: AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+                });
                 self.flush_confirms();
             }
             tx::AMQPMethod::Rollback(_) => {

@@ -13,11 +13,40 @@ const QUEUES: TableDefinition<&str, &str> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &str> = TableDefinition::new("bindings");
 
 #[derive(Debug, thiserror::Error)]
-#[error("definitions store: {0}")]
-pub struct DefinitionsError(String);
+pub enum DefinitionsError {
+    #[error("definitions store {}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("definitions store")]
+    Redb(#[from] redb::Error),
+    #[error("definitions store: a stored definition does not parse")]
+    Json(#[from] serde_json::Error),
+}
 
-fn err(e: impl std::fmt::Display) -> DefinitionsError {
-    DefinitionsError(e.to_string())
+fn err(e: impl Into<redb::Error>) -> DefinitionsError {
+    DefinitionsError::Redb(e.into())
+}
+
+/// One change to the stored definitions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefOp {
+    PutExchange(ExchangeDef),
+    PutQueue(QueueDef),
+    PutBinding(BindingDef),
+    DeleteBinding(BindingDef),
+    /// The exchange and every binding to or from it.
+    DeleteExchange {
+        vhost: String,
+        name: String,
+    },
+    /// The queue and every binding to it.
+    DeleteQueue {
+        vhost: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,62 +138,24 @@ impl std::fmt::Debug for Definitions {
 impl Definitions {
     /// Opens (or creates) the database. Fails if another process has it open.
     pub fn open(path: &Path) -> Result<Definitions, DefinitionsError> {
-        let db = Database::create(path)
-            .map_err(|e| DefinitionsError(format!("cannot open {}: {e}", path.display())))?;
+        let db = Database::create(path).map_err(|source| DefinitionsError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let defs = Definitions { db };
         defs.write(|_| Ok(()))?;
         Ok(defs)
     }
 
     pub fn put_vhost(&self, v: &VhostDef) -> Result<(), DefinitionsError> {
-        self.put(VHOSTS, &v.name, v)
+        self.write(|txn| put(txn, VHOSTS, &v.name, v))
     }
 
-    pub fn put_exchange(&self, e: &ExchangeDef) -> Result<(), DefinitionsError> {
-        self.put(EXCHANGES, &key(&[&e.vhost, &e.name]), e)
-    }
-
-    pub fn delete_exchange(&self, vhost: &str, name: &str) -> Result<(), DefinitionsError> {
-        self.delete(EXCHANGES, &key(&[vhost, name]))
-    }
-
-    pub fn put_queue(&self, q: &QueueDef) -> Result<(), DefinitionsError> {
-        self.put(QUEUES, &key(&[&q.vhost, &q.name]), q)
-    }
-
-    pub fn delete_queue(&self, vhost: &str, name: &str) -> Result<(), DefinitionsError> {
-        self.delete(QUEUES, &key(&[vhost, name]))
-    }
-
-    pub fn put_binding(&self, b: &BindingDef) -> Result<(), DefinitionsError> {
-        self.put(BINDINGS, &binding_key(b), b)
-    }
-
-    pub fn delete_binding(&self, b: &BindingDef) -> Result<(), DefinitionsError> {
-        self.delete(BINDINGS, &binding_key(b))
-    }
-
-    /// Removes every binding to or from an exchange (`kind` "exchange") or to a queue.
-    pub fn delete_bindings_of(
-        &self,
-        vhost: &str,
-        kind: &str,
-        name: &str,
-    ) -> Result<(), DefinitionsError> {
-        let doomed: Vec<BindingDef> = self
-            .load()?
-            .bindings
-            .into_iter()
-            .filter(|b| {
-                b.vhost == vhost
-                    && ((b.destination_type == kind && b.destination == name)
-                        || (kind == "exchange" && b.source == name))
-            })
-            .collect();
+    /// Applies `ops` in order, in one transaction: all of them are stored, or none.
+    pub fn apply(&self, ops: &[DefOp]) -> Result<(), DefinitionsError> {
         self.write(|txn| {
-            let mut t = txn.open_table(BINDINGS).map_err(err)?;
-            for b in &doomed {
-                t.remove(binding_key(b).as_str()).map_err(err)?;
+            for op in ops {
+                apply_one(txn, op)?;
             }
             Ok(())
         })
@@ -181,7 +172,7 @@ impl Definitions {
             let mut out = Vec::new();
             for row in t.iter().map_err(err)? {
                 let (_, v) = row.map_err(err)?;
-                out.push(serde_json::from_str(v.value()).map_err(err)?);
+                out.push(serde_json::from_str(v.value())?);
             }
             Ok(out)
         }
@@ -233,28 +224,6 @@ impl Definitions {
         })
     }
 
-    fn put<T: Serialize>(
-        &self,
-        table: TableDefinition<&str, &str>,
-        k: &str,
-        value: &T,
-    ) -> Result<(), DefinitionsError> {
-        let v = json(value)?;
-        self.write(|txn| {
-            let mut t = txn.open_table(table).map_err(err)?;
-            t.insert(k, v.as_str()).map_err(err)?;
-            Ok(())
-        })
-    }
-
-    fn delete(&self, table: TableDefinition<&str, &str>, k: &str) -> Result<(), DefinitionsError> {
-        self.write(|txn| {
-            let mut t = txn.open_table(table).map_err(err)?;
-            t.remove(k).map_err(err)?;
-            Ok(())
-        })
-    }
-
     fn write(
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), DefinitionsError>,
@@ -269,7 +238,73 @@ impl Definitions {
 }
 
 fn json<T: Serialize>(value: &T) -> Result<String, DefinitionsError> {
-    serde_json::to_string(value).map_err(err)
+    Ok(serde_json::to_string(value)?)
+}
+
+fn put<T: Serialize>(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    k: &str,
+    value: &T,
+) -> Result<(), DefinitionsError> {
+    let v = json(value)?;
+    txn.open_table(table)
+        .map_err(err)?
+        .insert(k, v.as_str())
+        .map_err(err)?;
+    Ok(())
+}
+
+fn delete(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    k: &str,
+) -> Result<(), DefinitionsError> {
+    txn.open_table(table).map_err(err)?.remove(k).map_err(err)?;
+    Ok(())
+}
+
+/// Removes every binding to `name` (a queue or exchange, by `kind`) and, for an exchange,
+/// every binding from it.
+fn delete_bindings_of(
+    txn: &redb::WriteTransaction,
+    vhost: &str,
+    kind: &str,
+    name: &str,
+) -> Result<(), DefinitionsError> {
+    let mut t = txn.open_table(BINDINGS).map_err(err)?;
+    let mut doomed = Vec::new();
+    for row in t.iter().map_err(err)? {
+        let (k, v) = row.map_err(err)?;
+        let b: BindingDef = serde_json::from_str(v.value())?;
+        if b.vhost == vhost
+            && ((b.destination_type == kind && b.destination == name)
+                || (kind == "exchange" && b.source == name))
+        {
+            doomed.push(k.value().to_string());
+        }
+    }
+    for k in doomed {
+        t.remove(k.as_str()).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn apply_one(txn: &redb::WriteTransaction, op: &DefOp) -> Result<(), DefinitionsError> {
+    match op {
+        DefOp::PutExchange(e) => put(txn, EXCHANGES, &key(&[&e.vhost, &e.name]), e),
+        DefOp::PutQueue(q) => put(txn, QUEUES, &key(&[&q.vhost, &q.name]), q),
+        DefOp::PutBinding(b) => put(txn, BINDINGS, &binding_key(b), b),
+        DefOp::DeleteBinding(b) => delete(txn, BINDINGS, &binding_key(b)),
+        DefOp::DeleteExchange { vhost, name } => {
+            delete(txn, EXCHANGES, &key(&[vhost, name]))?;
+            delete_bindings_of(txn, vhost, "exchange", name)
+        }
+        DefOp::DeleteQueue { vhost, name } => {
+            delete(txn, QUEUES, &key(&[vhost, name]))?;
+            delete_bindings_of(txn, vhost, "queue", name)
+        }
+    }
 }
 
 fn key(parts: &[&str]) -> String {
@@ -314,14 +349,25 @@ mod tests {
         };
         {
             let defs = Definitions::open(&path).unwrap();
-            defs.put_queue(&q).unwrap();
-            defs.put_binding(&b).unwrap();
-            defs.put_queue(&QueueDef {
+            let gone = QueueDef {
                 name: "gone".into(),
                 ..q.clone()
-            })
+            };
+            defs.apply(&[
+                DefOp::PutQueue(q.clone()),
+                DefOp::PutBinding(b.clone()),
+                DefOp::PutQueue(gone.clone()),
+                DefOp::PutBinding(BindingDef {
+                    destination: "gone".into(),
+                    ..b.clone()
+                }),
+            ])
             .unwrap();
-            defs.delete_queue("/", "gone").unwrap();
+            defs.apply(&[DefOp::DeleteQueue {
+                vhost: "/".into(),
+                name: "gone".into(),
+            }])
+            .unwrap();
         }
         let defs = Definitions::open(&path).unwrap();
         let file = defs.load().unwrap();

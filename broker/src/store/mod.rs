@@ -5,9 +5,10 @@
 //! - `MessageLog`: the append-only segment log that makes persistent messages on durable
 //!   queues survive restarts and crashes (records, segments, replay, group commit).
 //! - `Definitions`: durable exchanges, queues and bindings in `redb`, shaped like RabbitMQ's
-//!   definitions JSON.
+//!   definitions JSON; `DefsWriter` is the thread that commits changes to it off the lock.
 
 pub mod definitions;
+mod defs_writer;
 pub mod json_args;
 mod log;
 mod memory;
@@ -17,6 +18,7 @@ mod replay;
 pub mod segment;
 mod writer;
 
+pub use defs_writer::DefsWriter;
 pub use log::{MessageLog, RecoveredQueue, Recovery};
 pub use memory::MemoryQueue;
 pub use priority::PriorityQueue;
