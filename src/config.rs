@@ -31,6 +31,14 @@ pub struct ServeArgs {
     /// bytes [default: 50000000].
     #[arg(long, env = "BLOODBANK_DISK_FREE_LIMIT")]
     pub disk_free_limit: Option<u64>,
+    /// Most AMQP connections open at once; more are refused at connection.open with 530
+    /// (RabbitMQ's connection_max) [default: no limit].
+    #[arg(long, env = "BLOODBANK_CONNECTION_MAX")]
+    pub connection_max: Option<usize>,
+    /// Most channels one AMQP connection may open (offered in connection.tune)
+    /// [default: 2047].
+    #[arg(long, env = "BLOODBANK_CHANNEL_MAX")]
+    pub channel_max: Option<u16>,
     /// HTTP gateway listener, like --amqp-listen [default: 0.0.0.0:8000,[::]:8000].
     #[arg(long, env = "BLOODBANK_GATEWAY_LISTEN")]
     pub gateway_listen: Option<Listen>,
@@ -56,6 +64,10 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8888,[::]:8888].
     #[arg(long, env = "BLOODBANK_SPEECH_LISTEN")]
     pub speech_listen: Option<Listen>,
+    /// Most speech sessions (`/asr` WebSockets) at once; one more is told to try again later
+    /// [default: 32].
+    #[arg(long, env = "BLOODBANK_SPEECH_MAX_SESSIONS")]
+    pub speech_max_sessions: Option<usize>,
     /// Where `bloodbank speech install-model` put the models [default: DATA_DIR/models].
     #[arg(long, env = "BLOODBANK_MODELS")]
     pub models: Option<PathBuf>,
@@ -83,6 +95,8 @@ struct FileConfig {
     ready_file: Option<PathBuf>,
     exchanges: Option<Vec<FileExchange>>,
     max_message_size: Option<u64>,
+    connection_max: Option<usize>,
+    channel_max: Option<u16>,
     memory_high_watermark: Option<u64>,
     disk_free_limit: Option<u64>,
     /// Message log segment size in bytes.
@@ -103,6 +117,7 @@ struct FileConfig {
     broker_url: Option<String>,
     redis_url: Option<String>,
     speech_listen: Option<Listen>,
+    speech_max_sessions: Option<usize>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
     speech_model: Option<String>,
@@ -145,6 +160,7 @@ pub struct Settings {
     pub broker_url: Option<String>,
     pub speech_listen: Listen,
     pub speech_workers: usize,
+    pub speech_max_sessions: usize,
     pub models: PathBuf,
     pub webhook_url: Option<String>,
     pub speech_model: String,
@@ -206,6 +222,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             );
         }
         broker.limits.max_message_size = max;
+    }
+    broker.connection_max = args.connection_max.or(file.connection_max);
+    if let Some(max) = args.channel_max.or(file.channel_max) {
+        broker.channel_max = max;
     }
     if let Some(m) = args.memory_high_watermark.or(file.memory_high_watermark) {
         broker.memory_high_watermark = m;
@@ -271,6 +291,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .or(file.speech_listen)
             .unwrap_or_else(|| Listen::any(8888)),
         speech_workers: file.speech_workers.unwrap_or(2),
+        speech_max_sessions: args
+            .speech_max_sessions
+            .or(file.speech_max_sessions)
+            .unwrap_or(32),
         models,
         webhook_url: args.webhook_url.or(file.webhook_url),
         speech_model: args

@@ -115,6 +115,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings.models,
         settings.speech_listen.clone(),
         settings.speech_workers,
+        settings.speech_max_sessions,
         settings.webhook_url.as_deref(),
         &settings.speech_model,
         gateway.clone(),

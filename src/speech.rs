@@ -22,6 +22,7 @@ pub async fn start(
     models: &Path,
     listen: Listen,
     workers: usize,
+    max_sessions: usize,
     webhook_url: Option<&str>,
     size: &str,
     gateway: Arc<Gateway>,
@@ -80,6 +81,7 @@ pub async fn start(
     let config = SpeechConfig {
         listen,
         max_session: MAX_SESSION,
+        max_sessions,
     };
     Ok(SpeechServer::start(config, engine, missing, on_final, stats).await?)
 }

@@ -226,3 +226,33 @@ async fn after_close_ok_the_server_waits_for_the_client_to_hang_up() {
         .expect("the server hangs up once the client has");
     assert!(read.is_ok(), "the connection was reset: {read:?}");
 }
+
+/// RabbitMQ's `connection_max`: one connection too many is refused at `connection.open` with
+/// 530 and RabbitMQ's text; when one closes, the next gets in.
+#[tokio::test]
+async fn connections_past_connection_max_are_refused_with_530() {
+    let b = broker_with(bloodbank_broker::BrokerConfig {
+        connection_max: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let first = connect(&b).await;
+    let _second = connect(&b).await;
+    let err = lapin::Connection::connect(&url(&b), lapin::ConnectionProperties::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), 530, "{err}");
+    assert_eq!(
+        reply_text(&err),
+        "NOT_ALLOWED - connection refused: node connection limit (2) is reached"
+    );
+    first.close(200, "bye".into()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match lapin::Connection::connect(&url(&b), lapin::ConnectionProperties::default()).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

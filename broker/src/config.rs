@@ -35,7 +35,9 @@ pub struct BrokerConfig {
     pub exchanges: Vec<ExchangeDecl>,
     pub users: Vec<User>,
     pub limits: Limits,
-    /// Offered in `connection.tune`.
+    /// Most AMQP connections open at once (RabbitMQ's `connection_max`); None: no limit.
+    pub connection_max: Option<usize>,
+    /// Offered in `connection.tune`: the most channels a connection may open.
     pub channel_max: u16,
     pub frame_max: u32,
     pub heartbeat: u16,
@@ -62,6 +64,7 @@ impl Default for BrokerConfig {
                 loopback_only: true,
             }],
             limits: Limits::default(),
+            connection_max: None,
             channel_max: 2047,
             frame_max: 131_072,
             heartbeat: 60,

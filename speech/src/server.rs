@@ -52,7 +52,12 @@ pub struct SpeechConfig {
     pub listen: Listen,
     /// Longest session; it is ended (with a message) past this.
     pub max_session: Duration,
+    /// Most `/asr` sessions at once; one more is told to try again later (close 1013).
+    pub max_sessions: usize,
 }
+
+/// The largest WebSocket message on `/asr`: a second of 48 kHz float audio, with room to spare.
+pub const MAX_MESSAGE: usize = 256 * 1024;
 
 /// What `/metrics` on the speech listener reports.
 #[derive(Default)]
@@ -65,6 +70,10 @@ struct Counters {
 
 struct Shared {
     counters: Counters,
+    /// `/asr` sessions running now.
+    active: std::sync::atomic::AtomicUsize,
+    /// The session limit was reached and logged (logged once until a session gets in again).
+    told_full: std::sync::atomic::AtomicBool,
     webhook: Option<Arc<WebhookStats>>,
     engine: Option<Engine>,
     /// Why there is no engine (shown to clients).
@@ -98,6 +107,8 @@ impl SpeechServer {
             })?;
         let shared = Arc::new(Shared {
             counters: Counters::default(),
+            active: Default::default(),
+            told_full: Default::default(),
             webhook,
             engine,
             missing,
@@ -189,7 +200,42 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> String {
 }
 
 async fn asr(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| session(socket, shared))
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| admitted(socket, shared))
+}
+
+/// Counts a session while it runs; past `max_sessions` the client is told to come back.
+async fn admitted(mut socket: WebSocket, shared: Arc<Shared>) {
+    let running = shared.active.fetch_add(1, Ordering::AcqRel);
+    if running >= shared.config.max_sessions {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        let why = format!(
+            "the server is at its limit of {} speech sessions; try again later",
+            shared.config.max_sessions
+        );
+        if !shared.told_full.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limit = shared.config.max_sessions,
+                "speech session refused: at the limit"
+            );
+        }
+        send(&mut socket, protocol::error(&why)).await;
+        return close(socket, 1013, "too many sessions").await;
+    }
+    shared.told_full.store(false, Ordering::Relaxed);
+    let _running = Running(shared.clone());
+    session(socket, shared).await;
+}
+
+/// A session being counted; however it ends, it stops counting.
+struct Running(Arc<Shared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 async fn send(socket: &mut WebSocket, message: Value) -> bool {

@@ -276,3 +276,36 @@ def test_several_sessions_at_once(speaking_server):
 
     for sentence, finals in zip(SENTENCES + SENTENCES[:1], asyncio.run(run())):
         assert len(finals) == 1 and wer(sentence, finals[0]) <= 0.25, (sentence, finals)
+
+
+def test_sessions_past_the_limit_are_told_to_come_back_and_big_messages_are_refused():
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp) / "data", "--models", str(MODELS), "--speech-max-sessions", "1")
+        try:
+            async def run():
+                async with websockets.connect(server.speech + "/asr") as first:
+                    assert json.loads(await first.recv())["type"] == "session_info"
+                    async with websockets.connect(server.speech + "/asr") as second:
+                        message = json.loads(await second.recv())
+                        assert message["type"] == "error" and "limit of 1" in message["message"]
+                        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                            await second.recv()
+                        assert closed.value.rcvd.code == 1013
+                    # A message far above a second of audio closes the session (1009).
+                    await first.send(b"\0" * (1024 * 1024))
+                    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+                        while True:
+                            await first.recv()
+                    assert closed.value.rcvd is None or closed.value.rcvd.code == 1009
+                # The first session is over: a new one gets in (once the server has seen it end).
+                for _ in range(50):
+                    async with websockets.connect(server.speech + "/asr") as third:
+                        if json.loads(await third.recv())["type"] == "session_info":
+                            break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError("no session after the first one ended")
+
+            asyncio.run(run())
+        finally:
+            stop_server(server)

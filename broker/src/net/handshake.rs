@@ -10,6 +10,7 @@ use crate::wire::Frame;
 use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use tokio::io::AsyncRead;
 
 /// The smallest frame_max AMQP 0.9.1 allows.
@@ -178,11 +179,22 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         ));
     };
     let vhost = open.virtual_host.as_str().to_string();
-    let known = shared
-        .core
-        .lock()
-        .map(|c| c.has_vhost(&vhost))
-        .unwrap_or(false);
+    let known = shared.lock().has_vhost(&vhost);
+    let connections = shared.amqp_connections.load(Ordering::Relaxed);
+    if let Some(max) = shared
+        .config
+        .connection_max
+        .filter(|max| connections >= *max)
+    {
+        tracing::warn!(limit = max, "connection refused: connection_max reached");
+        return Err(HandshakeError::Refused(
+            AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({max}) is reached"
+            ))
+            .on(10, 40),
+            true,
+        ));
+    }
     if !known {
         return Err(HandshakeError::Refused(
             AmqpError::not_allowed(format!("vhost '{vhost}' not found")).on(10, 40),

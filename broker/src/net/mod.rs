@@ -28,6 +28,7 @@ use amq_protocol::protocol::{connection as conn_methods, AMQPClass};
 use handshake::HandshakeError;
 use reader::FrameReader;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +51,8 @@ pub struct Shared {
     pub alarm: watch::Receiver<Option<String>>,
     /// An early estimate of memory use between alarm checks.
     pub pressure: Arc<alarm::Pressure>,
+    /// AMQP connections past their handshake (for `connection_max`).
+    pub amqp_connections: AtomicUsize,
 }
 
 impl Shared {
@@ -114,6 +117,7 @@ impl Broker {
             config,
             alarm,
             pressure: pressure.clone(),
+            amqp_connections: AtomicUsize::new(0),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let servers = listeners
@@ -250,6 +254,7 @@ async fn serve(
     .await
     {
         Ok(Ok(negotiated)) => {
+            shared.amqp_connections.fetch_add(1, Ordering::Relaxed);
             let session = session::Session::new(
                 shared.clone(),
                 tx.clone(),
@@ -261,6 +266,7 @@ async fn serve(
             tracing::debug!(conn, %peer, user = %negotiated.user, "connection opened");
             connection::run_session(session, &mut reader, &negotiated, shutdown).await;
             shared.lock().close_connection(conn);
+            shared.amqp_connections.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(Err(HandshakeError::Refused(err, can_close))) => {
             tracing::info!(%peer, error = %err, "handshake refused");

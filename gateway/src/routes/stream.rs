@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::AppState;
 
+/// The largest WebSocket message a client may send on `/ws/events`.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -30,7 +33,11 @@ pub(crate) async fn events(
         .subscribe(&state.config.exchange, pattern)
         .await
         .map_err(|e| ApiError::Unavailable(format!("cannot subscribe: {e}")))?;
-    Ok(upgrade.on_upgrade(move |socket| forward(socket, subscription)))
+    // Clients only listen here: a message from them is a close or a ping, never large.
+    Ok(upgrade
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| forward(socket, subscription)))
 }
 
 async fn forward(mut socket: WebSocket, mut subscription: Stream) {
