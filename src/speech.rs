@@ -8,7 +8,6 @@ use bloodbank_speech::resample::{To16k, TARGET};
 use bloodbank_speech::wav;
 use bloodbank_speech::webhook::Webhook;
 use bloodbank_speech::{Engine, OnFinal, SpeechConfig, SpeechServer, Utterance, Whisper};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +62,7 @@ pub async fn start(
             webhook.send(&u.timestamp, &u.text, &u.session_id.to_string());
         }
         Box::pin(async move {
-            let data = transcription_event(&u, &size);
+            let data = bloodbank_speech::event::transcription_completed(&u, &size);
             let key = format!("{}/{}", u.session_id, u.segment_id);
             gateway
                 .publish(
@@ -84,24 +83,6 @@ pub async fn start(
         max_sessions,
     };
     Ok(SpeechServer::start(config, engine, missing, on_final, stats).await?)
-}
-
-/// `talkytonny.transcription.completed` v1 for one final utterance.
-fn transcription_event(u: &Utterance, model: &str) -> serde_json::Value {
-    json!({
-        "event_type": "talkytonny.transcription.completed",
-        "timestamp": u.timestamp,
-        "session_id": u.session_id,
-        "source": "talkytonny",
-        "target": "all",
-        "text": u.text,
-        "is_final": true,
-        "segment_id": u.segment_id,
-        "language": "en",
-        "model": model,
-        "audio": {"duration_ms": u.end_ms - u.start_ms, "sample_rate": 16000, "channels": 1, "format": "pcm_s16le"},
-        "timing": {"start_ms": u.start_ms, "end_ms": u.end_ms, "processing_ms": u.processing_ms},
-    })
 }
 
 #[derive(clap::Subcommand, Debug)]

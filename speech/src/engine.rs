@@ -36,8 +36,13 @@ impl Engine {
         })
     }
 
-    pub fn vad(&self) -> Result<Vad, SpeechError> {
-        Vad::load(&self.dir)
+    /// Loads a voice activity detector for one session (on the blocking pool: it reads the
+    /// model file and builds an inference session).
+    pub async fn vad(&self) -> Result<Vad, SpeechError> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || Vad::load(&dir))
+            .await
+            .map_err(|e| SpeechError::Runtime(format!("loading the VAD failed: {e}")))?
     }
 
     /// Transcribes on a worker, waiting for one if all are busy.

@@ -6,7 +6,9 @@
 pub mod agreement;
 pub mod engine;
 pub mod error;
+pub mod event;
 pub mod install;
+pub mod listening;
 pub mod mel;
 pub mod protocol;
 pub mod resample;

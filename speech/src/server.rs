@@ -21,10 +21,9 @@ use uuid::Uuid;
 use crate::agreement::Agreement;
 use crate::engine::Engine;
 use crate::error::SpeechError;
+use crate::listening::Listening;
 use crate::protocol::{self, ClientText, Config};
-use crate::resample::{To16k, TARGET};
-use crate::segmenter::{Event, Segmenter, CHUNK};
-use crate::vad::Vad;
+use crate::segmenter::Event;
 use crate::webhook::WebhookStats;
 
 const SAMPLE_RATE: f64 = 16_000.0;
@@ -256,16 +255,12 @@ async fn close(mut socket: WebSocket, code: u16, reason: &str) {
 
 struct Session<'a> {
     shared: &'a Shared,
-    /// For audio sent at another rate than 16 kHz.
-    resampler: Option<To16k>,
     engine: &'a Engine,
     id: Uuid,
     config: Config,
-    vad: Vad,
-    segmenter: Segmenter,
+    /// Taken out while it works on the blocking pool.
+    listening: Option<Listening>,
     agreement: Agreement,
-    pending: Vec<f32>,
-    heard: usize,
     utterance_start: usize,
     partial_at: usize,
     segment_id: u64,
@@ -276,7 +271,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
         send(&mut socket, protocol::error(&shared.missing)).await;
         return close(socket, 1011, "speech model not installed").await;
     };
-    let vad = match engine.vad() {
+    let vad = match engine.vad().await {
         Ok(vad) => vad,
         Err(e) => {
             send(&mut socket, protocol::error(&e.to_string())).await;
@@ -287,15 +282,11 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
     shared.counters.sessions.fetch_add(1, Ordering::Relaxed);
     let mut s = Session {
         shared: &shared,
-        resampler: None,
         engine,
         id,
         config: Config::default(),
-        vad,
-        segmenter: Segmenter::default(),
+        listening: Some(Listening::new(vad)),
         agreement: Agreement::default(),
-        pending: Vec::new(),
-        heard: 0,
         utterance_start: 0,
         partial_at: 0,
         segment_id: 0,
@@ -312,7 +303,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
                     if !s.audio(&mut socket, samples).await {
                         return;
                     }
-                    if s.heard > max_samples {
+                    if s.heard() > max_samples {
                         send(
                             &mut socket,
                             protocol::error("the session reached its maximum length"),
@@ -329,19 +320,15 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
             },
             Message::Text(text) => match protocol::parse_text(&text) {
                 Ok(ClientText::Stop) => break,
-                Ok(ClientText::Config(_)) if s.heard > 0 => {
+                Ok(ClientText::Config(_)) if s.heard() > 0 => {
                     send(
                         &mut socket,
                         protocol::error("config must come before any audio"),
                     )
                     .await;
                 }
-                Ok(ClientText::Config(config)) if config.sample_rate == TARGET => s.config = config,
-                Ok(ClientText::Config(config)) => match To16k::new(config.sample_rate) {
-                    Ok(resampler) => {
-                        s.resampler = Some(resampler);
-                        s.config = config;
-                    }
+                Ok(ClientText::Config(config)) => match s.set_rate(config.sample_rate) {
+                    Ok(()) => s.config = config,
                     Err(why) => {
                         send(&mut socket, protocol::error(&why)).await;
                     }
@@ -354,7 +341,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
             _ => {}
         }
     }
-    if let Some(Event::Finished { audio, start }) = s.segmenter.finish() {
+    if let Some((audio, start)) = s.listening.as_mut().and_then(Listening::end) {
         s.finish(&mut socket, audio, start).await;
     }
     send(&mut socket, protocol::ready_to_stop()).await;
@@ -362,48 +349,52 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
 }
 
 impl Session<'_> {
-    /// Feeds audio through voice activity detection; returns false when the socket is gone.
+    fn heard(&self) -> usize {
+        self.listening.as_ref().map_or(0, Listening::heard)
+    }
+
+    fn set_rate(&mut self, rate: u32) -> Result<(), String> {
+        match self.listening.as_mut() {
+            Some(listening) => listening.set_rate(rate),
+            None => Err("the session is gone".into()),
+        }
+    }
+
+    /// Feeds audio through voice activity detection (on the blocking pool); returns false
+    /// when the socket is gone.
     async fn audio(&mut self, socket: &mut WebSocket, samples: Vec<f32>) -> bool {
-        let samples = match self.resampler.as_mut() {
-            Some(resampler) => resampler.push(&samples),
-            None => samples,
+        let Some(mut listening) = self.listening.take() else {
+            return false;
         };
-        self.pending.extend(samples);
-        let mut offset = 0;
-        while self.pending.len() - offset >= CHUNK {
-            let chunk = self.pending[offset..offset + CHUNK].to_vec();
-            offset += CHUNK;
-            self.heard += CHUNK;
-            let probability = match self.vad.probability(&chunk) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "voice activity detection failed");
-                    0.0
-                }
-            };
-            let finished = match self.segmenter.push(&chunk, probability) {
-                Some(Event::Started { at }) => {
+        let worked = blocking(move || {
+            let events = listening.push(&samples);
+            Ok((listening, events))
+        })
+        .await;
+        let Ok((listening, events)) = worked else {
+            return false;
+        };
+        self.listening = Some(listening);
+        for event in events {
+            match event {
+                Event::Started { at } => {
                     self.agreement = Agreement::default();
                     self.utterance_start = at;
                     self.partial_at = 0;
-                    None
                 }
-                Some(Event::Finished { audio, start }) => Some((audio, start)),
-                None => None,
-            };
-            if let Some((audio, start)) = finished {
-                if !self.finish(socket, audio, start).await {
-                    return false;
+                Event::Finished { audio, start } => {
+                    if !self.finish(socket, audio, start).await {
+                        return false;
+                    }
                 }
             }
         }
-        self.pending.drain(..offset);
         self.partial(socket).await
     }
 
     /// A partial transcript of the utterance in progress, when a worker is free.
     async fn partial(&mut self, socket: &mut WebSocket) -> bool {
-        let Some(current) = self.segmenter.current() else {
+        let Some(current) = self.listening.as_ref().and_then(Listening::current) else {
             return true;
         };
         if current.len() < self.partial_at + PARTIAL_EVERY {
@@ -503,4 +494,13 @@ fn seconds(samples: usize) -> f64 {
 
 fn now() -> String {
     rfc3339(bloodbank_broker::core::clock::now_ms())
+}
+
+/// Runs blocking work (inference, model loading) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, SpeechError> + Send + 'static,
+) -> Result<T, SpeechError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| SpeechError::Runtime(format!("a blocking task failed: {e}")))?
 }

@@ -64,21 +64,34 @@ pub fn default_memory_high_watermark() -> u64 {
 /// Freed memory is handed back to the system this often even without an alarm.
 const TRIM_EVERY: u32 = 50;
 
-/// Watches memory and disk; the channel holds the reason while an alarm is on.
-pub async fn watch(
+/// Starts the thread that watches memory and disk; the channel holds the reason while an
+/// alarm is on. It reads /proc, asks the data disk for its free space and hands freed memory
+/// back to the system, each of which can block, so it is a thread of its own, not a task. It
+/// stops once `shutdown` changes.
+pub fn start(
     config: AlarmConfig,
     alarm: watch::Sender<Option<String>>,
     pressure: Arc<Pressure>,
+    shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("bloodbank-alarms".into())
+        .spawn(move || run(config, alarm, pressure, shutdown))
+        .map(|_| ())
+}
+
+fn run(
+    config: AlarmConfig,
+    alarm: watch::Sender<Option<String>>,
+    pressure: Arc<Pressure>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(INTERVAL);
     let mut ticks = 0u32;
-    loop {
-        ticker.tick().await;
+    while !shutdown.has_changed().unwrap_or(true) {
+        std::thread::sleep(INTERVAL);
         ticks = ticks.wrapping_add(1);
         if alarm.borrow().is_some() || pressure.over() || ticks % TRIM_EVERY == 0 {
-            // Freed message memory goes back to the system, so an alarm can clear.
-            // SAFETY: malloc_trim has no preconditions.
-            unsafe { libc::malloc_trim(0) };
+            trim();
         }
         let rss = resident_memory();
         if let Some(rss) = rss {
@@ -101,6 +114,16 @@ pub async fn watch(
         }
     }
 }
+
+/// Freed message memory goes back to the system, so a memory alarm can clear.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
 
 /// Which alarm, if any, the process's resident memory and the data disk's free space set.
 fn check(config: &AlarmConfig, rss: Option<u64>) -> Option<String> {

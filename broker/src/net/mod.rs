@@ -125,13 +125,8 @@ impl Broker {
             .map(|l| tokio::spawn(accept_loop(l, shared.clone(), shutdown_rx.clone())))
             .collect();
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
-        tokio::spawn(async move {
-            let mut shutdown = shutdown_rx;
-            tokio::select! {
-                _ = alarm::watch(alarm_config, alarm_tx, pressure) => {}
-                _ = shutdown.changed() => {}
-            }
-        });
+        alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
+            .map_err(|e| BrokerError::Config(format!("starting the alarm thread: {e}")))?;
         Ok(Broker {
             addrs,
             shared,
