@@ -272,6 +272,22 @@ impl Core {
             let Some((idx, ck, tag)) = pick else {
                 return;
             };
+            // Its next message is only on disk: the pager reads it (and a few after it) and
+            // delivery resumes when it is back; nothing is read here, under the lock.
+            if q.wants_page_in(now) {
+                if self.request_page_in(vname, queue) {
+                    return;
+                }
+            } else if q.paging_in() {
+                return;
+            }
+            let Some(q) = self
+                .vhosts
+                .get_mut(vname)
+                .and_then(|v| v.queues.get_mut(queue))
+            else {
+                return;
+            };
             q.served(idx);
             let Some((entry, message)) = self.take_ready(vname, queue, now) else {
                 return;

@@ -18,6 +18,7 @@ pub mod declare;
 pub mod deliver;
 mod lifecycle;
 mod outbound;
+mod paging;
 pub mod publish;
 mod vhost;
 
@@ -27,7 +28,7 @@ pub use message::Message;
 pub use outbound::{Outbound, Outlet};
 pub use vhost::VHost;
 
-use crate::store::{DefsWriter, LogWriter, MessageLog};
+use crate::store::{DefsWriter, LogWriter, MessageLog, Pager};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -72,6 +73,8 @@ pub struct Core {
     defs: Option<Arc<DefsWriter>>,
     /// The number of the last definition change queued for the writer.
     defs_seq: u64,
+    /// Reads paged-out messages back off the lock (absent: they are read in place).
+    pager: Option<Pager>,
     /// Body bytes of ready messages held in memory, across all queues.
     resident: Arc<AtomicU64>,
 }
@@ -90,6 +93,7 @@ impl Core {
             log: None,
             defs: None,
             defs_seq: 0,
+            pager: None,
             resident: Arc::default(),
         }
     }
@@ -113,6 +117,9 @@ impl Core {
 
     /// Makes everything logged durable and closes the log (at shutdown).
     pub fn close_store(&mut self) {
+        // The pager ends after the request in hand (not waited for: it may be waiting for
+        // this very lock to hand its answer in).
+        self.pager = None;
         if let Some(mut log) = self.log.take() {
             if let Err(e) = log.close() {
                 tracing::error!(error = %e, "closing the message log failed");

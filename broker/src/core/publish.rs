@@ -117,14 +117,17 @@ impl Core {
         for (name, durable) in &accepted {
             let persisted = if *durable { msg_id } else { None };
             let mut entry = Entry::new(message.clone(), persisted, now);
-            if persisted.is_some() && page_out {
-                entry.message = None;
-            }
             if let Some(q) = self
                 .vhosts
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(name))
             {
+                // Past the memory budget, a persistent message keeps only its place in a
+                // queue, unless a consumer can take it now (it would be read straight back).
+                let behind_others = !q.is_empty() || q.consumer_count() == 0;
+                if persisted.is_some() && page_out && behind_others {
+                    entry.message = None;
+                }
                 q.push(entry, expiration);
                 out.queues += 1;
             }

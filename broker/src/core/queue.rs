@@ -78,6 +78,8 @@ pub struct Queue {
     total_resident: Arc<AtomicU64>,
     consumers: Vec<ConsumerRef>,
     next_consumer: usize,
+    /// The pager is reading messages of this queue back from the log.
+    paging_in: bool,
 }
 
 impl Queue {
@@ -109,6 +111,7 @@ impl Queue {
             total_resident: Arc::default(),
             consumers: Vec::new(),
             next_consumer: 0,
+            paging_in: false,
         }
     }
 
@@ -166,6 +169,68 @@ impl Queue {
         entry.redelivered = true;
         self.account_in(&entry);
         self.messages.requeue(entry);
+    }
+
+    /// Whether the next message to deliver is only in the log and not already being read
+    /// back (expired ones are not: they go without being read).
+    pub fn wants_page_in(&self, now_ms: u64) -> bool {
+        !self.paging_in
+            && self
+                .peek()
+                .is_some_and(|e| e.message.is_none() && e.persisted.is_some() && !e.expired(now_ms))
+    }
+
+    /// Whether the pager is reading messages of this queue back.
+    pub fn paging_in(&self) -> bool {
+        self.paging_in
+    }
+
+    /// The log ids of up to `max` messages at the head that are only in the log; from now on
+    /// the queue waits for them ([`Queue::paged_in`]).
+    pub fn start_page_in(&mut self, max: usize) -> Vec<u64> {
+        self.paging_in = true;
+        self.messages
+            .iter_mut()
+            .take(max * 2)
+            .filter(|e| e.message.is_none())
+            .filter_map(|e| e.persisted)
+            .take(max)
+            .collect()
+    }
+
+    /// Puts bodies read back from the log in place and takes the messages that could not
+    /// be read; the queue no longer waits.
+    pub fn paged_in(
+        &mut self,
+        bodies: &std::collections::HashMap<u64, Arc<Message>>,
+        lost: &[u64],
+    ) -> Vec<Entry> {
+        self.paging_in = false;
+        let mut placed = 0;
+        for entry in self.messages.iter_mut() {
+            if placed == bodies.len() {
+                break;
+            }
+            let Some(body) = entry.persisted.and_then(|id| bodies.get(&id)) else {
+                continue;
+            };
+            if entry.message.is_none() {
+                entry.message = Some(body.clone());
+                self.resident_bytes += entry.size;
+                self.total_resident.fetch_add(entry.size, Ordering::Relaxed);
+            }
+            placed += 1;
+        }
+        if lost.is_empty() {
+            return Vec::new();
+        }
+        let taken = self
+            .messages
+            .remove_where(&mut |e| e.persisted.is_some_and(|id| lost.contains(&id)));
+        for entry in &taken {
+            self.account_out(entry);
+        }
+        taken
     }
 
     /// Takes every ready message.

@@ -88,7 +88,9 @@ fn run(
 ) {
     let mut ticks = 0u32;
     while !shutdown.has_changed().unwrap_or(true) {
-        std::thread::sleep(INTERVAL);
+        if ticks > 0 {
+            std::thread::sleep(INTERVAL);
+        }
         ticks = ticks.wrapping_add(1);
         if alarm.borrow().is_some() || pressure.over() || ticks % TRIM_EVERY == 0 {
             trim();

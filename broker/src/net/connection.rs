@@ -85,7 +85,8 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             },
             _ = changed(&mut durable), if waiting => {}
             _ = changed(&mut defs), if waiting => {}
-            _ = alarm.changed(), if blocked => {}
+            // An alarm that comes on while a publisher is idle is announced at once.
+            _ = alarm.changed(), if session.published => {}
             _ = tokio::time::sleep(PRESSURE_RECHECK), if blocked && pressed => {}
             _ = shutdown.changed() => {
                 let err = AmqpError::new(

@@ -119,6 +119,17 @@ impl Broker {
             pressure: pressure.clone(),
             amqp_connections: AtomicUsize::new(0),
         });
+        if shared.config.data_dir.is_some() {
+            let weak = Arc::downgrade(&shared);
+            shared
+                .lock()
+                .start_pager(Box::new(move |paged| {
+                    if let Some(shared) = weak.upgrade() {
+                        shared.lock().paged_in(paged);
+                    }
+                }))
+                .map_err(|e| BrokerError::Config(format!("starting the pager thread: {e}")))?;
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let servers = listeners
             .into_iter()

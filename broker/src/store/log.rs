@@ -77,7 +77,7 @@ pub struct MessageLog {
     live: HashMap<u64, Live>,
     segments: BTreeMap<u64, SegStats>,
     next_id: u64,
-    readers: HashMap<u64, File>,
+    readers: HashMap<u64, Arc<File>>,
 }
 
 impl std::fmt::Debug for MessageLog {
@@ -289,26 +289,10 @@ impl MessageLog {
         self.append(&record, true).map(drop)
     }
 
-    /// Reads a live message back from disk.
+    /// Reads a live message back from disk, here and now (blocking: see [`MessageLog::locate`]
+    /// for reading it elsewhere).
     pub fn read(&mut self, msg_id: u64) -> io::Result<Message> {
-        match self.read_record(msg_id)? {
-            Record::Publish {
-                exchange,
-                routing_key,
-                properties,
-                body,
-                ..
-            } => Ok(Message {
-                exchange,
-                routing_key,
-                properties: parse_properties(&properties).ok_or_else(|| {
-                    invalid(format!("message {msg_id} has unreadable properties"))
-                })?,
-                raw_properties: properties,
-                body,
-            }),
-            _ => Err(invalid(format!("message {msg_id} is not a publish record"))),
-        }
+        self.locate(msg_id)?.read()
     }
 
     /// Makes everything appended so far durable, now, and stops the writer thread.
@@ -489,6 +473,13 @@ impl MessageLog {
     }
 
     fn read_record(&mut self, msg_id: u64) -> io::Result<Record> {
+        self.locate(msg_id)?.record()
+    }
+
+    /// Where a live message's record is, to be read off the broker's lock (by the pager
+    /// thread): hands any of it still buffered here to the writer, and opens its segment
+    /// once (an open file survives the segment's deletion after a compaction).
+    pub fn locate(&mut self, msg_id: u64) -> io::Result<PagedRef> {
         let loc = self
             .live
             .get(&msg_id)
@@ -496,31 +487,100 @@ impl MessageLog {
             .loc;
         // A record appended since the log was opened may still be buffered or on its way to
         // the file (segments found at open are wholly on disk).
-        if let Some(start) = self.segment_start.get(&loc.segment) {
-            let end = start + loc.offset + loc.len as u64;
-            if end > self.lsn - self.pending.len() as u64 {
-                self.flush();
+        let written_by = match self.segment_start.get(&loc.segment) {
+            Some(start) => {
+                let end = start + loc.offset + loc.len as u64;
+                if end > self.lsn - self.pending.len() as u64 {
+                    self.flush();
+                }
+                Some(end)
             }
+            None => None,
+        };
+        let file = match self.readers.entry(loc.segment) {
+            std::collections::hash_map::Entry::Occupied(f) => f.into_mut().clone(),
+            std::collections::hash_map::Entry::Vacant(v) => v
+                .insert(Arc::new(File::open(segment_path(&self.dir, loc.segment))?))
+                .clone(),
+        };
+        Ok(PagedRef {
+            msg_id,
+            file,
+            path: segment_path(&self.dir, loc.segment),
+            offset: loc.offset,
+            len: loc.len,
+            written_by,
+            writer: self.writer.clone(),
+        })
+    }
+}
+
+/// A persistent message's record on disk, ready to be read without the broker's lock.
+pub struct PagedRef {
+    pub msg_id: u64,
+    file: Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    len: u32,
+    /// The log position the writer must have written for the record to be in the file.
+    written_by: Option<u64>,
+    writer: Arc<LogWriter>,
+}
+
+impl PagedRef {
+    /// Reads the message (blocking: waits for the writer, then reads the file).
+    pub fn read(&self) -> io::Result<Message> {
+        let msg_id = self.msg_id;
+        match self.record()? {
+            Record::Publish {
+                exchange,
+                routing_key,
+                properties,
+                body,
+                ..
+            } => Ok(Message {
+                exchange,
+                routing_key,
+                properties: parse_properties(&properties).ok_or_else(|| {
+                    invalid(format!("message {msg_id} has unreadable properties"))
+                })?,
+                raw_properties: properties,
+                body,
+            }),
+            _ => Err(invalid(format!("message {msg_id} is not a publish record"))),
+        }
+    }
+
+    /// Reads and checks the record itself.
+    fn record(&self) -> io::Result<Record> {
+        if let Some(end) = self.written_by {
             self.writer.wait_written(end);
         }
-        let file = match self.readers.entry(loc.segment) {
-            std::collections::hash_map::Entry::Occupied(f) => f.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(File::open(segment_path(&self.dir, loc.segment))?)
-            }
-        };
-        let mut data = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut data, loc.offset)?;
+        let mut data = vec![0u8; self.len as usize];
+        self.file.read_exact_at(&mut data, self.offset)?;
+        let msg_id = self.msg_id;
         match Record::decode(&Bytes::from(data)) {
             Decoded::Record(record @ Record::Publish { .. }, _) if matches!(record, Record::Publish { msg_id: m, .. } if m == msg_id) => {
                 Ok(record)
             }
             _ => Err(invalid(format!(
                 "{}: record of message {msg_id} at offset {} is damaged",
-                segment_path(&self.dir, loc.segment).display(),
-                loc.offset
+                self.path.display(),
+                self.offset
             ))),
         }
+    }
+}
+
+impl std::fmt::Debug for PagedRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PagedRef({} at {}:{})",
+            self.msg_id,
+            self.path.display(),
+            self.offset
+        )
     }
 }
 

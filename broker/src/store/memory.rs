@@ -34,4 +34,20 @@ impl QueueStore for MemoryQueue {
     fn drain(&mut self) -> Vec<Entry> {
         self.entries.drain(..).collect()
     }
+
+    fn iter_mut(&mut self) -> Box<dyn Iterator<Item = &mut Entry> + '_> {
+        Box::new(self.entries.iter_mut())
+    }
+
+    fn remove_where(&mut self, take: &mut dyn FnMut(&Entry) -> bool) -> Vec<Entry> {
+        let mut taken = Vec::new();
+        self.entries.retain(|e| match take(e) {
+            true => {
+                taken.push(e.clone());
+                false
+            }
+            false => true,
+        });
+        taken
+    }
 }

@@ -12,6 +12,7 @@ mod defs_writer;
 pub mod json_args;
 mod log;
 mod memory;
+mod pager;
 mod priority;
 pub mod record;
 mod replay;
@@ -19,8 +20,9 @@ pub mod segment;
 mod writer;
 
 pub use defs_writer::DefsWriter;
-pub use log::{MessageLog, RecoveredQueue, Recovery};
+pub use log::{MessageLog, PagedRef, RecoveredQueue, Recovery};
 pub use memory::MemoryQueue;
+pub use pager::{PageRequest, PagedIn, Pager};
 pub use priority::PriorityQueue;
 pub use replay::Meta;
 pub use writer::LogWriter;
@@ -48,4 +50,10 @@ pub trait QueueStore: Send + std::fmt::Debug {
 
     /// Takes every ready message.
     fn drain(&mut self) -> Vec<Entry>;
+
+    /// The ready messages in the order `pop` takes them.
+    fn iter_mut(&mut self) -> Box<dyn Iterator<Item = &mut Entry> + '_>;
+
+    /// Takes the ready messages `take` picks, wherever they are.
+    fn remove_where(&mut self, take: &mut dyn FnMut(&Entry) -> bool) -> Vec<Entry>;
 }

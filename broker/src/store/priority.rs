@@ -57,4 +57,19 @@ impl QueueStore for PriorityQueue {
             .flat_map(|l| l.drain())
             .collect()
     }
+
+    fn iter_mut(&mut self) -> Box<dyn Iterator<Item = &mut Entry> + '_> {
+        Box::new(self.levels.iter_mut().rev().flat_map(|l| l.iter_mut()))
+    }
+
+    fn remove_where(&mut self, take: &mut dyn FnMut(&Entry) -> bool) -> Vec<Entry> {
+        let taken: Vec<Entry> = self
+            .levels
+            .iter_mut()
+            .rev()
+            .flat_map(|l| l.remove_where(take))
+            .collect();
+        self.len -= taken.len();
+        taken
+    }
 }
