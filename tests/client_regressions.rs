@@ -256,3 +256,71 @@ async fn connections_past_connection_max_are_refused_with_530() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A no-ack consumer that does not read its socket cannot make the broker hold the queue in
+/// memory for it: deliveries stop at the connection's outlet budget and go on as it reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_does_not_read_is_not_sent_the_whole_queue() {
+    let b = broker().await;
+    let conn = connect(&b).await;
+    let ch = channel(&conn).await;
+    declare_queue(&ch, "slow").await;
+    let body = vec![b'x'; 100 * 1024];
+    for _ in 0..1000 {
+        publish(&ch, "", "slow", &body).await;
+    }
+    let count = |ch: lapin::Channel| async move {
+        ch.queue_declare(
+            "slow".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+    };
+    assert_eq!(count(ch.clone()).await, 1000);
+
+    let mut raw = Raw::open(b.addr(), 131_072, 0).await;
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    raw.method(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+            queue: "slow".into(),
+            consumer_tag: "lazy".into(),
+            no_local: false,
+            no_ack: true,
+            exclusive: false,
+            nowait: false,
+            arguments: FieldTable::default(),
+        })),
+    )
+    .await;
+    // It reads nothing for a while: the queue keeps most of its 100 MB.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = count(ch.clone()).await;
+    assert!(
+        left > 800,
+        "only {left} of 1000 left: the broker queued the rest for the socket"
+    );
+
+    // Once it reads, everything arrives.
+    let mut delivered = 0;
+    while delivered < 1000 {
+        match raw.frame().await {
+            Some(Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Deliver(_)))) => {
+                delivered += 1
+            }
+            Some(_) => {}
+            None => panic!("closed after {delivered}"),
+        }
+    }
+    assert_eq!(count(ch).await, 0);
+}

@@ -5,6 +5,7 @@ use super::channel::{Consumer, Unacked};
 use super::clock::now_ms;
 use super::deadletter::Reason;
 use super::queue::{ConsumerRef, Entry};
+use super::ConnId;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{queue_ref, AmqpError};
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -241,6 +242,20 @@ impl Core {
         }
     }
 
+    /// The connection's outlet has room again: its consumers' queues deliver again.
+    pub fn dispatch_connection(&mut self, conn: ConnId) {
+        let mut keys: Vec<ChanKey> = self
+            .channels
+            .keys()
+            .filter(|k| k.conn == conn)
+            .copied()
+            .collect();
+        keys.sort();
+        for ck in keys {
+            self.dispatch_channel_queues(ck);
+        }
+    }
+
     /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
     pub(super) fn dispatch(&mut self, vname: &str, queue: &str) {
         self.dispatch_at(vname, queue, now_ms());
@@ -267,6 +282,11 @@ impl Core {
                     self.channels
                         .get(&c.channel)
                         .is_some_and(|ch| ch.can_deliver(&c.tag))
+                        // A connection that does not read what it is sent gets no more.
+                        && self
+                            .conns
+                            .get(&c.channel.conn)
+                            .is_some_and(|conn| conn.outlet.has_room())
                 })
                 .map(|(idx, c)| (idx, c.channel, c.tag.clone()));
             let Some((idx, ck, tag)) = pick else {

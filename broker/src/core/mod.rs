@@ -25,7 +25,7 @@ mod vhost;
 pub use channel::ChanKey;
 pub use exchange::{Destination, ExchangeKind};
 pub use message::Message;
-pub use outbound::{Outbound, Outlet};
+pub use outbound::{Outbound, Outlet, Window};
 pub use vhost::VHost;
 
 use crate::store::{DefsWriter, LogWriter, MessageLog, Pager};

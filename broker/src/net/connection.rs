@@ -33,6 +33,7 @@ pub async fn run_session<R: AsyncRead + Unpin>(
     };
     let mut durable = session.durable_positions();
     let mut defs = session.defs_positions();
+    let window = session.tx.window();
     let mut alarm = session.alarm();
     let mut told_blocked = false;
     loop {
@@ -85,6 +86,8 @@ pub async fn run_session<R: AsyncRead + Unpin>(
             },
             _ = changed(&mut durable), if waiting => {}
             _ = changed(&mut defs), if waiting => {}
+            // The socket took what was queued: deliveries held back for it go again.
+            _ = window.drained() => session.resume_deliveries(),
             // An alarm that comes on while a publisher is idle is announced at once.
             _ = alarm.changed(), if session.published => {}
             _ = tokio::time::sleep(PRESSURE_RECHECK), if blocked && pressed => {}

@@ -18,7 +18,7 @@ pub use subscriber::Subscription;
 
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
-use crate::core::{ChanKey, Core, Outbound};
+use crate::core::{ChanKey, Core, Outbound, Outlet};
 use crate::error::{AmqpError, BrokerError};
 use crate::listen::BindError;
 use crate::store::definitions::Definitions;
@@ -33,12 +33,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 /// How long a client has to complete the handshake (RabbitMQ's default).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Message bytes a connection may have queued for its socket before the broker stops
+/// delivering to it until the socket has taken half of them (a client that does not read
+/// cannot make the broker hold more).
+pub const OUTLET_BUDGET: u64 = 4 * 1024 * 1024;
 
 /// How often queue TTLs and `x-expires` are checked.
 const TICK: Duration = Duration::from_millis(50);
@@ -250,8 +255,8 @@ async fn serve(
         _ => return,
     }
     let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(writer::run_writer(wr, rx));
+    let (tx, rx) = Outlet::new(OUTLET_BUDGET);
+    let writer = tokio::spawn(writer::run_writer(wr, rx, tx.window()));
     let mut reader = FrameReader::new(rd, shared.config.frame_max);
     match timeout(
         HANDSHAKE_TIMEOUT,
@@ -287,7 +292,7 @@ async fn serve(
     let _ = timeout(Duration::from_secs(5), writer).await;
 }
 
-fn send_close(tx: &mpsc::UnboundedSender<Outbound>, err: &AmqpError) {
+fn send_close(tx: &Outlet, err: &AmqpError) {
     let _ = tx.send(Outbound::Method(
         0,
         AMQPClass::Connection(conn_methods::AMQPMethod::Close(conn_methods::Close {

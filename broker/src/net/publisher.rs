@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use crate::core::Outlet;
 use amq_protocol::protocol::BasicProperties;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::core::{ChanKey, Message};
@@ -45,7 +45,7 @@ pub struct Publisher {
 impl Publisher {
     pub(super) fn new(shared: Arc<Shared>) -> Publisher {
         // Nothing is sent to an in-process publisher (no mandatory returns, no consumers).
-        let (outlet, _) = mpsc::unbounded_channel();
+        let (outlet, _) = Outlet::new(super::OUTLET_BUDGET);
         let ck = {
             let mut core = shared.lock();
             let conn = core.register_connection(outlet, false);

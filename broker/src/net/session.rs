@@ -140,6 +140,11 @@ impl Session {
         self.defs_writer.as_ref().map(|w| w.subscribe())
     }
 
+    /// The connection's outlet has room again: deliver what waited for it.
+    pub fn resume_deliveries(&self) {
+        self.core().dispatch_connection(self.conn);
+    }
+
     /// The error to close the connection with, once a write a reply promised has failed.
     pub fn take_failure(&mut self) -> Option<AmqpError> {
         self.failure.take()

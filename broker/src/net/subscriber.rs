@@ -1,7 +1,8 @@
 //! Subscribing from inside the process (the gateway's WebSocket stream): an exclusive queue
 //! bound to an exchange by a pattern, consumed with a prefetch window, deleted when the
 //! subscription is dropped. A slow reader does not hold messages in memory without bound: at
-//! most `PREFETCH` are in flight and the queue keeps the newest `BACKLOG`.
+//! most `PREFETCH` are in flight and the queue keeps the newest `BACKLOG` messages, at most
+//! `BACKLOG_BYTES` of them; an idle subscription holds nothing but its queue's bookkeeping.
 
 use std::sync::Arc;
 
@@ -11,17 +12,19 @@ use tokio::sync::mpsc;
 use super::Shared;
 use crate::core::declare::QueueSpec;
 use crate::core::deliver::ConsumeSpec;
-use crate::core::{ChanKey, Destination, Message, Outbound};
+use crate::core::{ChanKey, Destination, Message, Outbound, Outlet, Window};
 use crate::error::AmqpError;
 
 const PREFETCH: u16 = 64;
 const BACKLOG: i64 = 10_000;
+const BACKLOG_BYTES: i64 = 1024 * 1024;
 
 /// A live subscription; messages arrive with [`Subscription::next`].
 pub struct Subscription {
     shared: Arc<Shared>,
     ck: ChanKey,
     deliveries: mpsc::UnboundedReceiver<Outbound>,
+    window: Arc<Window>,
 }
 
 impl Subscription {
@@ -30,7 +33,8 @@ impl Subscription {
         exchange: &str,
         pattern: &str,
     ) -> Result<Subscription, AmqpError> {
-        let (outlet, deliveries) = mpsc::unbounded_channel();
+        let (outlet, deliveries) = Outlet::new(super::OUTLET_BUDGET);
+        let window = outlet.window();
         let mut core = shared.lock();
         let conn = core.register_connection(outlet, false);
         let ck = ChanKey { conn, channel: 1 };
@@ -40,6 +44,10 @@ impl Subscription {
             arguments.insert(
                 ShortString::from("x-max-length"),
                 AMQPValue::LongLongInt(BACKLOG),
+            );
+            arguments.insert(
+                ShortString::from("x-max-length-bytes"),
+                AMQPValue::LongLongInt(BACKLOG_BYTES),
             );
             arguments.insert(
                 ShortString::from("x-overflow"),
@@ -84,13 +92,18 @@ impl Subscription {
             shared,
             ck,
             deliveries,
+            window,
         })
     }
 
     /// The next message (acknowledged as it is handed over); `None` once the broker is gone.
     pub async fn next(&mut self) -> Option<(String, Arc<Message>)> {
         loop {
-            match self.deliveries.recv().await? {
+            let out = self.deliveries.recv().await?;
+            // Handed over: it no longer counts against the outlet (before the ack, whose
+            // dispatch may send the next one).
+            self.window.written(out.content_bytes());
+            match out {
                 Outbound::Deliver {
                     delivery_tag,
                     message,

@@ -1,10 +1,11 @@
 //! The writing half of a connection: turns `Outbound` work into frames, batches whatever is
 //! queued into one write, and sends heartbeats when the connection is otherwise quiet.
 
-use crate::core::Outbound;
+use crate::core::{Outbound, Window};
 use crate::wire::{encode_content, encode_heartbeat, encode_method};
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -13,7 +14,11 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 /// Stop gathering queued work into one write past this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
 
-pub async fn run_writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: UnboundedReceiver<Outbound>) {
+pub async fn run_writer<W: AsyncWrite + Unpin>(
+    mut sock: W,
+    mut rx: UnboundedReceiver<Outbound>,
+    window: Arc<Window>,
+) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut frame_max: u32 = 131_072;
     // Until tune, no heartbeats: a tick far away.
@@ -42,7 +47,9 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: UnboundedRec
         };
         let mut next = Some(first);
         let mut done = false;
+        let mut content = 0;
         while let Some(msg) = next.take() {
+            content += msg.content_bytes();
             match msg {
                 Outbound::Shutdown => {
                     done = true;
@@ -72,6 +79,7 @@ pub async fn run_writer<W: AsyncWrite + Unpin>(mut sock: W, mut rx: UnboundedRec
             buf.clear();
             wrote_since_tick = true;
         }
+        window.written(content);
         if done {
             let _ = sock.shutdown().await;
             return;

@@ -15,6 +15,9 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::AppState;
 
+/// How long one event may take to go out before the stream is given up as too slow.
+const SLOW_READER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The largest WebSocket message a client may send on `/ws/events`.
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
@@ -56,8 +59,24 @@ async fn forward(mut socket: WebSocket, mut subscription: Stream) {
                     "type": text(p.kind()),
                     "body": body,
                 });
-                if socket.send(Message::Text(frame.to_string().into())).await.is_err() {
-                    break;
+                let sent = tokio::time::timeout(
+                    SLOW_READER,
+                    socket.send(Message::Text(frame.to_string().into())),
+                )
+                .await;
+                match sent {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    // The client does not read: events pile up (and the oldest are dropped)
+                    // behind it. Say so and hang up rather than hold them.
+                    Err(_) => {
+                        let close = axum::extract::ws::CloseFrame {
+                            code: 1008,
+                            reason: "too slow: events were dropped while this stream did not read".into(),
+                        };
+                        let _ = tokio::time::timeout(SLOW_READER, socket.send(Message::Close(Some(close)))).await;
+                        break;
+                    }
                 }
             }
             incoming = socket.recv() => match incoming {
