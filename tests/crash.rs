@@ -151,7 +151,17 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
                 ))
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        // The kill comes at a random moment once publishing is under way (on a loaded
+        // machine the first confirm can take longer than the shortest wait).
+        let started = Instant::now();
+        while confirmed.iter().all(|c| c.lock().unwrap().is_empty()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "iteration {iteration}: no confirm within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
         kill9(&mut server);
         // Whatever they were waiting for will never be confirmed now.
         for t in tasks {
