@@ -1,8 +1,9 @@
 //! The log's one writer thread: it takes the records the broker appended (in memory, under
 //! its lock), writes them to the segment files, and when anyone waits for durability calls
 //! fdatasync once for everything written so far (group commit), then publishes how far the log
-//! is durable. No file I/O happens under the broker's lock, so a write that the kernel holds
-//! back (say, behind a page under writeback) never stalls deliveries.
+//! is durable. Appends and syncs happen here, not under the broker's lock, so a write that
+//! the kernel holds back (say, behind a page under writeback) never stalls deliveries. (What
+//! still touches files under the lock is listed in docs/ARCHITECTURE.md.)
 //!
 //! Positions are log sequence numbers (LSN): bytes appended since the log was opened.
 
