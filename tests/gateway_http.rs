@@ -97,16 +97,16 @@ async fn a_valid_event_is_enveloped_published_and_delivered_with_its_properties(
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
     );
 
-    // The same payload again: the same (deterministic) id, published again.
+    // The same payload again: the same (deterministic) id, so the same event, replayed.
     let again = post_json(
         &server.http,
         "/v1/events/theboard.meeting.created",
         &meeting(),
         &[],
-    )
-    .json();
-    assert_eq!(again["id"], envelope["id"]);
-    next(&mut consumer).await;
+    );
+    assert_eq!(again.json()["id"], envelope["id"]);
+    assert_eq!(again.header("idempotent-replay"), Some("true"));
+    nothing_within(&mut consumer, 200).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,6 +238,45 @@ async fn an_idempotency_key_replays_the_first_envelope_without_publishing_again(
     );
     assert_ne!(other.json()["id"], first.json()["id"]);
 
+    let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();
+    assert_eq!(delivered["id"], first.json()["id"]);
+    let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();
+    assert_eq!(delivered["id"], other.json()["id"]);
+    nothing_within(&mut consumer, 200).await;
+}
+
+/// The envelope id is deterministic (type, payload, correlation id): the same event again
+/// without an Idempotency-Key is that event, replayed, not published a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_again_without_a_key_is_replayed_not_republished() {
+    let (_dir, server) = start(&[]);
+    let (_conn, mut consumer) = listen(&server, "theboard.#").await;
+    let first = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("idempotent-replay"), None);
+    let again = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("idempotent-replay"), Some("true"));
+    assert_eq!(again.json(), first.json());
+    let mut changed = meeting();
+    changed["topic"] = json!("another topic");
+    let other = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &changed,
+        &[],
+    );
+    assert_eq!(other.header("idempotent-replay"), None);
     let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();
     assert_eq!(delivered["id"], first.json()["id"]);
     let delivered: Value = serde_json::from_slice(&next(&mut consumer).await.data).unwrap();

@@ -98,6 +98,28 @@ impl AmqpError {
         self
     }
 
+    /// The `channel.close` that reports this error.
+    pub fn channel_close(&self) -> amq_protocol::protocol::AMQPClass {
+        use amq_protocol::protocol::{channel, AMQPClass};
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: self.code,
+            reply_text: self.text.as_str().into(),
+            class_id: self.class_id,
+            method_id: self.method_id,
+        }))
+    }
+
+    /// The `connection.close` that reports this error.
+    pub fn connection_close(&self) -> amq_protocol::protocol::AMQPClass {
+        use amq_protocol::protocol::{connection, AMQPClass};
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: self.code,
+            reply_text: self.text.as_str().into(),
+            class_id: self.class_id,
+            method_id: self.method_id,
+        }))
+    }
+
     /// Hard errors close the whole connection; soft ones only the channel.
     pub fn closes_connection(&self) -> bool {
         !matches!(

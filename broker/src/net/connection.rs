@@ -122,15 +122,7 @@ async fn close_with_error<R: AsyncRead + Unpin>(
 ) {
     tracing::info!(conn = session.conn, error = %err, "closing connection");
     session.close_core();
-    let _ = session.tx.send(Outbound::Method(
-        0,
-        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-            reply_code: err.code,
-            reply_text: err.text.as_str().into(),
-            class_id: err.class_id,
-            method_id: err.method_id,
-        })),
-    ));
+    let _ = session.tx.send(Outbound::Method(0, err.connection_close()));
     let _ = timeout(CLOSE_TIMEOUT, async {
         while let Ok(Some(frame)) = reader.next_frame().await {
             match frame {

@@ -24,7 +24,6 @@ use crate::listen::BindError;
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
 use crate::wire::PROTOCOL_HEADER;
-use amq_protocol::protocol::{connection as conn_methods, AMQPClass};
 use handshake::HandshakeError;
 use reader::FrameReader;
 use std::net::SocketAddr;
@@ -293,13 +292,5 @@ async fn serve(
 }
 
 fn send_close(tx: &Outlet, err: &AmqpError) {
-    let _ = tx.send(Outbound::Method(
-        0,
-        AMQPClass::Connection(conn_methods::AMQPMethod::Close(conn_methods::Close {
-            reply_code: err.code,
-            reply_text: err.text.as_str().into(),
-            class_id: err.class_id,
-            method_id: err.method_id,
-        })),
-    ));
+    let _ = tx.send(Outbound::Method(0, err.connection_close()));
 }

@@ -92,6 +92,10 @@ async fn plain(
         Some(key) => Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()),
         None => deterministic_id(event_type, &data, correlation_id),
     };
+    // Without a key the event's deterministic id is its key: the same event again within
+    // the window is the same event, answered with the first envelope, not published twice
+    // under one id.
+    let key = key.or_else(|| Some(format!("{}\nevent:{id}", caller.source)));
     let now = now_ms();
     let envelope = Envelope {
         id,

@@ -1,0 +1,137 @@
+//! Publisher confirms and replies that wait for the disk: a confirm (or `tx.commit-ok`) goes
+//! out once the message log is durable past its message, a `declare-ok` of a durable object
+//! once the definitions writer has committed it; runs of equal outcomes go as one
+//! `basic.ack` / `basic.nack` with `multiple`.
+
+use super::{Mode, Session};
+use crate::core::{Outbound, Outlet};
+use crate::error::{code, AmqpError};
+use amq_protocol::protocol::{basic, AMQPClass};
+use std::collections::VecDeque;
+
+/// A reply that waits for the message log (`tx.commit-ok`) or the definitions store
+/// (`declare-ok` of a durable queue) to be on disk.
+pub(super) struct Deferred {
+    /// The log's durable position it needs.
+    pub(super) log: u64,
+    /// The definition changes it needs settled: numbers after `.0`, up to `.1`.
+    pub(super) defs: (u64, u64),
+    pub(super) channel: u16,
+    pub(super) reply: AMQPClass,
+}
+
+/// A publish not yet confirmed: its sequence number, the log position that must be durable
+/// first, and whether it is to be nacked (a queue refused it).
+pub(super) struct Unconfirmed {
+    pub(super) seq: u64,
+    pub(super) wait_for: u64,
+    pub(super) nack: bool,
+}
+
+/// Publisher confirms of a channel in confirm mode.
+#[derive(Default)]
+pub(super) struct Confirms {
+    /// The last sequence number assigned.
+    pub(super) assigned: u64,
+    /// In sequence order, with non-decreasing `wait_for`.
+    pub(super) pending: VecDeque<Unconfirmed>,
+}
+
+impl Session {
+    /// Sends every confirm (and deferred reply) whose log position is durable, in runs: one
+    /// `basic.ack(multiple)` or `basic.nack(multiple)` per run of equal outcomes. Asks the
+    /// log to sync for the rest.
+    pub(crate) fn flush_confirms(&mut self) {
+        let durable = self.log_writer.as_ref().map_or(u64::MAX, |w| w.durable());
+        let mut needed = 0;
+        for (ch, state) in self.channels.iter_mut() {
+            let Mode::Confirm(c) = &mut state.mode else {
+                continue;
+            };
+            let mut run: Option<(bool, u64, u64)> = None;
+            while let Some(front) = c.pending.front() {
+                if front.wait_for > durable {
+                    needed = needed.max(c.pending.back().map_or(0, |p| p.wait_for));
+                    break;
+                }
+                let (nack, seq) = (front.nack, front.seq);
+                c.pending.pop_front();
+                run = match run {
+                    Some((k, _, n)) if k == nack => Some((k, seq, n + 1)),
+                    Some(done) => {
+                        send_confirm(&self.tx, *ch, done);
+                        Some((nack, seq, 1))
+                    }
+                    None => Some((nack, seq, 1)),
+                };
+            }
+            if let Some(done) = run {
+                send_confirm(&self.tx, *ch, done);
+            }
+        }
+        let defs_done = self.defs_writer.as_ref().map_or(u64::MAX, |w| w.done());
+        while let Some(front) = self.deferred.front() {
+            if front.log > durable {
+                needed = needed.max(self.deferred.back().map_or(0, |d| d.log));
+                break;
+            }
+            if front.defs.1 > defs_done {
+                break;
+            }
+            let Some(done) = self.deferred.pop_front() else {
+                break;
+            };
+            let failed = self
+                .defs_writer
+                .as_ref()
+                .and_then(|w| w.failure(done.defs.0, done.defs.1));
+            match failed {
+                None => self.reply(done.channel, done.reply),
+                Some(why) => {
+                    self.failure = Some(AmqpError::new(
+                        code::INTERNAL_ERROR,
+                        format!("the definition could not be stored: {why}"),
+                    ));
+                    self.deferred.clear();
+                }
+            }
+        }
+        if let (Some(writer), true) = (&self.log_writer, needed > 0) {
+            self.shared.lock().flush_log();
+            writer.request(needed);
+        }
+    }
+
+    /// Replies now, or once the definition changes made since `before` are on disk.
+    pub(super) fn reply_once_stored(&mut self, ch: u16, before: u64, reply: AMQPClass) {
+        let after = self.core().defs_seq();
+        if after == before && self.deferred.is_empty() {
+            return self.reply(ch, reply);
+        }
+        let floor = self.deferred.back().map_or(0, |d| d.log);
+        self.deferred.push_back(Deferred {
+            log: floor,
+            defs: (before, after),
+            channel: ch,
+            reply,
+        });
+        self.flush_confirms();
+    }
+}
+
+/// One run of confirms: (nack?, last sequence number, how many).
+fn send_confirm(tx: &Outlet, ch: u16, (nack, seq, count): (bool, u64, u64)) {
+    let method = if nack {
+        basic::AMQPMethod::Nack(basic::Nack {
+            delivery_tag: seq,
+            multiple: count > 1,
+            requeue: false,
+        })
+    } else {
+        basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: seq,
+            multiple: count > 1,
+        })
+    };
+    let _ = tx.send(Outbound::Method(ch, AMQPClass::Basic(method)));
+}
