@@ -48,5 +48,6 @@ impl Core {
                 tracing::error!(error = %e, "compacting the message log failed");
             }
         }
+        self.send_copy_job();
     }
 }

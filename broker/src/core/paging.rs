@@ -5,7 +5,7 @@
 //! delivers. Messages that cannot be read are dropped and reported, as before.
 
 use super::Core;
-use crate::store::{PageRequest, PagedIn, Pager};
+use crate::store::{PageRequest, Paged, PagedIn, Pager};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -13,10 +13,40 @@ use std::sync::Arc;
 const READ_AHEAD: usize = 64;
 
 impl Core {
-    /// From now on, messages are read back by a pager thread that hands them to `done`.
-    pub fn start_pager(&mut self, done: Box<dyn Fn(PagedIn) + Send>) -> std::io::Result<()> {
+    /// From now on, messages (and compaction's copies) are read back by a pager thread that
+    /// hands them to `done`, which is to give them to [`Core::paged`].
+    pub fn start_pager(&mut self, done: Box<dyn Fn(Paged) + Send>) -> std::io::Result<()> {
         self.pager = Some(Pager::start(done)?);
+        if let Some(log) = self.log.as_mut() {
+            log.offload_copies();
+        }
         Ok(())
+    }
+
+    /// What the pager read: messages for a queue, or records to copy forward.
+    pub fn paged(&mut self, paged: Paged) {
+        match paged {
+            Paged::Messages(messages) => self.paged_in(messages),
+            Paged::Copied { segment, records } => {
+                if let Some(log) = self.log.as_mut() {
+                    if let Err(e) = log.finish_copy(segment, records) {
+                        tracing::error!(error = %e, segment, "copying live messages forward failed; the segment stays");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands compaction's reads, if it wants some, to the pager.
+    pub(super) fn send_copy_job(&mut self) {
+        let (Some(pager), Some(log)) = (self.pager.as_ref(), self.log.as_mut()) else {
+            return;
+        };
+        if let Some(job) = log.take_copy_job() {
+            if !pager.copy(job) {
+                tracing::error!("the pager has stopped");
+            }
+        }
     }
 
     /// Asks the pager for the head of a queue whose next message is only in the log.
@@ -63,7 +93,7 @@ impl Core {
 
     /// The pager's answer: bodies go in place, unreadable messages are dropped (reported),
     /// and the queue delivers again.
-    pub fn paged_in(&mut self, paged: PagedIn) {
+    fn paged_in(&mut self, paged: PagedIn) {
         let mut bodies = HashMap::new();
         let mut lost = Vec::new();
         for (id, read) in paged.bodies {

@@ -129,7 +129,7 @@ impl Broker {
                 .lock()
                 .start_pager(Box::new(move |paged| {
                     if let Some(shared) = weak.upgrade() {
-                        shared.lock().paged_in(paged);
+                        shared.lock().paged(paged);
                     }
                 }))
                 .map_err(|e| BrokerError::Config(format!("starting the pager thread: {e}")))?;

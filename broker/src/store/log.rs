@@ -78,6 +78,26 @@ pub struct MessageLog {
     segments: BTreeMap<u64, SegStats>,
     next_id: u64,
     readers: HashMap<u64, Arc<File>>,
+    /// Copy-forward reads are handed out ([`MessageLog::take_copy_job`]) instead of done here.
+    offload_copies: bool,
+    /// The segment whose live messages are being copied forward, and the job not yet taken.
+    copying: Option<u64>,
+    copy_job: Option<CopyJob>,
+}
+
+/// The live messages of an old segment, to be read off the broker's lock and handed back to
+/// [`MessageLog::finish_copy`].
+#[derive(Debug)]
+pub struct CopyJob {
+    pub segment: u64,
+    pub refs: Vec<PagedRef>,
+}
+
+impl CopyJob {
+    /// Reads every record (blocking).
+    pub fn read_all(&self) -> Vec<(u64, io::Result<Record>)> {
+        self.refs.iter().map(|r| (r.msg_id, r.record())).collect()
+    }
 }
 
 impl std::fmt::Debug for MessageLog {
@@ -176,6 +196,9 @@ impl MessageLog {
             segments,
             next_id: max_id.map_or(1, |m| m + 1),
             readers: HashMap::new(),
+            offload_copies: false,
+            copying: None,
+            copy_job: None,
         };
         log.compact()?;
         Ok((
@@ -372,8 +395,10 @@ impl MessageLog {
     fn roll(&mut self) -> io::Result<()> {
         self.flush();
         let next = self.active_no + 1;
-        let file = create_segment(&self.dir, next)?;
-        self.writer.switch(file);
+        // Creating the file is one quick call; syncing the directory is the writer's.
+        let file = new_segment(&self.dir, next)?;
+        self.readers.insert(next, Arc::new(file.try_clone()?));
+        self.writer.switch(file, self.dir.clone());
         self.active_no = next;
         self.segment_start.insert(next, self.lsn);
         self.segments.insert(next, SegStats::default());
@@ -396,7 +421,7 @@ impl MessageLog {
                     return Ok(());
                 }
                 self.doomed.remove(&oldest);
-                self.delete_segment(oldest)?;
+                self.delete_segment(oldest);
                 continue;
             }
             let total: u64 = self.segments.values().map(|s| s.len).sum();
@@ -408,25 +433,45 @@ impl MessageLog {
                 return Ok(());
             }
             if stats.live_bytes > 0 {
-                // The originals go once the copies are durable (a later compaction).
-                self.copy_forward(oldest)?;
-                self.flush();
-                self.writer.request(self.lsn);
-                self.doomed.insert(oldest, self.lsn);
-                return Ok(());
+                // One segment at a time; its originals go once the copies are durable (a
+                // later compaction).
+                if self.copying.is_some() {
+                    return Ok(());
+                }
+                let job = self.plan_copy(oldest)?;
+                self.copying = Some(oldest);
+                if self.offload_copies {
+                    self.copy_job = Some(job);
+                    return Ok(());
+                }
+                let records = job.read_all();
+                return self.finish_copy(oldest, records);
             }
-            self.delete_segment(oldest)?;
+            self.delete_segment(oldest);
         }
     }
 
-    fn delete_segment(&mut self, segment: u64) -> io::Result<()> {
+    /// Forgets a segment and has the writer delete its file (a read in flight keeps its
+    /// open file).
+    fn delete_segment(&mut self, segment: u64) {
         self.readers.remove(&segment);
         self.segments.remove(&segment);
         self.segment_start.remove(&segment);
-        std::fs::remove_file(segment_path(&self.dir, segment))
+        self.writer.delete(segment_path(&self.dir, segment));
     }
 
-    fn copy_forward(&mut self, segment: u64) -> io::Result<()> {
+    /// From now on compaction hands its reads out ([`MessageLog::take_copy_job`]).
+    pub fn offload_copies(&mut self) {
+        self.offload_copies = true;
+    }
+
+    /// A copy-forward whose records are to be read elsewhere, if compaction wants one.
+    pub fn take_copy_job(&mut self) -> Option<CopyJob> {
+        self.copy_job.take()
+    }
+
+    /// Where the live messages of `segment` are (nothing is read yet).
+    fn plan_copy(&mut self, segment: u64) -> io::Result<CopyJob> {
         let mut ids: Vec<u64> = self
             .live
             .iter()
@@ -434,13 +479,36 @@ impl MessageLog {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
-        for id in ids {
-            let mut record = self.read_record(id)?;
-            let Record::Publish { holders, .. } = &mut record else {
+        let refs = ids
+            .into_iter()
+            .map(|id| self.locate(id))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(CopyJob { segment, refs })
+    }
+
+    /// Appends copies of the records read for a copy job (of the messages still live there,
+    /// listing the queues that hold them now), and dooms the old segment once they are
+    /// durable. A record that could not be read keeps the segment (the next compaction tries
+    /// again).
+    pub fn finish_copy(
+        &mut self,
+        segment: u64,
+        records: Vec<(u64, io::Result<Record>)>,
+    ) -> io::Result<()> {
+        self.copying = None;
+        let mut failed = None;
+        for (id, read) in records {
+            let mut record = match read {
+                Ok(record) => record,
+                Err(e) => {
+                    failed = Some(e);
+                    continue;
+                }
+            };
+            let Some(live) = self.live.get(&id).filter(|l| l.loc.segment == segment) else {
                 continue;
             };
-            // The copy lists the queues holding the message now, with their delivery marks.
-            let Some(live) = self.live.get(&id) else {
+            let Record::Publish { holders, .. } = &mut record else {
                 continue;
             };
             *holders = live
@@ -469,11 +537,13 @@ impl MessageLog {
                 s.live_bytes += loc.len as u64;
             }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.flush();
+        self.writer.request(self.lsn);
+        self.doomed.insert(segment, self.lsn);
         Ok(())
-    }
-
-    fn read_record(&mut self, msg_id: u64) -> io::Result<Record> {
-        self.locate(msg_id)?.record()
     }
 
     /// Where a live message's record is, to be read off the broker's lock (by the pager
@@ -552,7 +622,7 @@ impl PagedRef {
     }
 
     /// Reads and checks the record itself.
-    fn record(&self) -> io::Result<Record> {
+    pub fn record(&self) -> io::Result<Record> {
         if let Some(end) = self.written_by {
             self.writer.wait_written(end);
         }
@@ -590,12 +660,18 @@ impl Drop for MessageLog {
     }
 }
 
-fn create_segment(dir: &Path, no: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
+/// A new segment file; its directory entry is made durable by the writer (see `roll`), or
+/// here for the first segment of a run.
+fn new_segment(dir: &Path, no: u64) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .append(true)
         .read(true)
-        .open(segment_path(dir, no))?;
+        .open(segment_path(dir, no))
+}
+
+fn create_segment(dir: &Path, no: u64) -> io::Result<File> {
+    let file = new_segment(dir, no)?;
     // The new file's directory entry must survive a crash too.
     File::open(dir)?.sync_all()?;
     Ok(file)
@@ -648,7 +724,13 @@ mod tests {
             settle(&mut log);
             log.compact().unwrap();
         }
-        let segments = list_segments(dir.path()).unwrap();
+        // The writer deletes them after what was handed over before.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut segments = list_segments(dir.path()).unwrap();
+        while segments.len() > 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            segments = list_segments(dir.path()).unwrap();
+        }
         assert!(!segments.contains(&first_segment), "{segments:?}");
         assert!(segments.len() <= 3, "{segments:?}");
         assert_eq!(log.read(keep).unwrap().body, Bytes::from("keep"));

@@ -20,9 +20,9 @@ pub mod segment;
 mod writer;
 
 pub use defs_writer::DefsWriter;
-pub use log::{MessageLog, PagedRef, RecoveredQueue, Recovery};
+pub use log::{CopyJob, MessageLog, PagedRef, RecoveredQueue, Recovery};
 pub use memory::MemoryQueue;
-pub use pager::{PageRequest, PagedIn, Pager};
+pub use pager::{PageRequest, Paged, PagedIn, Pager};
 pub use priority::PriorityQueue;
 pub use replay::Meta;
 pub use writer::LogWriter;

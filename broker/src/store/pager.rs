@@ -1,13 +1,31 @@
-//! The pager: one thread that reads paged-out messages back from the log for queues whose
-//! consumers are waiting, so that no file read happens under the broker's lock. The core
-//! asks for the next few messages of a queue (read-ahead in queue order); the thread reads
-//! them and hands the bodies back through a callback that takes the lock briefly to put them
-//! in place and deliver.
+//! The pager: one thread that reads the message log for the broker, so that no file read
+//! happens under the broker's lock: paged-out messages for queues whose consumers are waiting
+//! (the next few of a queue, in queue order), and the live records compaction copies forward.
+//! It hands what it read back through a callback that takes the lock briefly.
 
-use super::log::PagedRef;
+use super::log::{CopyJob, PagedRef};
+use super::record::Record;
 use crate::core::Message;
 use std::io;
 use std::sync::mpsc;
+
+/// What the pager is asked to read.
+#[derive(Debug)]
+enum Work {
+    Messages(PageRequest),
+    Copy(CopyJob),
+}
+
+/// What the pager read.
+#[derive(Debug)]
+pub enum Paged {
+    Messages(PagedIn),
+    /// The records of a [`CopyJob`], for `MessageLog::finish_copy`.
+    Copied {
+        segment: u64,
+        records: Vec<(u64, io::Result<Record>)>,
+    },
+}
 
 /// Messages of one queue to read back.
 #[derive(Debug)]
@@ -28,22 +46,27 @@ pub struct PagedIn {
 /// The sending side; dropping it ends the thread once the request in hand is done.
 #[derive(Debug)]
 pub struct Pager {
-    requests: mpsc::Sender<PageRequest>,
+    requests: mpsc::Sender<Work>,
 }
 
 impl Pager {
     /// Starts the thread; `done` gets every result (it runs on the pager thread).
-    pub fn start(done: Box<dyn Fn(PagedIn) + Send>) -> io::Result<Pager> {
-        let (requests, incoming) = mpsc::channel::<PageRequest>();
+    pub fn start(done: Box<dyn Fn(Paged) + Send>) -> io::Result<Pager> {
+        let (requests, incoming) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("bloodbank-pager".into())
             .spawn(move || {
-                while let Ok(request) = incoming.recv() {
-                    let bodies = request.refs.iter().map(|r| (r.msg_id, r.read())).collect();
-                    done(PagedIn {
-                        vhost: request.vhost,
-                        queue: request.queue,
-                        bodies,
+                while let Ok(work) = incoming.recv() {
+                    done(match work {
+                        Work::Messages(request) => Paged::Messages(PagedIn {
+                            bodies: request.refs.iter().map(|r| (r.msg_id, r.read())).collect(),
+                            vhost: request.vhost,
+                            queue: request.queue,
+                        }),
+                        Work::Copy(job) => Paged::Copied {
+                            segment: job.segment,
+                            records: job.read_all(),
+                        },
                     });
                 }
             })?;
@@ -52,6 +75,11 @@ impl Pager {
 
     /// Asks for messages; false when the thread has stopped.
     pub fn request(&self, request: PageRequest) -> bool {
-        self.requests.send(request).is_ok()
+        self.requests.send(Work::Messages(request)).is_ok()
+    }
+
+    /// Asks for the records of a copy-forward; false when the thread has stopped.
+    pub fn copy(&self, job: CopyJob) -> bool {
+        self.requests.send(Work::Copy(job)).is_ok()
     }
 }

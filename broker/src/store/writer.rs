@@ -11,6 +11,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -25,8 +26,11 @@ const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(2);
 enum Chunk {
     /// Records for the current segment, ending at this position.
     Data(Bytes, u64),
-    /// Continue in this segment; the previous one is synced first.
-    Switch(File),
+    /// Continue in this (new, empty) segment; the previous one is synced first, and the
+    /// directory, so that the new file's entry survives a crash.
+    Switch(File, PathBuf),
+    /// A segment nothing needs any more.
+    Delete(PathBuf),
 }
 
 struct State {
@@ -78,9 +82,15 @@ impl LogWriter {
         self.work.notify_one();
     }
 
-    /// Records after this go to `file`.
-    pub fn switch(&self, file: File) {
-        self.lock().queue.push_back(Chunk::Switch(file));
+    /// Records after this go to `file`, a new segment in directory `dir`.
+    pub fn switch(&self, file: File, dir: PathBuf) {
+        self.lock().queue.push_back(Chunk::Switch(file, dir));
+        self.work.notify_one();
+    }
+
+    /// Deletes a segment file, after everything handed over before it.
+    pub fn delete(&self, path: PathBuf) {
+        self.lock().queue.push_back(Chunk::Delete(path));
         self.work.notify_one();
     }
 
@@ -157,13 +167,21 @@ impl LogWriter {
                         len += bytes.len() as u64;
                         end = Some(at);
                     }
-                    Chunk::Switch(next) => {
+                    Chunk::Switch(next, dir) => {
                         retry("syncing a full log segment", || file.sync_data());
+                        retry("syncing the log directory", || {
+                            File::open(&dir).and_then(|d| d.sync_all())
+                        });
                         if let Some(at) = end {
                             self.advance(at);
                         }
                         file = next;
                         len = 0;
+                    }
+                    Chunk::Delete(path) => {
+                        if let Err(e) = std::fs::remove_file(&path) {
+                            tracing::warn!(path = %path.display(), error = %e, "deleting a log segment failed");
+                        }
                     }
                 }
             }
