@@ -144,14 +144,21 @@ pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, Amqp
             match int_value(value) {
                 Some(n) if n >= min && n <= max => Ok(n as u64),
                 Some(n) => Err(invalid(key, format!("{n} is out of range {min}..={max}"))),
-                None => Err(invalid(key, format!("expected an integer, got {value:?}"))),
+                // RabbitMQ's own words, quotes included.
+                None => Err(invalid(
+                    key,
+                    format!("\"expected integer, got {}\"", type_name(value)),
+                )),
             }
         };
         let string = || -> Result<String, AmqpError> {
             match value {
                 AMQPValue::LongString(s) => Ok(String::from_utf8_lossy(s.as_bytes()).into()),
                 AMQPValue::ShortString(s) => Ok(s.as_str().to_string()),
-                _ => Err(invalid(key, format!("expected a string, got {value:?}"))),
+                _ => Err(invalid(
+                    key,
+                    format!("\"expected string, got {}\"", type_name(value)),
+                )),
             }
         };
         let short = |s: String| -> Result<String, AmqpError> {
@@ -218,6 +225,27 @@ pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, Amqp
         ));
     }
     Ok(parsed)
+}
+
+/// A field's type as RabbitMQ names it in error texts.
+fn type_name(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) | AMQPValue::ShortShortUInt(_) => "byte",
+        AMQPValue::ShortInt(_) | AMQPValue::ShortUInt(_) => "short",
+        AMQPValue::LongInt(_) | AMQPValue::LongUInt(_) => "signedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) => "shortstr",
+        AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "bytes",
+        AMQPValue::Void => "void",
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ mod paging;
 pub mod publish;
 mod vhost;
 
+#[cfg(test)]
+mod tests;
+
 pub use channel::ChanKey;
 pub use exchange::{Destination, ExchangeKind};
 pub use message::Message;
