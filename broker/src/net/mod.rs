@@ -4,6 +4,7 @@
 mod alarm;
 mod auth;
 mod connection;
+mod feed;
 mod handshake;
 mod publisher;
 mod reader;
@@ -13,6 +14,7 @@ mod writer;
 
 pub use alarm::{default_memory_high_watermark, resident_memory};
 pub use auth::same_secret;
+pub use feed::feed_frames;
 pub use publisher::{Delivered, PublishError, Publisher};
 pub use subscriber::Subscription;
 
