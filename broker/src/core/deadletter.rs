@@ -5,7 +5,6 @@
 //! reason, newest first, with a count) and `x-first-death-*` headers; its `expiration` is
 //! removed (kept in `x-death` as `original-expiration`) so it does not expire again.
 
-use super::clock::now_ms;
 use super::queue::Entry;
 use super::{Core, Message};
 use amq_protocol::protocol::BasicProperties;
@@ -52,7 +51,7 @@ impl Core {
             });
         let persisted: Vec<u64> = entries.iter().filter_map(|e| e.persisted).collect();
         if let (Some(reason), Some((dlx, dlrk))) = (reason, target) {
-            let now = now_ms();
+            let now = (self.clock)();
             for entry in &entries {
                 let Some(message) = self.load(entry) else {
                     continue;

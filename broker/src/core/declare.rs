@@ -1,7 +1,6 @@
 //! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and error texts.
 
 use super::args::{parse_queue_args, render, QueueType, EQUIVALENCE_CHECKED};
-use super::clock::now_ms;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::queue::Queue;
 use super::{ChanKey, Core};
@@ -324,7 +323,7 @@ impl Core {
                     return Err(inequivalent(arg, &what, received, current));
                 }
             }
-            existing.last_used_ms = now_ms();
+            existing.last_used_ms = (self.clock)();
             return Ok(info(existing));
         }
         if args.kind() == QueueType::Quorum {
@@ -351,7 +350,7 @@ impl Core {
             owner,
             spec.arguments,
             args,
-            now_ms(),
+            (self.clock)(),
         )
         .counting_into(self.resident.clone());
         let result = info(&queue);

@@ -2,7 +2,6 @@
 //! consumers in turn while their prefetch allows.
 
 use super::channel::{Consumer, Unacked};
-use super::clock::now_ms;
 use super::deadletter::Reason;
 use super::queue::{ConsumerRef, Entry};
 use super::ConnId;
@@ -40,8 +39,9 @@ impl Core {
     /// Starts a consumer; sends `consume-ok` (unless nowait) before any delivery.
     pub fn basic_consume(&mut self, ck: ChanKey, spec: ConsumeSpec) -> Result<String, AmqpError> {
         let vname = self.vhost_name(ck);
+        let now = self.now();
         let queue = self.queue_mut(ck, &vname, &spec.queue)?;
-        queue.last_used_ms = now_ms();
+        queue.last_used_ms = now;
         if queue.has_exclusive_consumer() || (spec.exclusive && queue.consumer_count() > 0) {
             return Err(AmqpError::access_refused(format!(
                 "{} in exclusive use",
@@ -113,7 +113,7 @@ impl Core {
             .and_then(|v| v.queues.get_mut(&consumer.queue))
         {
             q.remove_consumer(ck, tag);
-            q.last_used_ms = now_ms();
+            q.last_used_ms = (self.clock)();
         }
         // With a single active consumer, the next one in line takes over.
         if !self.auto_delete_queue_if_unused(&vname, &consumer.queue) {
@@ -124,9 +124,10 @@ impl Core {
     /// `basic.get`: sends get-ok with the message, or get-empty.
     pub fn basic_get(&mut self, ck: ChanKey, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        let now = self.now();
         let q = self.queue_mut(ck, &vname, queue)?;
-        q.last_used_ms = now_ms();
-        let Some((entry, message)) = self.take_ready(&vname, queue, now_ms()) else {
+        q.last_used_ms = now;
+        let Some((entry, message)) = self.take_ready(&vname, queue, (self.clock)()) else {
             self.send(
                 ck,
                 Outbound::Method(
@@ -258,7 +259,7 @@ impl Core {
 
     /// Hands ready messages to consumers with credit, round-robin, until one side runs out.
     pub(super) fn dispatch(&mut self, vname: &str, queue: &str) {
-        self.dispatch_at(vname, queue, now_ms());
+        self.dispatch_at(vname, queue, (self.clock)());
     }
 
     /// Dispatch as of `now`: a publish dispatches as of its own arrival, so a message a

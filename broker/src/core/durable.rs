@@ -2,7 +2,6 @@
 //! broker's state from the store and the message log at start.
 
 use super::args::parse_queue_args;
-use super::clock::now_ms;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::queue::{Entry, Queue};
 use super::{Core, VHost};
@@ -51,7 +50,7 @@ impl Core {
                 )
             });
         }
-        let now = now_ms();
+        let now = (self.clock)();
         for q in file.queues {
             let arguments = json_to_table(&q.arguments);
             let args = match parse_queue_args(&arguments, &queue_ref(&q.name, &q.vhost)) {

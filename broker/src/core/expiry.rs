@@ -2,14 +2,13 @@
 //! if the queue says so), queues unused for their `x-expires` are deleted, and the message
 //! log drops segments nothing refers to any more.
 
-use super::clock::now_ms;
 use super::deadletter::Reason;
 use super::Core;
 
 impl Core {
     /// Runs expiry; the broker calls this a few times a second.
     pub fn tick(&mut self) {
-        let now = now_ms();
+        let now = (self.clock)();
         let mut expired_queues = Vec::new();
         let mut with_ttl = Vec::new();
         for vhost in self.vhosts.values() {

@@ -78,6 +78,8 @@ pub struct Core {
     defs_seq: u64,
     /// Reads paged-out messages back off the lock (absent: they are read in place).
     pager: Option<Pager>,
+    /// Milliseconds since the Unix epoch: the wall clock, or a test's.
+    clock: fn() -> u64,
     /// Body bytes of ready messages held in memory, across all queues.
     resident: Arc<AtomicU64>,
 }
@@ -97,8 +99,22 @@ impl Core {
             defs: None,
             defs_seq: 0,
             pager: None,
+            clock: clock::now_ms,
             resident: Arc::default(),
         }
+    }
+
+    /// A core whose time is `clock` (tests drive TTLs and expiry with it).
+    pub fn with_clock(limits: Limits, clock: fn() -> u64) -> Core {
+        Core {
+            clock,
+            ..Core::new(limits)
+        }
+    }
+
+    /// Now, in milliseconds since the Unix epoch, by the core's clock.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
     }
 
     /// The message log's writer (durable positions, sync requests), when there is a log.

@@ -3,7 +3,6 @@
 //! durable queues to the log, enqueue, dispatch, or return it.
 
 use super::args::Overflow;
-use super::clock::now_ms;
 use super::deadletter::{is_cycle, Reason};
 use super::exchange::Destination;
 use super::queue::Entry;
@@ -62,7 +61,7 @@ impl Core {
         queues: BTreeSet<String>,
         depth: u32,
     ) -> Published {
-        let now = now_ms();
+        let now = (self.clock)();
         let size = message.body.len() as u64;
         let mut out = Published::default();
         let mut accepted: Vec<(String, bool)> = Vec::new();

@@ -21,7 +21,10 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let mut core = Core::new(Limits::default());
+        Harness::with(Core::new(Limits::default()))
+    }
+
+    fn with(mut core: Core) -> Harness {
         let (outlet, outbox) = Outlet::new(u64::MAX);
         let conn = core.register_connection(outlet, true);
         Harness { core, conn, outbox }
@@ -134,6 +137,44 @@ fn a_consumer_gets_what_is_published_in_order_within_its_prefetch() {
     // Closing the channel puts the unacknowledged back, in their places.
     h.core.close_channel(h.ck(1));
     assert_eq!(h.ready("q"), 2);
+}
+
+static FAKE_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
+fn fake_now() -> u64 {
+    FAKE_NOW.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_message_ttl_runs_on_the_cores_clock() {
+    let mut h = Harness::with(Core::with_clock(Limits::default(), fake_now));
+    h.open(1);
+    let ck = h.ck(1);
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-message-ttl".into(),
+        amq_protocol::types::AMQPValue::LongLongInt(1000),
+    );
+    h.core
+        .queue_declare(
+            ck,
+            QueueSpec {
+                name: "ttl".into(),
+                passive: false,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                arguments,
+            },
+        )
+        .unwrap();
+    h.publish(1, "ttl", "soon gone");
+    FAKE_NOW.fetch_add(999, Ordering::Relaxed);
+    h.core.tick();
+    assert_eq!(h.ready("ttl"), 1, "not expired after 999 ms");
+    FAKE_NOW.fetch_add(2, Ordering::Relaxed);
+    h.core.tick();
+    assert_eq!(h.ready("ttl"), 0, "expired after 1001 ms");
 }
 
 #[derive(Debug, Clone)]
