@@ -2,7 +2,7 @@
 //! RabbitMQ's definitions JSON. Works on a stopped broker (the store is opened exclusively).
 
 use anyhow::Context;
-use bloodbank_broker::store::definitions::{Definitions, DefinitionsFile};
+use bloodbank_broker::definitions::{Definitions, DefinitionsFile};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]

@@ -1,8 +1,8 @@
 //! Enqueue and dequeue on a queue, plain and with priorities.
 
-use bloodbank_broker::core::args::QueueArgs;
-use bloodbank_broker::core::queue::{Entry, Queue};
-use bloodbank_broker::core::Message;
+use bloodbank_broker::bench::QueueArgs;
+use bloodbank_broker::bench::{Entry, Queue};
+use bloodbank_broker::Message;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;

@@ -1,8 +1,8 @@
 //! The message log: appending 1 KiB persistent messages, and one group commit (fdatasync) per
 //! batch of 256, as publishers with confirms drive it.
 
-use bloodbank_broker::core::Message;
-use bloodbank_broker::store::MessageLog;
+use bloodbank_broker::bench::MessageLog;
+use bloodbank_broker::Message;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

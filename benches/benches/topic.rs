@@ -1,7 +1,7 @@
 //! Topic matching with 10 to 100,000 bindings: the cost should stay flat in the number of
 //! bindings that do not match.
 
-use bloodbank_broker::core::topic::TopicTrie;
+use bloodbank_broker::topic::TopicTrie;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn bench(c: &mut Criterion) {

@@ -1,25 +1,37 @@
 //! Bloodbank's AMQP 0.9.1 broker.
 //!
-//! - `wire`: frame splitting and encoding (no I/O)
+//! - `wire`: frame splitting and encoding (no I/O; public for tests, fuzzing and benchmarks)
 //! - `core`: exchanges, routing, queues, consumers and acks as plain state (no I/O)
-//! - `store`: where messages are kept
+//! - `store`: where messages and definitions are kept
 //! - `net`: tokio tasks per connection, the listener, shutdown
 //!
 //! Embedding: `Broker::start(BrokerConfig { amqp_listen: "127.0.0.1:0".parse()?, .. })`
-//! starts a broker in-process; `addr()` tells its port, `shutdown()` stops it.
-
-pub mod core;
-pub mod error;
-pub mod net;
-pub mod store;
-pub mod wire;
+//! starts a broker in-process; `addr()` tells its port, `shutdown()` stops it. The public API
+//! is what this file exports; everything else is the crate's own (`unreachable_pub` keeps it
+//! that way).
+#![warn(unreachable_pub)]
 
 mod config;
+mod core;
+pub mod error;
 mod listen;
+mod net;
 mod pidlock;
+mod store;
+pub mod wire;
 
+pub use crate::core::{clock, topic, Message};
 pub use config::{BrokerConfig, ExchangeDecl, User};
 pub use error::{AmqpError, BrokerError};
 pub use listen::{BindError, Listen, ListenParseError};
-pub use net::Broker;
+pub use net::{feed_frames, same_secret, Broker, Delivered, PublishError, Publisher, Subscription};
 pub use pidlock::{PidLock, PidLockError};
+pub use store::definitions;
+
+/// Internals the criterion benchmarks measure directly. Not an API: it changes with them.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::core::args::QueueArgs;
+    pub use crate::core::queue::{Entry, Queue};
+    pub use crate::store::MessageLog;
+}

@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    bloodbank_broker::net::feed_frames(data);
+    bloodbank_broker::feed_frames(data);
 });

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::http::HeaderMap;
-use bloodbank_broker::core::topic::reference_match;
+use bloodbank_broker::topic::reference_match;
 
 use crate::error::ApiError;
 
@@ -35,7 +35,7 @@ impl Auth {
     pub fn identify(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, ApiError> {
         let presented = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
         match (presented, self.keys.is_empty()) {
-            (Some(given), false) => match self.keys.iter().find(|k| bloodbank_broker::net::same_secret(k.key.as_bytes(), given.as_bytes())) {
+            (Some(given), false) => match self.keys.iter().find(|k| bloodbank_broker::same_secret(k.key.as_bytes(), given.as_bytes())) {
                 Some(key) => Ok(Caller { source: key.name.clone(), key: Some(key.clone()) }),
                 None => Err(ApiError::Unauthorized("the X-API-Key is not one of the configured keys".into())),
             },

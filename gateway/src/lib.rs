@@ -169,11 +169,11 @@ impl Gateway {
         let state = &self.state;
         let (schema_version, warning) = publishing::validate(state, event_type, &data)?;
         let key = format!("{source}\n{idempotency_key}");
-        let now = bloodbank_broker::core::clock::now_ms();
+        let now = bloodbank_broker::clock::now_ms();
         let envelope = Envelope {
             id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()),
             event_type: event_type.to_string(),
-            timestamp: bloodbank_broker::core::clock::rfc3339(now),
+            timestamp: bloodbank_broker::clock::rfc3339(now),
             source: source.to_string(),
             data,
             correlation_id,
@@ -220,7 +220,7 @@ async fn prune(state: Arc<AppState>) {
         }
         let window = state.config.idempotency_window.as_millis() as u64;
         let ttl = state.config.correlation_ttl.as_millis() as u64;
-        let now = bloodbank_broker::core::clock::now_ms();
+        let now = bloodbank_broker::clock::now_ms();
         if let Err(e) = state.store.run(move |s| s.prune(now, window, ttl)).await {
             tracing::warn!(error = %error::chain(&e), "pruning the gateway store failed");
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use amq_protocol::protocol::BasicProperties;
-use bloodbank_broker::net::{PublishError, Publisher, Subscription};
+use bloodbank_broker::{PublishError, Publisher, Subscription};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::{

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use bloodbank_broker::core::clock::rfc3339;
+use bloodbank_broker::clock::rfc3339;
 use bloodbank_broker::{BindError, Listen};
 use serde_json::Value;
 use uuid::Uuid;
@@ -493,7 +493,7 @@ fn seconds(samples: usize) -> f64 {
 }
 
 fn now() -> String {
-    rfc3339(bloodbank_broker::core::clock::now_ms())
+    rfc3339(bloodbank_broker::clock::now_ms())
 }
 
 /// Runs blocking work (inference, model loading) on the blocking pool.

@@ -4,7 +4,7 @@ use crate::error::AmqpError;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 /// A string-valued argument (clients send short or long strings).
-pub fn string_arg(args: &FieldTable, key: &str) -> Option<String> {
+pub(crate) fn string_arg(args: &FieldTable, key: &str) -> Option<String> {
     match args.inner().get(key)? {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
@@ -13,7 +13,7 @@ pub fn string_arg(args: &FieldTable, key: &str) -> Option<String> {
 }
 
 /// An integer-valued argument of any AMQP integer width.
-pub fn int_value(value: &AMQPValue) -> Option<i128> {
+pub(crate) fn int_value(value: &AMQPValue) -> Option<i128> {
     Some(match value {
         AMQPValue::ShortShortInt(n) => *n as i128,
         AMQPValue::ShortShortUInt(n) => *n as i128,
@@ -27,7 +27,7 @@ pub fn int_value(value: &AMQPValue) -> Option<i128> {
 }
 
 /// Renders an argument value as RabbitMQ's error texts do.
-pub fn render(value: Option<&AMQPValue>) -> String {
+pub(crate) fn render(value: Option<&AMQPValue>) -> String {
     match value {
         None => "none".into(),
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
@@ -93,7 +93,7 @@ impl QueueArgs {
 }
 
 /// Arguments whose values must match when a queue is declared again (RabbitMQ's list).
-pub const EQUIVALENCE_CHECKED: &[&str] = &[
+pub(crate) const EQUIVALENCE_CHECKED: &[&str] = &[
     "x-dead-letter-exchange",
     "x-dead-letter-routing-key",
     "x-expires",
@@ -125,7 +125,7 @@ const KNOWN: &[&str] = &[
 ];
 
 /// Parses and checks a queue's arguments; `what` names the queue in error texts.
-pub fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, AmqpError> {
+pub(crate) fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArgs, AmqpError> {
     let invalid = |key: &str, why: String| {
         AmqpError::precondition(format!("invalid arg '{key}' for {what}: {why}"))
     };

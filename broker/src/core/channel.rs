@@ -15,7 +15,7 @@ pub struct ChanKey {
 
 /// A message delivered on this channel and not yet acknowledged.
 #[derive(Debug)]
-pub struct Unacked {
+pub(crate) struct Unacked {
     pub queue: String,
     pub entry: Entry,
     /// None for `basic.get`.
@@ -23,7 +23,7 @@ pub struct Unacked {
 }
 
 #[derive(Debug)]
-pub struct Consumer {
+pub(crate) struct Consumer {
     pub queue: String,
     pub no_ack: bool,
     /// Per-consumer prefetch (0 = unlimited).
@@ -32,7 +32,7 @@ pub struct Consumer {
 }
 
 #[derive(Debug)]
-pub struct Channel {
+pub(crate) struct Channel {
     pub vhost: String,
     next_tag: u64,
     pub unacked: BTreeMap<u64, Unacked>,
@@ -46,7 +46,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(vhost: impl Into<String>) -> Channel {
+    pub(crate) fn new(vhost: impl Into<String>) -> Channel {
         Channel {
             vhost: vhost.into(),
             next_tag: 1,
@@ -59,7 +59,7 @@ impl Channel {
     }
 
     /// Whether consumer `tag` may receive one more message now.
-    pub fn can_deliver(&self, tag: &str) -> bool {
+    pub(crate) fn can_deliver(&self, tag: &str) -> bool {
         let Some(c) = self.consumers.get(tag) else {
             return false;
         };
@@ -76,7 +76,7 @@ impl Channel {
     }
 
     /// Assigns the next delivery tag; tracks the message unless it needs no ack.
-    pub fn record_delivery(
+    pub(crate) fn record_delivery(
         &mut self,
         queue: &str,
         entry: Entry,
@@ -103,7 +103,7 @@ impl Channel {
 
     /// Removes and returns the messages an ack/nack/reject names. `multiple` takes every
     /// outstanding tag up to `tag`; tag 0 with `multiple` takes all.
-    pub fn settle(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
+    pub(crate) fn settle(&mut self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, AmqpError> {
         let taken: Vec<Unacked> = if multiple {
             let limit = if tag == 0 { u64::MAX } else { tag };
             if tag != 0 && !self.unacked.contains_key(&tag) {

@@ -12,7 +12,7 @@ use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     /// `basic.reject` or `basic.nack` with `requeue=false`.
     Rejected,
     /// Its TTL ran out.
@@ -22,7 +22,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
@@ -93,7 +93,7 @@ impl Core {
 }
 
 /// The message as it goes to the dead-letter exchange.
-pub fn dead_lettered(
+pub(crate) fn dead_lettered(
     message: &Message,
     queue: &str,
     reason: Reason,
@@ -155,7 +155,7 @@ pub fn dead_lettered(
 
 /// Whether a dead-lettered message would come back to `queue` in a cycle with no rejection
 /// in it (RabbitMQ drops it rather than loop forever).
-pub fn is_cycle(message: &Message, queue: &str) -> bool {
+pub(crate) fn is_cycle(message: &Message, queue: &str) -> bool {
     let Some(AMQPValue::FieldArray(deaths)) = message
         .properties
         .headers()

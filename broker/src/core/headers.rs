@@ -3,7 +3,10 @@
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-pub fn headers_match(binding_args: &FieldTable, message_headers: Option<&FieldTable>) -> bool {
+pub(crate) fn headers_match(
+    binding_args: &FieldTable,
+    message_headers: Option<&FieldTable>,
+) -> bool {
     let mode = match binding_args.inner().get("x-match") {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         Some(AMQPValue::ShortString(s)) => s.as_str().to_string(),

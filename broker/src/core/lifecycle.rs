@@ -8,7 +8,7 @@ use amq_protocol::protocol::{basic, AMQPClass};
 use rand::distr::{Alphanumeric, SampleString};
 
 /// A server-generated name such as `amq.gen-Xb4...` or `amq.ctag-...`.
-pub fn generated_name(prefix: &str) -> String {
+pub(crate) fn generated_name(prefix: &str) -> String {
     format!(
         "{prefix}{}",
         Alphanumeric.sample_string(&mut rand::rng(), 22)

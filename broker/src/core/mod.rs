@@ -2,41 +2,41 @@
 //! acknowledgements. No sockets, no async: the network layer calls these methods under one lock
 //! and the core writes what each connection must send to that connection's outlet, in order.
 
-pub mod args;
-pub mod channel;
+pub(crate) mod args;
+pub(crate) mod channel;
 pub mod clock;
 mod deadletter;
 mod durable;
-pub mod exchange;
+pub(crate) mod exchange;
 mod expiry;
-pub mod headers;
-pub mod message;
-pub mod queue;
+pub(crate) mod headers;
+pub(crate) mod message;
+pub(crate) mod queue;
 pub mod topic;
 
-pub mod declare;
-pub mod deliver;
+pub(crate) mod declare;
+pub(crate) mod deliver;
 mod lifecycle;
 mod outbound;
 mod paging;
-pub mod publish;
+pub(crate) mod publish;
 mod vhost;
 
 #[cfg(test)]
 mod tests;
 
-pub use channel::ChanKey;
-pub use exchange::{Destination, ExchangeKind};
+pub(crate) use channel::ChanKey;
+pub(crate) use exchange::Destination;
 pub use message::Message;
-pub use outbound::{Outbound, Outlet, Window};
-pub use vhost::VHost;
+pub(crate) use outbound::{Outbound, Outlet, Window};
+pub(crate) use vhost::VHost;
 
 use crate::store::{DefsWriter, LogWriter, MessageLog, Pager};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// Limits the core enforces.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl Default for Limits {
 
 /// A connection as the core sees it.
 #[derive(Debug)]
-pub struct Conn {
+pub(crate) struct Conn {
     pub outlet: Outlet,
     /// The client asked for `basic.cancel` when its queue goes away.
     pub cancel_notify: bool,

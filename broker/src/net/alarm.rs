@@ -13,7 +13,7 @@ use tokio::sync::watch;
 const INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone)]
-pub struct AlarmConfig {
+pub(crate) struct AlarmConfig {
     /// Resident memory (bytes) above which publishers are blocked.
     pub memory_high_watermark: u64,
     /// Free disk space (bytes) below which publishers are blocked.
@@ -57,7 +57,7 @@ impl Pressure {
 }
 
 /// RabbitMQ's default: 40% of the machine's memory (1 GiB if that cannot be read).
-pub fn default_memory_high_watermark() -> u64 {
+pub(crate) fn default_memory_high_watermark() -> u64 {
     total_memory().map_or(1 << 30, |m| m / 10 * 4)
 }
 
@@ -68,7 +68,7 @@ const TRIM_EVERY: u32 = 50;
 /// alarm is on. It reads /proc, asks the data disk for its free space and hands freed memory
 /// back to the system, each of which can block, so it is a thread of its own, not a task. It
 /// stops once `shutdown` changes.
-pub fn start(
+pub(crate) fn start(
     config: AlarmConfig,
     alarm: watch::Sender<Option<String>>,
     pressure: Arc<Pressure>,
@@ -143,7 +143,7 @@ fn check(config: &AlarmConfig, rss: Option<u64>) -> Option<String> {
 }
 
 /// This process's resident set size, from /proc.
-pub fn resident_memory() -> Option<u64> {
+pub(crate) fn resident_memory() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.

@@ -6,7 +6,7 @@ use amq_protocol::types::AMQPValue;
 use std::net::IpAddr;
 
 /// (username, password) from a `connection.start-ok` response.
-pub fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+pub(crate) fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
     match mechanism {
         "PLAIN" => {
             // [authzid] NUL authcid NUL passwd
@@ -40,7 +40,7 @@ pub fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)>
 
 /// Whether `user` may log in with `password` from `peer`. The password is compared in
 /// constant time.
-pub fn authenticate(users: &[User], user: &str, password: &str, peer: IpAddr) -> bool {
+pub(crate) fn authenticate(users: &[User], user: &str, password: &str, peer: IpAddr) -> bool {
     users.iter().any(|u| {
         u.name == user
             && same_secret(u.password.as_bytes(), password.as_bytes())

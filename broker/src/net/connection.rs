@@ -20,7 +20,7 @@ const PRESSURE_RECHECK: Duration = Duration::from_millis(20);
 /// How long a closing peer gets to answer `connection.close`.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub async fn run_session<R: AsyncRead + Unpin>(
+pub(crate) async fn run_session<R: AsyncRead + Unpin>(
     mut session: Session,
     reader: &mut FrameReader<R>,
     negotiated: &Negotiated,

@@ -18,7 +18,7 @@ const MIN_FRAME_MAX: u32 = 4096;
 
 /// What the handshake settled.
 #[derive(Debug, Clone)]
-pub struct Negotiated {
+pub(crate) struct Negotiated {
     pub vhost: String,
     pub channel_max: u16,
     pub heartbeat: u16,
@@ -30,7 +30,7 @@ pub struct Negotiated {
 
 /// Why a handshake did not finish.
 #[derive(Debug)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     /// The peer went away or broke the socket.
     Gone,
     /// Close the connection with this error (if the client can take a close at this point).
@@ -46,7 +46,7 @@ impl From<ReadError> for HandshakeError {
     }
 }
 
-pub fn server_properties() -> FieldTable {
+pub(crate) fn server_properties() -> FieldTable {
     let mut caps = FieldTable::default();
     for cap in [
         "publisher_confirms",
@@ -92,7 +92,7 @@ async fn expect<R: AsyncRead + Unpin>(
     }
 }
 
-pub async fn handshake<R: AsyncRead + Unpin>(
+pub(crate) async fn handshake<R: AsyncRead + Unpin>(
     shared: &Shared,
     reader: &mut FrameReader<R>,
     tx: &Outlet,

@@ -12,7 +12,7 @@ mod session;
 mod subscriber;
 mod writer;
 
-pub use alarm::{default_memory_high_watermark, resident_memory};
+pub(crate) use alarm::default_memory_high_watermark;
 pub use auth::same_secret;
 pub use feed::feed_frames;
 pub use publisher::{Delivered, PublishError, Publisher};
@@ -44,7 +44,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Message bytes a connection may have queued for its socket before the broker stops
 /// delivering to it until the socket has taken half of them (a client that does not read
 /// cannot make the broker hold more).
-pub const OUTLET_BUDGET: u64 = 4 * 1024 * 1024;
+pub(crate) const OUTLET_BUDGET: u64 = 4 * 1024 * 1024;
 
 /// How often queue TTLs and `x-expires` are checked.
 const TICK: Duration = Duration::from_millis(50);

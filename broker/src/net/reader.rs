@@ -5,7 +5,7 @@ use crate::wire::{decode_frame, Frame};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub struct FrameReader<R> {
+pub(crate) struct FrameReader<R> {
     sock: R,
     buf: BytesMut,
     /// Negotiated maximum frame size (header and end octet included).
@@ -13,7 +13,7 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    pub fn new(sock: R, frame_max: u32) -> Self {
+    pub(crate) fn new(sock: R, frame_max: u32) -> Self {
         FrameReader {
             sock,
             buf: BytesMut::with_capacity(64 * 1024),
@@ -22,12 +22,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The next frame already buffered, if a whole one is.
-    pub fn try_frame(&mut self) -> Result<Option<Frame>, AmqpError> {
+    pub(crate) fn try_frame(&mut self) -> Result<Option<Frame>, AmqpError> {
         decode_frame(&mut self.buf, self.frame_max)
     }
 
     /// Reads more bytes; Ok(0) is the end of the stream.
-    pub async fn fill(&mut self) -> std::io::Result<usize> {
+    pub(crate) async fn fill(&mut self) -> std::io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(64 * 1024);
         }
@@ -38,7 +38,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// closes its side, for at most `limit`. Closing a socket with unread bytes would reset
     /// the connection, and a client still writing (publishes queued behind its close) would
     /// see an error instead of its close completing.
-    pub async fn drain(&mut self, limit: std::time::Duration) {
+    pub(crate) async fn drain(&mut self, limit: std::time::Duration) {
         let _ = tokio::time::timeout(limit, async {
             loop {
                 self.buf.clear();
@@ -52,7 +52,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Waits for the next whole frame; None at the end of the stream.
-    pub async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
+    pub(crate) async fn next_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             if let Some(frame) = self.try_frame().map_err(ReadError::Protocol)? {
                 return Ok(Some(frame));
@@ -65,7 +65,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     Io,
     Protocol(AmqpError),
 }

@@ -14,7 +14,7 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 /// Stop gathering queued work into one write past this many bytes.
 const BATCH_BYTES: usize = 256 * 1024;
 
-pub async fn run_writer<W: AsyncWrite + Unpin>(
+pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
     mut sock: W,
     mut rx: UnboundedReceiver<Outbound>,
     window: Arc<Window>,

@@ -5,7 +5,7 @@ use crate::core::queue::Entry;
 use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
-pub struct MemoryQueue {
+pub(crate) struct MemoryQueue {
     entries: VecDeque<Entry>,
 }
 

@@ -9,27 +9,27 @@
 
 pub mod definitions;
 mod defs_writer;
-pub mod json_args;
+pub(crate) mod json_args;
 mod log;
 mod memory;
 mod pager;
 mod priority;
-pub mod record;
+pub(crate) mod record;
 mod replay;
-pub mod segment;
+pub(crate) mod segment;
 mod writer;
 
-pub use defs_writer::DefsWriter;
-pub use log::{CopyJob, MessageLog, PagedRef, RecoveredQueue, Recovery};
-pub use memory::MemoryQueue;
-pub use pager::{PageRequest, Paged, PagedIn, Pager};
-pub use priority::PriorityQueue;
-pub use replay::Meta;
-pub use writer::LogWriter;
+pub(crate) use defs_writer::DefsWriter;
+pub use log::MessageLog;
+pub(crate) use log::Recovery;
+pub(crate) use memory::MemoryQueue;
+pub(crate) use pager::{PageRequest, Paged, PagedIn, Pager};
+pub(crate) use priority::PriorityQueue;
+pub(crate) use writer::LogWriter;
 
 use crate::core::queue::Entry;
 
-pub trait QueueStore: Send + std::fmt::Debug {
+pub(crate) trait QueueStore: Send + std::fmt::Debug {
     fn len(&self) -> usize;
 
     fn is_empty(&self) -> bool {

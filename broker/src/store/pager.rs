@@ -29,7 +29,7 @@ pub enum Paged {
 
 /// Messages of one queue to read back.
 #[derive(Debug)]
-pub struct PageRequest {
+pub(crate) struct PageRequest {
     pub vhost: String,
     pub queue: String,
     pub refs: Vec<PagedRef>,
@@ -45,13 +45,13 @@ pub struct PagedIn {
 
 /// The sending side; dropping it ends the thread once the request in hand is done.
 #[derive(Debug)]
-pub struct Pager {
+pub(crate) struct Pager {
     requests: mpsc::Sender<Work>,
 }
 
 impl Pager {
     /// Starts the thread; `done` gets every result (it runs on the pager thread).
-    pub fn start(done: Box<dyn Fn(Paged) + Send>) -> io::Result<Pager> {
+    pub(crate) fn start(done: Box<dyn Fn(Paged) + Send>) -> io::Result<Pager> {
         let (requests, incoming) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("bloodbank-pager".into())
@@ -74,12 +74,12 @@ impl Pager {
     }
 
     /// Asks for messages; false when the thread has stopped.
-    pub fn request(&self, request: PageRequest) -> bool {
+    pub(crate) fn request(&self, request: PageRequest) -> bool {
         self.requests.send(Work::Messages(request)).is_ok()
     }
 
     /// Asks for the records of a copy-forward; false when the thread has stopped.
-    pub fn copy(&self, job: CopyJob) -> bool {
+    pub(crate) fn copy(&self, job: CopyJob) -> bool {
         self.requests.send(Work::Copy(job)).is_ok()
     }
 }

@@ -5,13 +5,13 @@ use super::{MemoryQueue, QueueStore};
 use crate::core::queue::Entry;
 
 #[derive(Debug)]
-pub struct PriorityQueue {
+pub(crate) struct PriorityQueue {
     levels: Vec<MemoryQueue>,
     len: usize,
 }
 
 impl PriorityQueue {
-    pub fn new(max_priority: u8) -> PriorityQueue {
+    pub(crate) fn new(max_priority: u8) -> PriorityQueue {
         PriorityQueue {
             levels: (0..=max_priority).map(|_| MemoryQueue::default()).collect(),
             len: 0,

@@ -8,10 +8,10 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Bytes before the payload: length and checksum.
-pub const HEADER_LEN: usize = 8;
+pub(crate) const HEADER_LEN: usize = 8;
 /// No record is larger than this (the broker's largest message plus headroom); a larger length
 /// field can only be corruption.
-pub const MAX_PAYLOAD: usize = 1 << 30;
+pub(crate) const MAX_PAYLOAD: usize = 1 << 30;
 
 /// A queue that holds a persistent message, and whether it was ever delivered from there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +52,10 @@ pub enum Record {
 }
 
 mod kind {
-    pub const PUBLISH: u8 = 1;
-    pub const ACK: u8 = 2;
-    pub const DELIVERED: u8 = 3;
-    pub const DROP: u8 = 4;
+    pub(crate) const PUBLISH: u8 = 1;
+    pub(crate) const ACK: u8 = 2;
+    pub(crate) const DELIVERED: u8 = 3;
+    pub(crate) const DROP: u8 = 4;
 }
 
 /// What the bytes at the start of a buffer hold.

@@ -9,18 +9,18 @@ use crate::wire::parse_properties;
 use std::collections::{BTreeMap, HashMap};
 
 /// A queue as the log names it, interned as a small number.
-pub type QueueId = u32;
+pub(crate) type QueueId = u32;
 
 /// Looked up on every append (publish, ack, delivery mark): vhost first, then queue, so a
 /// lookup borrows the names instead of allocating a key.
 #[derive(Debug, Default)]
-pub struct Names {
+pub(crate) struct Names {
     ids: HashMap<String, HashMap<String, QueueId>>,
     names: Vec<(String, String)>,
 }
 
 impl Names {
-    pub fn id(&mut self, vhost: &str, queue: &str) -> QueueId {
+    pub(crate) fn id(&mut self, vhost: &str, queue: &str) -> QueueId {
         if let Some(id) = self.get(vhost, queue) {
             return id;
         }
@@ -33,11 +33,11 @@ impl Names {
         id
     }
 
-    pub fn get(&self, vhost: &str, queue: &str) -> Option<QueueId> {
+    pub(crate) fn get(&self, vhost: &str, queue: &str) -> Option<QueueId> {
         self.ids.get(vhost)?.get(queue).copied()
     }
 
-    pub fn name(&self, id: QueueId) -> (&str, &str) {
+    pub(crate) fn name(&self, id: QueueId) -> (&str, &str) {
         let (v, q) = &self.names[id as usize];
         (v, q)
     }
@@ -46,7 +46,7 @@ impl Names {
 /// A live persistent message: its newest copy, and the queues holding it (with whether it was
 /// delivered from each).
 #[derive(Debug, Clone)]
-pub struct Live {
+pub(crate) struct Live {
     pub loc: Location,
     pub holders: Vec<(QueueId, bool)>,
 }
@@ -63,7 +63,7 @@ pub struct Meta {
 }
 
 #[derive(Debug, Default)]
-pub struct Replay {
+pub(crate) struct Replay {
     pub names: Names,
     pub live: HashMap<u64, Live>,
     pub queues: HashMap<QueueId, BTreeMap<u64, Meta>>,
@@ -71,7 +71,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    pub fn apply(&mut self, record: Record, loc: Location) {
+    pub(crate) fn apply(&mut self, record: Record, loc: Location) {
         match record {
             Record::Publish {
                 msg_id,

@@ -7,18 +7,18 @@ use std::path::{Path, PathBuf};
 
 /// Where a record sits: segment number, byte offset, and length including its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Location {
+pub(crate) struct Location {
     pub segment: u64,
     pub offset: u64,
     pub len: u32,
 }
 
-pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
 }
 
 /// The segment numbers present in `dir`, oldest first.
-pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
@@ -33,7 +33,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 
 /// What a walk through a segment found besides intact records.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Walk {
+pub(crate) struct Walk {
     /// Byte ranges `[from, to)` that held no valid record and were skipped, with the reason.
     pub skipped: Vec<(u64, u64, &'static str)>,
     /// The offset after the last intact record, when the file ends in bytes that are not
@@ -44,7 +44,7 @@ pub struct Walk {
 /// Calls `each` with every intact record of a segment in order. Damaged bytes are skipped up
 /// to the next offset where an intact record starts (its checksum must match), so one bad
 /// spot does not hide the records after it.
-pub fn walk(data: &Bytes, mut each: impl FnMut(Record, u64, u32)) -> Walk {
+pub(crate) fn walk(data: &Bytes, mut each: impl FnMut(Record, u64, u32)) -> Walk {
     let mut result = Walk::default();
     let mut at = 0usize;
     while at < data.len() {

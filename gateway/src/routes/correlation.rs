@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::store::{Node, StoreError};
 use crate::AppState;
-use bloodbank_broker::core::clock::now_ms;
+use bloodbank_broker::clock::now_ms;
 
 /// Ancestors are followed, and trees built, at most this deep (a cycle cannot loop forever).
 const MAX_DEPTH: usize = 64;

@@ -5,7 +5,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::AppState;
-use bloodbank_broker::core::clock::{now_ms, rfc3339};
+use bloodbank_broker::clock::{now_ms, rfc3339};
 
 /// `healthy` when events can be published and tracked; `degraded` when a resource alarm blocks
 /// publishing, the correlation store (Redis) is unreachable, or a configured contracts

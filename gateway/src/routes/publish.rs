@@ -17,7 +17,7 @@ use crate::envelope::{deterministic_id, Envelope, Meta};
 use crate::error::ApiError;
 use crate::publishing::{deliver, validate, Outgoing};
 use crate::AppState;
-use bloodbank_broker::core::clock::{now_ms, rfc3339};
+use bloodbank_broker::clock::{now_ms, rfc3339};
 
 pub(crate) const CALENDAR_EVENT_TYPE: &str = "calendar.event.created";
 

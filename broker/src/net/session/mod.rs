@@ -45,7 +45,7 @@ struct ChannelIo {
     mode: Mode,
 }
 
-pub struct Session {
+pub(crate) struct Session {
     shared: Arc<Shared>,
     pub conn: ConnId,
     pub tx: Outlet,
@@ -64,7 +64,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
+    pub(crate) fn new(
         shared: Arc<Shared>,
         tx: Outlet,
         vhost: String,
@@ -96,32 +96,32 @@ impl Session {
     }
 
     /// Changes when more of the message log becomes durable (None: there is no log).
-    pub fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    pub(crate) fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.log_writer.as_ref().map(|w| w.subscribe())
     }
 
     /// Changes when more definition changes are settled (None: definitions are not stored).
-    pub fn defs_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    pub(crate) fn defs_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.defs_writer.as_ref().map(|w| w.subscribe())
     }
 
     /// The connection's outlet has room again: deliver what waited for it.
-    pub fn resume_deliveries(&self) {
+    pub(crate) fn resume_deliveries(&self) {
         self.core().dispatch_connection(self.conn);
     }
 
     /// The error to close the connection with, once a write a reply promised has failed.
-    pub fn take_failure(&mut self) -> Option<AmqpError> {
+    pub(crate) fn take_failure(&mut self) -> Option<AmqpError> {
         self.failure.take()
     }
 
     /// Why publishers are blocked, while they are.
-    pub fn alarm(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+    pub(crate) fn alarm(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         self.shared.alarm.clone()
     }
 
     /// Confirms or replies wait for the log.
-    pub fn waiting(&self) -> bool {
+    pub(crate) fn waiting(&self) -> bool {
         !self.deferred.is_empty()
             || self
                 .channels
@@ -145,12 +145,12 @@ impl Session {
     }
 
     /// Releases everything the core holds for this connection (requeues unacked messages).
-    pub fn close_core(&self) {
+    pub(crate) fn close_core(&self) {
         self.core().close_connection(self.conn);
     }
 
     /// Applies one frame. Ok(false): the client closed the connection. Err: a connection error.
-    pub fn handle_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
+    pub(crate) fn handle_frame(&mut self, frame: Frame) -> Result<bool, AmqpError> {
         let ch = frame.channel();
         if ch == 0 {
             return self.handle_connection_frame(frame);
