@@ -1,4 +1,7 @@
 //! `bloodbank`: the 33GOD event bus in one binary.
+// Nothing read from a peer or a file may panic the process: no unwrap or expect outside
+// tests (clippy.toml allows them in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
 mod contracts;

@@ -9,6 +9,9 @@
 //! starts a broker in-process; `addr()` tells its port, `shutdown()` stops it. The public API
 //! is what this file exports; everything else is the crate's own (`unreachable_pub` keeps it
 //! that way).
+// Nothing read from a peer or a file may panic the process: no unwrap or expect outside
+// tests (clippy.toml allows them in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 #![warn(unreachable_pub)]
 
 mod config;

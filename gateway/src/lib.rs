@@ -1,6 +1,9 @@
 //! The HTTP gateway: producers that do not speak AMQP publish here. Each event is checked
 //! against its contract (the registry), wrapped in an envelope, published to the broker in
 //! the same process and answered once the broker has it on disk.
+// Nothing read from a peer or a file may panic the process: no unwrap or expect outside
+// tests (clippy.toml allows them in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
 pub mod client;

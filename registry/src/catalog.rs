@@ -16,16 +16,14 @@ pub fn json(set: &SchemaSet) -> Result<Value, Error> {
     let mut entries: Vec<_> = set.events().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     for (name, file) in entries {
-        let module = modules
-            .iter()
-            .find(|m| m.component == name.component)
-            .expect("built from the same set");
-        let type_name = &module
-            .events
-            .iter()
-            .find(|e| e.name == *name)
-            .expect("every event is in its module")
-            .type_name;
+        // The model is built from the same set: every event has its module and type.
+        let Some(module) = modules.iter().find(|m| m.component == name.component) else {
+            continue;
+        };
+        let Some(event) = module.events.iter().find(|e| e.name == *name) else {
+            continue;
+        };
+        let type_name = &event.type_name;
         let version = json!({
             "version": name.version,
             "file": file.rel,
@@ -36,8 +34,12 @@ pub fn json(set: &SchemaSet) -> Result<Value, Error> {
             "example": file.doc.get("examples").and_then(|e| e.get(0)),
         });
         let event_type = name.event_type();
-        match events.last_mut().filter(|e| e["event_type"] == event_type) {
-            Some(entry) => entry["versions"].as_array_mut().expect("an array").push(version),
+        match events
+            .last_mut()
+            .filter(|e| e["event_type"] == event_type)
+            .and_then(|e| e["versions"].as_array_mut())
+        {
+            Some(versions) => versions.push(version),
             None => events.push(json!({"event_type": event_type, "component": name.component, "versions": [version]})),
         }
     }

@@ -4,6 +4,9 @@
 //! Pure logic lives in `tree` (names and paths), `refs` (reference resolution), `model`
 //! (schema to type model), `gen/*`, `compat` and `catalog`; file I/O is in `tree::load`, the
 //! git reader in `source` and the reload thread in `live`.
+// Nothing read from a peer or a file may panic the process: no unwrap or expect outside
+// tests (clippy.toml allows them in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod catalog;
 pub mod check;

@@ -583,7 +583,9 @@ impl<'a> Builder<'a> {
             .clone();
         let mut variants = Vec::new();
         for (branch_at, node) in &resolved {
-            let tag = tag_of(node, &discriminator).expect("checked above");
+            let Some(tag) = tag_of(node, &discriminator) else {
+                return Err(at.problem("a oneOf branch lost its discriminating const"));
+            };
             let name = self.named_object(branch_at, &format!("{hint}{}", pascal(&tag)))?;
             variants.push((tag, name));
         }

@@ -142,11 +142,9 @@ pub fn install_model(
                 .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
         })
         .ok_or_else(|| fail(format!("no libonnxruntime.so.* in {}", capi.display())))?;
-    std::fs::copy(
-        &library,
-        work.join(library.file_name().expect("a file name")),
-    )
-    .map_err(|e| fail(format!("{}: {e}", library.display())))?;
+    let name = library.file_name().unwrap_or_default();
+    std::fs::copy(&library, work.join(name))
+        .map_err(|e| fail(format!("{}: {e}", library.display())))?;
     // Only the int8 graphs are used; the float ones were their source.
     for name in ["encoder.onnx", "decoder.onnx"] {
         let _ = std::fs::remove_file(work.join(name));
@@ -196,17 +194,16 @@ fn run(command: &mut Command, say: &mut impl FnMut(&str)) -> Result<(), SpeechEr
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("{command:?}: {e}")))?;
-    let stderr = child.stderr.take().expect("piped");
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(fail(format!("{command:?}: no output pipes")));
+    };
     let errors = std::thread::spawn(move || {
         BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
             .collect::<Vec<_>>()
     });
-    for line in BufReader::new(child.stdout.take().expect("piped"))
-        .lines()
-        .map_while(Result::ok)
-    {
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         say(&line);
     }
     let status = child.wait().map_err(|e| fail(e.to_string()))?;

@@ -2,6 +2,9 @@
 //! (`convert/whisper_to_onnx.py`), the log-mel front end, the tokenizer, Whisper and Silero VAD
 //! on ONNX Runtime, utterance segmentation, stable partials, resampling, the webhook, and the
 //! `/asr` WebSocket server with its page.
+// Nothing read from a peer or a file may panic the process: no unwrap or expect outside
+// tests (clippy.toml allows them in tests).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agreement;
 pub mod engine;

@@ -105,7 +105,8 @@ fn byte_decoder() -> HashMap<char, u8> {
             char::from(b)
         } else {
             shifted += 1;
-            char::from_u32(255 + shifted).expect("a valid char")
+            // 256..=323: always a valid char.
+            char::from_u32(255 + shifted).unwrap_or(char::REPLACEMENT_CHARACTER)
         };
         map.insert(c, b);
     }
