@@ -226,11 +226,14 @@ fn tail_finds_the_broker_its_configuration_names() {
     let publisher = {
         let (done, http, pid) = (done.clone(), server.http.clone(), tail.id() as i32);
         std::thread::spawn(move || {
-            for _ in 0..50 {
+            for i in 0..50 {
                 if done.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
                 }
-                let r = post_json(&http, "/events/theboard.meeting.created", &meeting(), &[]);
+                // A new event each time (the same one again would be a replay, not published).
+                let mut event = meeting();
+                event["topic"] = json!(format!("tail test {i}"));
+                let r = post_json(&http, "/events/theboard.meeting.created", &event, &[]);
                 assert_eq!(r.status, 200);
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
