@@ -81,6 +81,18 @@ impl Listen {
         ])
     }
 
+    /// The addresses `listeners` (from [`Listen::bind`]) are bound to.
+    pub fn local_addrs(&self, listeners: &[TcpListener]) -> Result<Vec<SocketAddr>, BindError> {
+        listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BindError {
+                addr: self.0[0],
+                source,
+            })
+    }
+
     /// Binds and at once releases every address: tells early whether [`Listen::bind`] can
     /// succeed, before slow start-up steps.
     pub fn check(&self) -> Result<(), BindError> {

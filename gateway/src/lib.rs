@@ -117,14 +117,7 @@ impl Gateway {
                 .as_deref(),
         )?;
         let listeners = config.listen.bind().await?;
-        let addrs = listeners
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| BindError {
-                addr: config.listen.addrs()[0],
-                source,
-            })?;
+        let addrs = config.listen.local_addrs(&listeners)?;
         let auth = config.auth.clone();
         let state = Arc::new(AppState {
             config,

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::clock::rfc3339;
-use bloodbank_broker::{BindError, Listen};
+use bloodbank_broker::Listen;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -96,14 +96,7 @@ impl SpeechServer {
         webhook: Option<Arc<WebhookStats>>,
     ) -> Result<SpeechServer, SpeechError> {
         let listeners = config.listen.bind().await?;
-        let addrs = listeners
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| BindError {
-                addr: config.listen.addrs()[0],
-                source,
-            })?;
+        let addrs = config.listen.local_addrs(&listeners)?;
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             active: Default::default(),

@@ -245,14 +245,7 @@ impl Core {
 
     /// The connection's outlet has room again: its consumers' queues deliver again.
     pub fn dispatch_connection(&mut self, conn: ConnId) {
-        let mut keys: Vec<ChanKey> = self
-            .channels
-            .keys()
-            .filter(|k| k.conn == conn)
-            .copied()
-            .collect();
-        keys.sort();
-        for ck in keys {
+        for ck in self.channels_of(conn) {
             self.dispatch_channel_queues(ck);
         }
     }
@@ -295,20 +288,14 @@ impl Core {
             };
             // Its next message is only on disk: the pager reads it (and a few after it) and
             // delivery resumes when it is back; nothing is read here, under the lock.
-            if q.wants_page_in(now) {
-                if self.request_page_in(vname, queue) {
-                    return;
-                }
-            } else if q.paging_in() {
+            let page_in = q.wants_page_in(now);
+            if !page_in && q.paging_in() {
                 return;
             }
-            let Some(q) = self
-                .vhosts
-                .get_mut(vname)
-                .and_then(|v| v.queues.get_mut(queue))
-            else {
+            if page_in && self.pager.is_some() {
+                self.request_page_in(vname, queue);
                 return;
-            };
+            }
             q.served(idx);
             let Some((entry, message)) = self.take_ready(vname, queue, now) else {
                 return;

@@ -74,7 +74,8 @@ impl Core {
     }
 
     /// Closes every channel of a connection and deletes the queues it exclusively owned.
-    pub fn close_connection(&mut self, conn: ConnId) {
+    /// The open channels of a connection, in channel order.
+    pub(super) fn channels_of(&self, conn: ConnId) -> Vec<ChanKey> {
         let mut keys: Vec<ChanKey> = self
             .channels
             .keys()
@@ -82,7 +83,11 @@ impl Core {
             .copied()
             .collect();
         keys.sort();
-        for ck in keys {
+        keys
+    }
+
+    pub fn close_connection(&mut self, conn: ConnId) {
+        for ck in self.channels_of(conn) {
             self.close_channel(ck);
         }
         let owned: Vec<(String, String)> = self

@@ -22,7 +22,6 @@ use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
 use crate::core::{ChanKey, Core, Outbound, Outlet};
 use crate::error::{AmqpError, BrokerError};
-use crate::listen::BindError;
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
 use crate::wire::PROTOCOL_HEADER;
@@ -103,14 +102,7 @@ impl Broker {
         }
         core.close_channel(boot);
         let listeners = config.amqp_listen.bind().await?;
-        let addrs = listeners
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| BindError {
-                addr: config.amqp_listen.addrs()[0],
-                source,
-            })?;
+        let addrs = config.amqp_listen.local_addrs(&listeners)?;
         let (alarm_tx, alarm) = watch::channel(None);
         let alarm_config = alarm::AlarmConfig {
             memory_high_watermark: config.memory_high_watermark,

@@ -42,8 +42,9 @@ impl Session {
                 )
             }
             exchange::AMQPMethod::Bind(b) => {
-                self.core().bind(
+                self.binding(
                     key,
+                    true,
                     b.source.as_str(),
                     Destination::Exchange(b.destination.to_string()),
                     b.routing_key.as_str(),
@@ -52,8 +53,9 @@ impl Session {
                 (b.nowait, exchange::AMQPMethod::BindOk(exchange::BindOk {}))
             }
             exchange::AMQPMethod::Unbind(b) => {
-                self.core().unbind(
+                self.binding(
                     key,
+                    false,
                     b.source.as_str(),
                     Destination::Exchange(b.destination.to_string()),
                     b.routing_key.as_str(),

@@ -144,6 +144,23 @@ impl Session {
         let _ = self.tx.send(Outbound::Method(channel, method));
     }
 
+    /// The four binding methods (queue and exchange, bind and unbind) in one place.
+    fn binding(
+        &self,
+        key: ChanKey,
+        bind: bool,
+        source: &str,
+        destination: crate::core::Destination,
+        routing_key: &str,
+        arguments: amq_protocol::types::FieldTable,
+    ) -> Result<(), AmqpError> {
+        let mut core = self.core();
+        match bind {
+            true => core.bind(key, source, destination, routing_key, arguments),
+            false => core.unbind(key, source, destination, routing_key, arguments),
+        }
+    }
+
     /// Releases everything the core holds for this connection (requeues unacked messages).
     pub(crate) fn close_core(&self) {
         self.core().close_connection(self.conn);

@@ -37,8 +37,9 @@ impl Session {
                 )
             }
             queue::AMQPMethod::Bind(b) => {
-                self.core().bind(
+                self.binding(
                     key,
+                    true,
                     b.exchange.as_str(),
                     Destination::Queue(b.queue.to_string()),
                     b.routing_key.as_str(),
@@ -47,8 +48,9 @@ impl Session {
                 (b.nowait, queue::AMQPMethod::BindOk(queue::BindOk {}))
             }
             queue::AMQPMethod::Unbind(b) => {
-                self.core().unbind(
+                self.binding(
                     key,
+                    false,
                     b.exchange.as_str(),
                     Destination::Queue(b.queue.to_string()),
                     b.routing_key.as_str(),
