@@ -1,7 +1,10 @@
 //! Differential tests: each scenario runs against Bloodbank and against a real RabbitMQ node
 //! (Debian's `rabbitmq-server`, started by the test), and both must answer the same way:
 //! the same success, or the same reply code (and, where RabbitMQ's text is plain words rather
-//! than Erlang terms, the same reply text). A table of cases, not copies of test bodies.
+//! than Erlang terms, the same reply text). A table of cases, not copies of test bodies. Only
+//! errors a client reads from a synchronous reply are compared: an error raised by an
+//! asynchronous method (an ack of an unknown tag) races with the client's next send, and is
+//! checked in `amqp_messaging.rs` instead.
 
 mod common;
 
@@ -130,18 +133,6 @@ const CASES: &[Case] = &[
                 let mut b = FieldTable::default();
                 b.insert("x-max-length".into(), AMQPValue::LongLongInt(20));
                 declare_queue_with(&ch, &name, false, b).await.map(drop)
-            })
-        },
-    },
-    Case {
-        name: "ack of an unknown delivery tag",
-        same_text: true,
-        run: |conn, _, _| {
-            Box::pin(async move {
-                let ch = channel(conn).await;
-                ch.basic_ack(99, BasicAckOptions::default()).await?;
-                // The error comes back on the next synchronous method.
-                ch.basic_qos(1, BasicQosOptions::default()).await
             })
         },
     },
