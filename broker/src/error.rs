@@ -92,7 +92,7 @@ impl AmqpError {
     }
 
     /// Names the method that failed (class id, method id) as `channel.close` reports it.
-    pub fn on(mut self, class_id: u16, method_id: u16) -> Self {
+    pub fn on(mut self, (class_id, method_id): (u16, u16)) -> Self {
         self.class_id = class_id;
         self.method_id = method_id;
         self

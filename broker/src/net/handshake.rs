@@ -6,6 +6,7 @@ use super::reader::{FrameReader, ReadError};
 use super::Shared;
 use crate::core::{Outbound, Outlet};
 use crate::error::AmqpError;
+use crate::wire::method_ids::CONNECTION_OPEN;
 use crate::wire::Frame;
 use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
@@ -191,13 +192,13 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             AmqpError::not_allowed(format!(
                 "connection refused: node connection limit ({max}) is reached"
             ))
-            .on(10, 40),
+            .on(CONNECTION_OPEN),
             true,
         ));
     }
     if !known {
         return Err(HandshakeError::Refused(
-            AmqpError::not_allowed(format!("vhost '{vhost}' not found")).on(10, 40),
+            AmqpError::not_allowed(format!("vhost '{vhost}' not found")).on(CONNECTION_OPEN),
             true,
         ));
     }

@@ -88,75 +88,66 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
 }
 
 fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
-    match out {
-        Outbound::Method(channel, method) => encode_method(buf, channel, &method),
+    // A delivery, a get-ok and a return are each a method frame followed by the message.
+    let (channel, method, message) = match out {
+        Outbound::Method(channel, method) => return encode_method(buf, channel, &method),
+        Outbound::Tune { .. } | Outbound::Shutdown => return,
         Outbound::Deliver {
             channel,
             consumer_tag,
             delivery_tag,
             redelivered,
             message,
-        } => {
-            let method = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
+        } => (
+            channel,
+            basic::AMQPMethod::Deliver(basic::Deliver {
                 consumer_tag: consumer_tag.to_string().into(),
                 delivery_tag,
                 redelivered,
                 exchange: message.exchange.as_str().into(),
                 routing_key: message.routing_key.as_str().into(),
-            }));
-            encode_method(buf, channel, &method);
-            encode_content(
-                buf,
-                channel,
-                &message.raw_properties,
-                &message.body,
-                frame_max,
-            );
-        }
+            }),
+            message,
+        ),
         Outbound::GetOk {
             channel,
             delivery_tag,
             redelivered,
             message_count,
             message,
-        } => {
-            let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
+        } => (
+            channel,
+            basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag,
                 redelivered,
                 exchange: message.exchange.as_str().into(),
                 routing_key: message.routing_key.as_str().into(),
                 message_count,
-            }));
-            encode_method(buf, channel, &method);
-            encode_content(
-                buf,
-                channel,
-                &message.raw_properties,
-                &message.body,
-                frame_max,
-            );
-        }
+            }),
+            message,
+        ),
         Outbound::Return {
             channel,
             reply_code,
             reply_text,
             message,
-        } => {
-            let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+        } => (
+            channel,
+            basic::AMQPMethod::Return(basic::Return {
                 reply_code,
                 reply_text: reply_text.into(),
                 exchange: message.exchange.as_str().into(),
                 routing_key: message.routing_key.as_str().into(),
-            }));
-            encode_method(buf, channel, &method);
-            encode_content(
-                buf,
-                channel,
-                &message.raw_properties,
-                &message.body,
-                frame_max,
-            );
-        }
-        Outbound::Tune { .. } | Outbound::Shutdown => {}
-    }
+            }),
+            message,
+        ),
+    };
+    encode_method(buf, channel, &AMQPClass::Basic(method));
+    encode_content(
+        buf,
+        channel,
+        &message.raw_properties,
+        &message.body,
+        frame_max,
+    );
 }

@@ -127,7 +127,7 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
     if !is_known_method(class_id, method_id) {
         return Err(
             AmqpError::not_implemented(format!("unknown method {class_id}.{method_id}"))
-                .on(class_id, method_id),
+                .on((class_id, method_id)),
         );
     }
     // amq-protocol drops basic.qos's prefetch_size; RabbitMQ refuses any value but 0.
@@ -136,7 +136,7 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         if prefetch_size != 0 {
             return Err(
                 AmqpError::not_implemented(format!("prefetch_size!=0 ({prefetch_size})"))
-                    .on(class_id, method_id),
+                    .on((class_id, method_id)),
             );
         }
     }
@@ -145,11 +145,11 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         Ok(_) => Err(AmqpError::syntax(format!(
             "method {class_id}.{method_id} has trailing bytes"
         ))
-        .on(class_id, method_id)),
+        .on((class_id, method_id))),
         Err(_) => Err(AmqpError::syntax(format!(
             "malformed arguments for method {class_id}.{method_id}"
         ))
-        .on(class_id, method_id)),
+        .on((class_id, method_id))),
     }
 }
 

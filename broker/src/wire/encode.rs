@@ -34,7 +34,7 @@ pub fn encode_content(
     buf.put_u8(frame_type::HEADER);
     buf.put_u16(channel);
     buf.put_u32(header_len as u32);
-    buf.put_u16(60); // class basic
+    buf.put_u16(super::method_ids::BASIC);
     buf.put_u16(0); // weight
     buf.put_u64(body.len() as u64);
     buf.put_slice(raw_properties);

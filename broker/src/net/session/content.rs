@@ -7,6 +7,7 @@ use super::tx::TxOp;
 use super::{ChannelIo, Mode, Session};
 use crate::core::Message;
 use crate::error::AmqpError;
+use crate::wire::method_ids::{self, BASIC_PUBLISH};
 use crate::wire::ContentHeader;
 use amq_protocol::protocol::basic;
 use bytes::{Bytes, BytesMut};
@@ -39,7 +40,7 @@ impl Session {
                 "second content header for one message",
             ));
         }
-        if header.class_id != 60 {
+        if header.class_id != method_ids::BASIC {
             return Err(AmqpError::frame_error(format!(
                 "content header for class {}",
                 header.class_id
@@ -53,7 +54,7 @@ impl Session {
                 "message size {} is larger than configured max size {max}",
                 header.body_size
             ))
-            .on(60, 40));
+            .on(BASIC_PUBLISH));
         }
         let complete = header.body_size == 0;
         pending.header = Some(*header);
@@ -134,7 +135,7 @@ impl Session {
         let published = self
             .core()
             .publish(key, mandatory, message)
-            .map_err(|e| e.on(60, 40))?;
+            .map_err(|e| e.on(BASIC_PUBLISH))?;
         if let Some(ChannelIo {
             mode: Mode::Confirm(c),
             ..

@@ -302,7 +302,7 @@ impl Session {
         let (class_id, method_id) = (method.get_amqp_class_id(), method.get_amqp_method_id());
         self.apply_method(ch, method).map_err(|e| {
             if e.class_id == 0 {
-                e.on(class_id, method_id)
+                e.on((class_id, method_id))
             } else {
                 e
             }
