@@ -194,10 +194,28 @@ pub fn exchange_ref(name: &str, vhost: &str) -> String {
 pub enum BrokerError {
     #[error("AMQP listener")]
     Listen(#[from] crate::listen::BindError),
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("store: {0}")]
-    Store(String),
+    #[error("exchange '{name}' of the configuration")]
+    Exchange {
+        name: String,
+        #[source]
+        source: AmqpError,
+    },
+    #[error("cannot start the {0} thread")]
+    Thread(&'static str, #[source] std::io::Error),
+    #[error("data directory {}", path.display())]
+    DataDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("message log in {}", path.display())]
+    Log {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Definitions(#[from] crate::store::definitions::DefinitionsError),
 }
 
 #[cfg(test)]

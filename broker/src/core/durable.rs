@@ -5,7 +5,7 @@ use super::args::parse_queue_args;
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::queue::{Entry, Queue};
 use super::{Core, VHost};
-use crate::error::{chain, queue_ref};
+use crate::error::{queue_ref, BrokerError};
 use crate::store::definitions::{BindingDef, DefOp, Definitions, ExchangeDef, QueueDef, VhostDef};
 use crate::store::json_args::{json_to_table, table_to_json};
 use crate::store::DefsWriter;
@@ -19,11 +19,10 @@ impl Core {
         defs: Definitions,
         mut log: MessageLog,
         recovery: Recovery,
-    ) -> Result<(), String> {
-        let file = defs.load().map_err(|e| chain(&e))?;
+    ) -> Result<(), BrokerError> {
+        let file = defs.load()?;
         if file.vhosts.is_empty() {
-            defs.put_vhost(&VhostDef { name: "/".into() })
-                .map_err(|e| chain(&e))?;
+            defs.put_vhost(&VhostDef { name: "/".into() })?;
         }
         for v in &file.vhosts {
             self.vhosts
@@ -126,7 +125,8 @@ impl Core {
             }
         }
         tracing::info!(messages = restored, "recovered persistent messages");
-        let writer = DefsWriter::start(defs).map_err(|e| format!("starting its writer: {e}"))?;
+        let writer =
+            DefsWriter::start(defs).map_err(|e| BrokerError::Thread("definitions writer", e))?;
         self.defs = Some(Arc::new(writer));
         self.log = Some(log);
         Ok(())

@@ -98,7 +98,10 @@ impl Broker {
                     ..Default::default()
                 },
             )
-            .map_err(|e| BrokerError::Config(format!("exchange '{}': {e}", decl.name)))?;
+            .map_err(|source| BrokerError::Exchange {
+                name: decl.name.clone(),
+                source,
+            })?;
         }
         core.close_channel(boot);
         let listeners = config.amqp_listen.bind().await?;
@@ -126,7 +129,7 @@ impl Broker {
                         shared.lock().paged(paged);
                     }
                 }))
-                .map_err(|e| BrokerError::Config(format!("starting the pager thread: {e}")))?;
+                .map_err(|e| BrokerError::Thread("pager", e))?;
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let servers = listeners
@@ -135,7 +138,7 @@ impl Broker {
             .collect();
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
-            .map_err(|e| BrokerError::Config(format!("starting the alarm thread: {e}")))?;
+            .map_err(|e| BrokerError::Thread("alarm", e))?;
         Ok(Broker {
             addrs,
             shared,
@@ -180,16 +183,18 @@ fn open_store(
     dir: &std::path::Path,
     segment_bytes: u64,
 ) -> Result<(), BrokerError> {
-    let store_err = |what: &str, e: &dyn std::fmt::Display| {
-        BrokerError::Store(format!("{what} in {}: {e}", dir.display()))
-    };
-    std::fs::create_dir_all(dir).map_err(|e| store_err("cannot create the data directory", &e))?;
-    let defs = Definitions::open(&dir.join("definitions.redb"))
-        .map_err(|e| store_err("cannot open the definitions", &e))?;
-    let (log, recovery) = MessageLog::open(&dir.join("messages"), segment_bytes)
-        .map_err(|e| store_err("cannot open the message log", &e))?;
+    std::fs::create_dir_all(dir).map_err(|source| BrokerError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let defs = Definitions::open(&dir.join("definitions.redb"))?;
+    let messages = dir.join("messages");
+    let (log, recovery) =
+        MessageLog::open(&messages, segment_bytes).map_err(|source| BrokerError::Log {
+            path: messages,
+            source,
+        })?;
     core.restore(defs, log, recovery)
-        .map_err(|e| store_err("cannot load the definitions", &e))
 }
 
 /// Runs time-driven expiry until shutdown.
