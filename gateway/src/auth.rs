@@ -3,11 +3,15 @@
 //! access is allowed explicitly.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use bloodbank_broker::topic::reference_match;
 
 use crate::error::ApiError;
+use crate::AppState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
@@ -24,11 +28,28 @@ pub struct Auth {
     pub allow_anonymous: bool,
 }
 
-/// An identified caller.
+/// An identified caller. As an extractor it answers 401/403 before the handler runs.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub source: String,
+    /// The caller's address (the source of anonymous events).
+    pub peer: SocketAddr,
     key: Option<ApiKey>,
+}
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Caller, ApiError> {
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied()
+        else {
+            return Err(ApiError::Internal("the peer's address is unknown".into()));
+        };
+        state.auth.identify(&parts.headers, peer)
+    }
 }
 
 impl Auth {
@@ -36,14 +57,14 @@ impl Auth {
         let presented = headers.get("x-api-key").map(|v| v.to_str().unwrap_or(""));
         match (presented, self.keys.is_empty()) {
             (Some(given), false) => match self.keys.iter().find(|k| bloodbank_broker::same_secret(k.key.as_bytes(), given.as_bytes())) {
-                Some(key) => Ok(Caller { source: key.name.clone(), key: Some(key.clone()) }),
+                Some(key) => Ok(Caller { source: key.name.clone(), peer, key: Some(key.clone()) }),
                 None => Err(ApiError::Unauthorized("the X-API-Key is not one of the configured keys".into())),
             },
             (None, false) if !self.allow_anonymous => Err(ApiError::Unauthorized("an X-API-Key header is required".into())),
             _ if self.keys.is_empty() && !self.allow_anonymous && !peer.ip().is_loopback() => Err(ApiError::Unauthorized(
                 "no API keys are configured, so only loopback callers are served (see --allow-anonymous)".into(),
             )),
-            _ => Ok(Caller { source: format!("http/{}", peer.ip()), key: None }),
+            _ => Ok(Caller { source: format!("http/{}", peer.ip()), peer, key: None }),
         }
     }
 }

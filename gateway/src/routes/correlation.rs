@@ -1,15 +1,14 @@
 //! `GET /correlation/{message_id}[?depth=all]`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::{Node, StoreError};
 use crate::AppState;
@@ -29,12 +28,10 @@ fn unavailable(e: StoreError) -> ApiError {
 
 pub(crate) async fn chain(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: Caller,
     Path(message_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth.identify(&headers, peer)?;
     let id = Uuid::parse_str(&message_id)
         .map_err(|_| ApiError::BadRequest(format!("message id {message_id:?} is not a UUID")))?;
     let Some(me) = node(&state, id).await? else {

@@ -2,16 +2,16 @@
 //! CloudEvent), `POST /events` (CloudEvents), `POST /events/calendar`, and the original
 //! service's `POST /publish` with its v0.2 envelope.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::cloudevents::{self, CloudEvent};
 use crate::envelope::{deterministic_id, Envelope, Meta};
 use crate::error::ApiError;
@@ -21,11 +21,9 @@ use bloodbank_broker::clock::{now_ms, rfc3339};
 
 pub(crate) const CALENDAR_EVENT_TYPE: &str = "calendar.event.created";
 
-type Peer = ConnectInfo<SocketAddr>;
-
 pub(crate) async fn event(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): Peer,
+    caller: Caller,
     Path(event_type): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -36,25 +34,25 @@ pub(crate) async fn event(
             "ce-type {:?} does not match the path's event type {event_type:?}",
             ce.event_type
         ))),
-        Some(ce) => cloud_event(&state, peer, &headers, ce).await,
-        None => plain(&state, peer, &event_type, &headers, data).await,
+        Some(ce) => cloud_event(&state, caller, &headers, ce).await,
+        None => plain(&state, caller, &event_type, &headers, data).await,
     }
 }
 
 pub(crate) async fn calendar(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): Peer,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let data = read_json(&headers, body, state.config.body_limit, false).await?;
-    plain(&state, peer, CALENDAR_EVENT_TYPE, &headers, data).await
+    plain(&state, caller, CALENDAR_EVENT_TYPE, &headers, data).await
 }
 
 /// `POST /events`: a CloudEvent, structured (`application/cloudevents+json`) or binary.
 pub(crate) async fn cloud(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): Peer,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -68,17 +66,16 @@ pub(crate) async fn cloud(
             ))
         }
     };
-    cloud_event(&state, peer, &headers, ce).await
+    cloud_event(&state, caller, &headers, ce).await
 }
 
 async fn plain(
     state: &AppState,
-    peer: SocketAddr,
+    caller: Caller,
     event_type: &str,
     headers: &HeaderMap,
     data: Value,
 ) -> Result<Response, ApiError> {
-    let caller = state.auth.identify(headers, peer)?;
     check_event_type(event_type)?;
     caller.may_publish(event_type)?;
     let (schema_version, warning) = validate(state, event_type, &data)?;
@@ -123,11 +120,10 @@ async fn plain(
 
 async fn cloud_event(
     state: &AppState,
-    peer: SocketAddr,
+    caller: Caller,
     headers: &HeaderMap,
     ce: CloudEvent,
 ) -> Result<Response, ApiError> {
-    let caller = state.auth.identify(headers, peer)?;
     check_event_type(&ce.event_type)?;
     caller.may_publish(&ce.event_type)?;
     let (schema_version, warning) = validate(state, &ce.event_type, &ce.data)?;
@@ -167,11 +163,10 @@ async fn cloud_event(
 /// defaults filled in) so its consumers keep working; `event_id` is its idempotency key.
 pub(crate) async fn legacy(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): Peer,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let caller = state.auth.identify(&headers, peer)?;
     let mut envelope = read_json(&headers, body, state.config.body_limit, false).await?;
     let Some(fields) = envelope.as_object_mut() else {
         return Err(ApiError::BadRequest(
@@ -222,7 +217,7 @@ pub(crate) async fn legacy(
         .or_insert_with(|| json!(rfc3339(now)));
     fields.entry("version").or_insert_with(|| json!("0.2.0"));
     fields.entry("source").or_insert_with(
-        || json!({"host": peer.ip().to_string(), "type": "http", "app": caller.source}),
+        || json!({"host": caller.peer.ip().to_string(), "type": "http", "app": caller.source}),
     );
     fields.entry("correlation_ids").or_insert_with(|| json!([]));
     let timestamp = fields

@@ -2,22 +2,18 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
 pub(crate) async fn catalog(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth.identify(&headers, peer)?;
     let contracts = state.contracts.current();
     bloodbank_registry::catalog::json(&contracts.set)
         .map(Json)
@@ -26,11 +22,9 @@ pub(crate) async fn catalog(
 
 pub(crate) async fn versions(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: Caller,
     Path(event_type): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.auth.identify(&headers, peer)?;
     let contracts = state.contracts.current();
     let versions = contracts.versions(&event_type);
     if versions.is_empty() {

@@ -2,16 +2,15 @@
 //! exchange (over HTTP or AMQP) whose routing keys match the pattern, one JSON text frame each.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::sink::Stream;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -23,12 +22,10 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub(crate) async fn events(
     State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: Caller,
     Query(query): Query<HashMap<String, String>>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    state.auth.identify(&headers, peer)?;
     let pattern = query.get("pattern").map(String::as_str).unwrap_or("#");
     check_pattern(pattern)?;
     let subscription = state
