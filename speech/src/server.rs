@@ -288,7 +288,17 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
         return;
     }
     let max_samples = (shared.config.max_session.as_secs_f64() * SAMPLE_RATE) as usize;
-    while let Some(Ok(message)) = socket.recv().await {
+    loop {
+        let message = match socket.recv().await {
+            Some(Ok(message)) => message,
+            // A frame the WebSocket layer refused (too big, malformed): the connection is
+            // broken, so it ends here, without a "done" that would hide why.
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "speech session ended by a WebSocket error");
+                return;
+            }
+            None => break,
+        };
         match message {
             Message::Binary(bytes) if bytes.is_empty() => break,
             Message::Binary(bytes) => match protocol::samples(&bytes, s.config.encoding) {
