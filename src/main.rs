@@ -55,6 +55,9 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log on a full disk must not take the process down: the default reports a failed
+        // write with eprintln!, which panics when stderr cannot be written either.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 const DATA_DIR_LOCK: &str = "bloodbank.pid";
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
+    ignore_file_size_signal();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -147,6 +148,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         broker.shutdown().await;
     }
     Ok(())
+}
+
+/// A write past the file size limit (`ulimit -f`) then fails with EFBIG, which the message log
+/// handles like a full disk (nack, alarm, retry), instead of SIGXFSZ killing the process.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
 }
 
 fn join(addrs: &[std::net::SocketAddr]) -> String {

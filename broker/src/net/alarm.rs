@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+use crate::store::LogWriter;
+
 /// How often memory and disk are looked at.
 const INTERVAL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AlarmConfig {
     /// Resident memory (bytes) above which publishers are blocked.
     pub memory_high_watermark: u64,
@@ -20,6 +22,8 @@ pub(crate) struct AlarmConfig {
     pub disk_free_limit: u64,
     /// Where the data lives (disk checks are skipped without one).
     pub data_dir: Option<PathBuf>,
+    /// The message log, whose failing writes raise the disk alarm.
+    pub log: Option<Arc<LogWriter>>,
 }
 
 /// Between two looks at the process's memory, bytes read from sockets count as if they had
@@ -134,6 +138,9 @@ fn check(config: &AlarmConfig, rss: Option<u64>) -> Option<String> {
             return Some("memory".into());
         }
     }
+    if config.log.as_ref().is_some_and(|l| l.failing()) {
+        return Some("disk".into());
+    }
     if let Some(free) = config.data_dir.as_deref().and_then(free_disk) {
         if free < config.disk_free_limit {
             return Some("disk".into());
@@ -182,6 +189,7 @@ mod tests {
             memory_high_watermark: u64::MAX,
             disk_free_limit: 0,
             data_dir: Some("/".into()),
+            log: None,
         };
         assert_eq!(check(&never, resident_memory()), None);
         let always = AlarmConfig {

@@ -103,7 +103,7 @@ pub(crate) async fn run_session<R: AsyncRead + Unpin>(
 }
 
 /// Waits for a durable position (the log's, or the definitions store's) to move.
-async fn changed(durable: &mut Option<watch::Receiver<u64>>) {
+async fn changed<T>(durable: &mut Option<watch::Receiver<T>>) {
     match durable {
         Some(rx) => {
             if rx.changed().await.is_err() {

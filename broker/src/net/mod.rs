@@ -111,6 +111,7 @@ impl Broker {
             memory_high_watermark: config.memory_high_watermark,
             disk_free_limit: config.disk_free_limit,
             data_dir: config.data_dir.clone(),
+            log: core.log_writer(),
         };
         let pressure = Arc::new(alarm::Pressure::new(config.memory_high_watermark));
         let shared = Arc::new(Shared {

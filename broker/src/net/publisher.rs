@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::Shared;
 use crate::core::{ChanKey, Message};
 use crate::error::AmqpError;
+use crate::store::Outcome;
 
 /// Why a publish was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +21,7 @@ pub enum PublishError {
     Blocked(String),
     /// A queue refused the message (`reject-publish` overflow) or the log could not take it:
     /// what a confirming AMQP publisher sees as `basic.nack`.
-    #[error("a queue refused the message")]
+    #[error("a queue refused the message, or the disk could not store it")]
     Rejected,
     #[error("{0}")]
     Refused(AmqpError),
@@ -96,10 +97,15 @@ impl Publisher {
             return Err(PublishError::Rejected);
         }
         if let (Some(position), Some(writer)) = (published.wait_for, writer) {
-            let mut durable = writer.subscribe();
+            let mut progress = writer.subscribe();
             writer.request(position);
-            while *durable.borrow_and_update() < position {
-                durable
+            loop {
+                match progress.borrow_and_update().outcome(position) {
+                    Outcome::Durable => break,
+                    Outcome::Failed => return Err(PublishError::Rejected),
+                    Outcome::Pending => {}
+                }
+                progress
                     .changed()
                     .await
                     .map_err(|_| PublishError::ShutDown)?;

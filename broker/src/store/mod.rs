@@ -25,7 +25,7 @@ pub(crate) use log::Recovery;
 pub(crate) use memory::MemoryQueue;
 pub(crate) use pager::{PageRequest, Paged, PagedIn, Pager};
 pub(crate) use priority::PriorityQueue;
-pub(crate) use writer::LogWriter;
+pub(crate) use writer::{LogWriter, Outcome, Progress};
 
 use crate::core::queue::Entry;
 

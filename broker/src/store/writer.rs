@@ -6,12 +6,19 @@
 //! still touches files under the lock is listed in docs/ARCHITECTURE.md.)
 //!
 //! Positions are log sequence numbers (LSN): bytes appended since the log was opened.
+//!
+//! A write or sync that fails (EIO, ENOSPC, a file size limit) is retried with a growing pause,
+//! so nothing handed over is dropped and every record stays where the index says it is; but
+//! whoever waits for the records pending at that moment (or handed over while it keeps failing)
+//! is told they failed (publishers get `basic.nack`), and [`LogWriter::failing`] raises the
+//! disk alarm, which blocks publishers until a write goes through again.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,6 +29,40 @@ use tokio::sync::watch;
 /// the I/O's toll on scheduling; 2 ms apart gave ~5 ms and confirm p99 ~4 ms, and more
 /// throughput.
 const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(2);
+
+/// A failing write is retried after this pause, doubling up to `MAX_RETRY_PAUSE`.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// How far the log got, as its waiters see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Everything up to here is on disk.
+    durable: u64,
+    /// Positions after `.0` up to `.1` were pending when writing failed: they are not
+    /// promised to anyone, even if a retry stores them later.
+    failed: (u64, u64),
+}
+
+/// What became of the records up to a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Durable,
+    Failed,
+    Pending,
+}
+
+impl Progress {
+    pub fn outcome(&self, lsn: u64) -> Outcome {
+        if lsn > self.failed.0 && lsn <= self.failed.1 {
+            Outcome::Failed
+        } else if lsn <= self.durable {
+            Outcome::Durable
+        } else {
+            Outcome::Pending
+        }
+    }
+}
 
 enum Chunk {
     /// Records for the current segment, ending at this position.
@@ -39,6 +80,8 @@ struct State {
     written: u64,
     /// The highest position someone waits to see durable.
     requested: u64,
+    /// The end of everything handed over.
+    pushed: u64,
     stop: bool,
 }
 
@@ -48,7 +91,9 @@ pub struct LogWriter {
     work: Condvar,
     /// Wakes readers waiting for `written` to move.
     progress: Condvar,
-    durable: watch::Sender<u64>,
+    durable: watch::Sender<Progress>,
+    /// A write or sync keeps failing.
+    failing: AtomicBool,
 }
 
 impl LogWriter {
@@ -59,11 +104,13 @@ impl LogWriter {
                 queue: VecDeque::new(),
                 written: 0,
                 requested: 0,
+                pushed: 0,
                 stop: false,
             }),
             work: Condvar::new(),
             progress: Condvar::new(),
-            durable: watch::channel(0).0,
+            durable: watch::channel(Progress::default()).0,
+            failing: AtomicBool::new(false),
         });
         let worker = writer.clone();
         let handle = std::thread::Builder::new()
@@ -78,7 +125,14 @@ impl LogWriter {
 
     /// Hands over records that end at position `end`.
     pub fn push(&self, records: Bytes, end: u64) {
-        self.lock().queue.push_back(Chunk::Data(records, end));
+        let mut state = self.lock();
+        state.queue.push_back(Chunk::Data(records, end));
+        state.pushed = end;
+        if self.failing() {
+            // Nobody is promised what arrives while the disk fails.
+            self.durable.send_modify(|p| p.failed.1 = end);
+        }
+        drop(state);
         self.work.notify_one();
     }
 
@@ -111,14 +165,24 @@ impl LogWriter {
         }
     }
 
-    /// How far the log is durable.
-    pub fn durable(&self) -> u64 {
+    /// How far the log is durable, and what failed.
+    pub fn progress(&self) -> Progress {
         *self.durable.borrow()
     }
 
-    /// Changes whenever the durable position moves.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    /// How far the log is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable.borrow().durable
+    }
+
+    /// Changes whenever the durable position moves or writing fails.
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.durable.subscribe()
+    }
+
+    /// Writes to the log keep failing (the disk alarm is on).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// Writes and syncs everything handed over, then ends the thread.
@@ -128,13 +192,44 @@ impl LogWriter {
     }
 
     fn advance(&self, lsn: u64) {
-        self.durable.send_if_modified(|d| {
-            let moved = lsn > *d;
+        self.durable.send_if_modified(|p| {
+            let moved = lsn > p.durable;
             if moved {
-                *d = lsn;
+                p.durable = lsn;
             }
             moved
         });
+    }
+
+    /// Runs a write or sync until it works. When it fails, everything pending is reported
+    /// failed and the alarm raised; the retries pause longer each time. Gives up only when
+    /// the log is stopping (what it still held was reported failed).
+    fn persist(&self, what: &str, mut op: impl FnMut() -> std::io::Result<()>) -> bool {
+        let mut pause = FIRST_RETRY_PAUSE;
+        let mut attempts = 0u32;
+        loop {
+            let Err(e) = op() else {
+                if attempts > 0 {
+                    self.failing.store(false, Ordering::Relaxed);
+                    tracing::info!("{what} works again after {attempts} failed attempts");
+                }
+                return true;
+            };
+            if attempts == 0 {
+                tracing::error!(error = %e, "{what} failed; publishers are nacked and blocked until it works again");
+                let state = self.lock();
+                self.failing.store(true, Ordering::Relaxed);
+                self.durable
+                    .send_modify(|p| p.failed = (p.durable, state.pushed));
+            }
+            attempts += 1;
+            if self.lock().stop {
+                tracing::error!(error = %e, "{what} still fails at shutdown; giving up");
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        }
     }
 
     fn run(&self, mut file: File) {
@@ -157,21 +252,27 @@ impl LogWriter {
             for chunk in chunks {
                 match chunk {
                     Chunk::Data(bytes, at) => {
-                        retry("writing to the message log", || {
+                        let ok = self.persist("writing to the message log", || {
                             // A failed write may have written part: cut it off, then retry,
                             // so every record stays where the index says it is.
                             file.write_all(&bytes).inspect_err(|_| {
                                 let _ = file.set_len(len);
                             })
                         });
+                        if !ok {
+                            return;
+                        }
                         len += bytes.len() as u64;
                         end = Some(at);
                     }
                     Chunk::Switch(next, dir) => {
-                        retry("syncing a full log segment", || file.sync_data());
-                        retry("syncing the log directory", || {
-                            File::open(&dir).and_then(|d| d.sync_all())
-                        });
+                        if !self.persist("syncing a full log segment", || file.sync_data())
+                            || !self.persist("syncing the log directory", || {
+                                File::open(&dir).and_then(|d| d.sync_all())
+                            })
+                        {
+                            return;
+                        }
                         if let Some(at) = end {
                             self.advance(at);
                         }
@@ -193,7 +294,8 @@ impl LogWriter {
                 self.progress.notify_all();
                 state.written
             };
-            if stop || (sync_wanted > self.durable() && written > self.durable()) {
+            let durable = self.durable();
+            if stop || (sync_wanted > durable && written > durable) {
                 if !stop {
                     let since = last_sync.elapsed();
                     if since < MIN_SYNC_INTERVAL {
@@ -202,7 +304,9 @@ impl LogWriter {
                     }
                 }
                 // Everything written so far rides along with this sync.
-                retry("fdatasync of the message log", || file.sync_data());
+                if !self.persist("fdatasync of the message log", || file.sync_data()) {
+                    return;
+                }
                 last_sync = std::time::Instant::now();
                 self.advance(written);
             }
@@ -210,14 +314,5 @@ impl LogWriter {
                 return;
             }
         }
-    }
-}
-
-/// Retries a failing write or sync until it works: nothing is confirmed that is not on disk,
-/// and nothing handed over is dropped.
-fn retry(what: &str, mut op: impl FnMut() -> std::io::Result<()>) {
-    while let Err(e) = op() {
-        tracing::error!(error = %e, "{what} failed; retrying");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -6,6 +6,7 @@
 use super::{Mode, Session};
 use crate::core::{Outbound, Outlet};
 use crate::error::{code, AmqpError};
+use crate::store::Outcome;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::collections::VecDeque;
 
@@ -42,7 +43,8 @@ impl Session {
     /// `basic.ack(multiple)` or `basic.nack(multiple)` per run of equal outcomes. Asks the
     /// log to sync for the rest.
     pub(crate) fn flush_confirms(&mut self) {
-        let durable = self.log_writer.as_ref().map_or(u64::MAX, |w| w.durable());
+        let progress = self.log_writer.as_ref().map(|w| w.progress());
+        let outcome = |lsn: u64| progress.map_or(Outcome::Durable, |p| p.outcome(lsn));
         let mut needed = 0;
         for (ch, state) in self.channels.iter_mut() {
             let Mode::Confirm(c) = &mut state.mode else {
@@ -50,11 +52,15 @@ impl Session {
             };
             let mut run: Option<(bool, u64, u64)> = None;
             while let Some(front) = c.pending.front() {
-                if front.wait_for > durable {
-                    needed = needed.max(c.pending.back().map_or(0, |p| p.wait_for));
-                    break;
-                }
-                let (nack, seq) = (front.nack, front.seq);
+                let nack = match outcome(front.wait_for) {
+                    Outcome::Pending => {
+                        needed = needed.max(c.pending.back().map_or(0, |p| p.wait_for));
+                        break;
+                    }
+                    Outcome::Failed => true,
+                    Outcome::Durable => front.nack,
+                };
+                let seq = front.seq;
                 c.pending.pop_front();
                 run = match run {
                     Some((k, _, n)) if k == nack => Some((k, seq, n + 1)),
@@ -71,7 +77,8 @@ impl Session {
         }
         let defs_done = self.defs_writer.as_ref().map_or(u64::MAX, |w| w.done());
         while let Some(front) = self.deferred.front() {
-            if front.log > durable {
+            let logged = outcome(front.log);
+            if logged == Outcome::Pending {
                 needed = needed.max(self.deferred.back().map_or(0, |d| d.log));
                 break;
             }
@@ -81,17 +88,18 @@ impl Session {
             let Some(done) = self.deferred.pop_front() else {
                 break;
             };
-            let failed = self
-                .defs_writer
-                .as_ref()
-                .and_then(|w| w.failure(done.defs.0, done.defs.1));
+            let failed = match logged {
+                Outcome::Failed => Some("the message log could not be written".to_string()),
+                _ => self
+                    .defs_writer
+                    .as_ref()
+                    .and_then(|w| w.failure(done.defs.0, done.defs.1))
+                    .map(|why| format!("the definition could not be stored: {why}")),
+            };
             match failed {
                 None => self.reply(done.channel, done.reply),
                 Some(why) => {
-                    self.failure = Some(AmqpError::new(
-                        code::INTERNAL_ERROR,
-                        format!("the definition could not be stored: {why}"),
-                    ));
+                    self.failure = Some(AmqpError::new(code::INTERNAL_ERROR, why));
                     self.deferred.clear();
                 }
             }

@@ -96,7 +96,9 @@ impl Session {
     }
 
     /// Changes when more of the message log becomes durable (None: there is no log).
-    pub(crate) fn durable_positions(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+    pub(crate) fn durable_positions(
+        &self,
+    ) -> Option<tokio::sync::watch::Receiver<crate::store::Progress>> {
         self.log_writer.as_ref().map(|w| w.subscribe())
     }
 
