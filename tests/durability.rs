@@ -293,3 +293,77 @@ async fn a_flipped_byte_loses_only_the_damaged_record() {
     assert!(bodies.iter().any(|b| b.starts_with(b"message-9-")));
     b.shutdown().await;
 }
+
+/// Messages past `message_memory` live only in the log; `basic.get` and dead-lettering read
+/// them back (on the pager thread) like consumers do, in order and complete.
+#[tokio::test]
+async fn basic_get_and_dead_lettering_read_paged_out_messages_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.resident_bytes = 32 * 1024;
+    let b = start(cfg).await;
+    let conn = connect(&b).await;
+    let ch = confirm_channel(&conn).await;
+    declare_queue_with(&ch, "gets", true, FieldTable::default())
+        .await
+        .unwrap();
+    declare_queue_with(&ch, "dead", true, FieldTable::default())
+        .await
+        .unwrap();
+    let aging = args(&[
+        ("x-message-ttl", 300i32.into()),
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text("dead")),
+    ]);
+    declare_queue_with(&ch, "aging", true, aging).await.unwrap();
+    let n = 400;
+    let pad = vec![b'x'; 1000];
+    for queue in ["gets", "aging"] {
+        for i in 0..n {
+            let mut m = format!("{i:06}").into_bytes();
+            m.extend_from_slice(&pad);
+            ch.basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                &m,
+                persistent(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    ch.wait_for_confirms().await.unwrap();
+    for queue in ["gets", "aging"] {
+        let resident = b.shared().lock().vhost("/").unwrap().queues[queue].resident_bytes();
+        assert!(resident < 40 * 1024, "{queue}: {resident} bytes in memory");
+    }
+
+    for i in 0..n {
+        let got = ch
+            .basic_get("gets".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(&got.delivery.data[..6], format!("{i:06}").as_bytes());
+    }
+    let empty = ch
+        .basic_get("gets".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap();
+    assert!(empty.is_none());
+
+    let mut dead = consume(&ch, "dead", false).await;
+    for i in 0..n {
+        let d = next(&mut dead).await;
+        assert_eq!(&d.data[..6], format!("{i:06}").as_bytes());
+        let death = header_str(&d, "x-first-death-reason");
+        assert_eq!(death.as_deref(), Some("expired"));
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert_eq!(
+        passive_queue(&ch, "aging").await.unwrap().message_count(),
+        0
+    );
+    b.shutdown().await;
+}

@@ -43,6 +43,8 @@ pub(crate) struct Channel {
     pub channel_prefetch: u16,
     /// `channel.flow`: false stops deliveries.
     pub active: bool,
+    /// A `basic.get` on this queue waits for its head to be read back from the log.
+    pub waiting_get: Option<Arc<str>>,
 }
 
 impl Channel {
@@ -55,6 +57,7 @@ impl Channel {
             consumer_prefetch: 0,
             channel_prefetch: 0,
             active: true,
+            waiting_get: None,
         }
     }
 

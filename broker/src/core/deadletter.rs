@@ -5,6 +5,7 @@
 //! reason, newest first, with a count) and `x-first-death-*` headers; its `expiration` is
 //! removed (kept in `x-death` as `original-expiration`) so it does not expire again.
 
+use super::paging::PageFor;
 use super::queue::Entry;
 use super::{Core, Message};
 use amq_protocol::protocol::BasicProperties;
@@ -49,19 +50,41 @@ impl Core {
                 let dlx = q.args.dead_letter_exchange.clone()?;
                 Some((dlx, q.args.dead_letter_routing_key.clone()))
             });
-        let persisted: Vec<u64> = entries.iter().filter_map(|e| e.persisted).collect();
-        if let (Some(reason), Some((dlx, dlrk))) = (reason, target) {
-            let now = (self.clock)();
-            for entry in &entries {
-                let Some(message) = self.load(entry) else {
-                    continue;
-                };
-                let dead = dead_lettered(&message, queue, reason, &dlx, dlrk.as_deref(), now);
-                self.republish(vname, dead, depth);
+        let Some((reason, (dlx, dlrk))) = reason.zip(target) else {
+            let persisted = entries.iter().filter_map(|e| e.persisted).collect();
+            return self.forget(vname, queue, persisted);
+        };
+        let now = (self.clock)();
+        let mut persisted = Vec::new();
+        let mut on_disk = Vec::new();
+        for entry in &entries {
+            match (&entry.message, entry.persisted) {
+                // Only in the log: the pager reads it for the dead-letter exchange.
+                (None, Some(id)) if self.has_pager() => on_disk.push(id),
+                _ => {
+                    if let Some(message) = self.load(entry) {
+                        let dead =
+                            dead_lettered(&message, queue, reason, &dlx, dlrk.as_deref(), now);
+                        self.republish(vname, dead, depth);
+                    }
+                    persisted.extend(entry.persisted);
+                }
             }
         }
         // Written after the dead-lettered copies, so a crash never loses both.
         self.forget(vname, queue, persisted);
+        if !on_disk.is_empty() {
+            let then = PageFor::DeadLetter {
+                vhost: vname.to_string(),
+                queue: queue.to_string(),
+                reason,
+                dlx,
+                dlrk,
+                depth,
+                at: now,
+            };
+            self.request_dead_letter(on_disk, then);
+        }
     }
 
     /// Tells the log that `queue` no longer holds these messages.

@@ -127,15 +127,26 @@ impl Core {
         let now = self.now();
         let q = self.queue_mut(ck, &vname, queue)?;
         q.last_used_ms = now;
-        let Some((entry, message)) = self.take_ready(&vname, queue, (self.clock)()) else {
-            self.send(
-                ck,
-                Outbound::Method(
-                    ck.channel,
-                    AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-                ),
-            );
-            return Ok(());
+        let (entry, message) = match self.take_ready(&vname, queue, (self.clock)()) {
+            Next::Ready(entry, message) => (entry, message),
+            Next::Empty => {
+                self.send_get_empty(ck);
+                return Ok(());
+            }
+            Next::Waiting => {
+                // Answered when the pager has read the head back.
+                if let Some(ch) = self.channels.get_mut(&ck) {
+                    ch.waiting_get = Some(Arc::from(queue));
+                }
+                if let Some(q) = self
+                    .vhosts
+                    .get_mut(&vname)
+                    .and_then(|v| v.queues.get_mut(queue))
+                {
+                    q.add_getter(ck, no_ack);
+                }
+                return Ok(());
+            }
         };
         let message_count = self.queue_len(&vname, queue) as u32;
         let redelivered = entry.redelivered;
@@ -286,18 +297,10 @@ impl Core {
             let Some((idx, ck, tag)) = pick else {
                 return;
             };
-            // Its next message is only on disk: the pager reads it (and a few after it) and
-            // delivery resumes when it is back; nothing is read here, under the lock.
-            let page_in = q.wants_page_in(now);
-            if !page_in && q.paging_in() {
-                return;
-            }
-            if page_in && self.pager.is_some() {
-                self.request_page_in(vname, queue);
-                return;
-            }
             q.served(idx);
-            let Some((entry, message)) = self.take_ready(vname, queue, now) else {
+            // A next message only on disk is read by the pager (with a few after it) and
+            // delivery resumes when it is back; nothing is read here, under the lock.
+            let Next::Ready(entry, message) = self.take_ready(vname, queue, now) else {
                 return;
             };
             let no_ack = self
@@ -324,22 +327,40 @@ impl Core {
     }
 
     /// The next live message of a queue with its body: expired ones at the head are
-    /// dead-lettered on the way, unreadable ones dropped (and reported).
-    fn take_ready(&mut self, vname: &str, queue: &str, now: u64) -> Option<(Entry, Arc<Message>)> {
+    /// dead-lettered on the way, unreadable ones dropped (and reported). A head that is only
+    /// in the log is asked of the pager ([`Next::Waiting`]).
+    fn take_ready(&mut self, vname: &str, queue: &str, now: u64) -> Next {
+        let has_pager = self.has_pager();
         loop {
-            let mut entry = self
+            let Some(q) = self
                 .vhosts
                 .get_mut(vname)
-                .and_then(|v| v.queues.get_mut(queue))?
-                .pop()?;
-            if entry.expired(now) {
+                .and_then(|v| v.queues.get_mut(queue))
+            else {
+                return Next::Empty;
+            };
+            if q.paging_in() {
+                return Next::Waiting;
+            }
+            let Some(head) = q.peek() else {
+                return Next::Empty;
+            };
+            let expired = head.expired(now);
+            if !expired && has_pager && head.message.is_none() && head.persisted.is_some() {
+                self.request_page_in(vname, queue);
+                return Next::Waiting;
+            }
+            let Some(mut entry) = q.pop() else {
+                return Next::Empty;
+            };
+            if expired {
                 self.discard(vname, queue, vec![entry], Some(Reason::Expired), 0);
                 continue;
             }
             match self.load(&entry) {
                 Some(message) => {
                     entry.message = Some(message.clone());
-                    return Some((entry, message));
+                    return Next::Ready(entry, message);
                 }
                 None => {
                     let lost: Vec<u64> = entry.persisted.into_iter().collect();
@@ -388,9 +409,27 @@ impl Core {
             .is_some_and(|v| v.queues.contains_key(queue))
     }
 
+    pub(super) fn send_get_empty(&self, ck: ChanKey) {
+        self.send(
+            ck,
+            Outbound::Method(
+                ck.channel,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            ),
+        );
+    }
+
     pub(super) fn send(&self, ck: ChanKey, out: Outbound) {
         if let Some(conn) = self.conns.get(&ck.conn) {
             let _ = conn.outlet.send(out);
         }
     }
+}
+
+/// What a queue has for a consumer now.
+enum Next {
+    Ready(Entry, Arc<Message>),
+    Empty,
+    /// Its head is being read back from the log.
+    Waiting,
 }

@@ -137,6 +137,16 @@ impl Core {
                 sources.push(exchange.name.clone());
             }
         }
+        let mut queue = queue;
+        for (ck, _) in queue.take_getters() {
+            let asked = self
+                .channels
+                .get_mut(&ck)
+                .is_some_and(|ch| ch.waiting_get.take().is_some_and(|q| &*q == name));
+            if asked {
+                self.send_get_empty(ck);
+            }
+        }
         for consumer in queue.consumers() {
             if let Some(ch) = self.channels.get_mut(&consumer.channel) {
                 ch.consumers.remove(&consumer.tag);

@@ -77,7 +77,7 @@ pub struct Core {
     /// The number of the last definition change queued for the writer.
     defs_seq: u64,
     /// Reads paged-out messages back off the lock (absent: they are read in place).
-    pager: Option<Pager>,
+    pager: Option<Pager<paging::PageFor>>,
     /// Milliseconds since the Unix epoch: the wall clock, or a test's.
     clock: fn() -> u64,
     /// Body bytes of ready messages held in memory, across all queues.

@@ -80,6 +80,8 @@ pub struct Queue {
     next_consumer: usize,
     /// The pager is reading messages of this queue back from the log.
     paging_in: bool,
+    /// `basic.get`s waiting for that (channel, no-ack).
+    getters: Vec<(ChanKey, bool)>,
 }
 
 impl Queue {
@@ -112,6 +114,7 @@ impl Queue {
             consumers: Vec::new(),
             next_consumer: 0,
             paging_in: false,
+            getters: Vec::new(),
         }
     }
 
@@ -171,13 +174,14 @@ impl Queue {
         self.messages.requeue(entry);
     }
 
-    /// Whether the next message to deliver is only in the log and not already being read
-    /// back (expired ones are not: they go without being read).
-    pub fn wants_page_in(&self, now_ms: u64) -> bool {
-        !self.paging_in
-            && self
-                .peek()
-                .is_some_and(|e| e.message.is_none() && e.persisted.is_some() && !e.expired(now_ms))
+    /// A `basic.get` waits for the pager.
+    pub fn add_getter(&mut self, ck: ChanKey, no_ack: bool) {
+        self.getters.push((ck, no_ack));
+    }
+
+    /// The `basic.get`s that waited.
+    pub fn take_getters(&mut self) -> Vec<(ChanKey, bool)> {
+        std::mem::take(&mut self.getters)
     }
 
     /// Whether the pager is reading messages of this queue back.

@@ -15,17 +15,16 @@
 //! - Acks and delivery marks are appended without waiting: losing one to a crash only means a
 //!   message comes back (as `redelivered`).
 
-use super::record::{Decoded, Holder, Record};
+use super::paged::{PagedRef, SegmentFile};
+use super::record::{Holder, Record};
 use super::replay::{Live, Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
 use super::writer::LogWriter;
 use crate::core::Message;
-use crate::wire::parse_properties;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -77,7 +76,8 @@ pub struct MessageLog {
     live: HashMap<u64, Live>,
     segments: BTreeMap<u64, SegStats>,
     next_id: u64,
-    readers: HashMap<u64, Arc<File>>,
+    /// The segments read from, each opened once; a segment in use is deleted by its last user.
+    readers: HashMap<u64, Arc<SegmentFile>>,
     /// Copy-forward reads are handed out ([`MessageLog::take_copy_job`]) instead of done here.
     offload_copies: bool,
     /// The segment whose live messages are being copied forward, and the job not yet taken.
@@ -397,7 +397,12 @@ impl MessageLog {
         let next = self.active_no + 1;
         // Creating the file is one quick call; syncing the directory is the writer's.
         let file = new_segment(&self.dir, next)?;
-        self.readers.insert(next, Arc::new(file.try_clone()?));
+        let reader = SegmentFile::opened(
+            segment_path(&self.dir, next),
+            file.try_clone()?,
+            &self.writer,
+        );
+        self.readers.insert(next, reader);
         self.writer.switch(file, self.dir.clone());
         self.active_no = next;
         self.segment_start.insert(next, self.lsn);
@@ -451,13 +456,15 @@ impl MessageLog {
         }
     }
 
-    /// Forgets a segment and has the writer delete its file (a read in flight keeps its
-    /// open file).
+    /// Forgets a segment and has the writer delete its file, once no read of it is in
+    /// flight.
     fn delete_segment(&mut self, segment: u64) {
-        self.readers.remove(&segment);
         self.segments.remove(&segment);
         self.segment_start.remove(&segment);
-        self.writer.delete(segment_path(&self.dir, segment));
+        match self.readers.remove(&segment) {
+            Some(reader) => reader.doom(),
+            None => self.writer.delete(segment_path(&self.dir, segment)),
+        }
     }
 
     /// From now on compaction hands its reads out ([`MessageLog::take_copy_job`]).
@@ -547,8 +554,8 @@ impl MessageLog {
     }
 
     /// Where a live message's record is, to be read off the broker's lock (by the pager
-    /// thread): hands any of it still buffered here to the writer, and opens its segment
-    /// once (an open file survives the segment's deletion after a compaction).
+    /// thread, which also opens the segment file): hands any of it still buffered here to the
+    /// writer. The segment is not deleted while the reference is held.
     pub fn locate(&mut self, msg_id: u64) -> io::Result<PagedRef> {
         let loc = self
             .live
@@ -567,90 +574,21 @@ impl MessageLog {
             }
             None => None,
         };
-        let file = match self.readers.entry(loc.segment) {
-            std::collections::hash_map::Entry::Occupied(f) => f.into_mut().clone(),
-            std::collections::hash_map::Entry::Vacant(v) => v
-                .insert(Arc::new(File::open(segment_path(&self.dir, loc.segment))?))
-                .clone(),
-        };
+        let segment = self
+            .readers
+            .entry(loc.segment)
+            .or_insert_with(|| {
+                SegmentFile::new(segment_path(&self.dir, loc.segment), self.writer.clone())
+            })
+            .clone();
         Ok(PagedRef {
             msg_id,
-            file,
-            path: segment_path(&self.dir, loc.segment),
+            segment,
             offset: loc.offset,
             len: loc.len,
             written_by,
             writer: self.writer.clone(),
         })
-    }
-}
-
-/// A persistent message's record on disk, ready to be read without the broker's lock.
-pub struct PagedRef {
-    pub msg_id: u64,
-    file: Arc<File>,
-    path: PathBuf,
-    offset: u64,
-    len: u32,
-    /// The log position the writer must have written for the record to be in the file.
-    written_by: Option<u64>,
-    writer: Arc<LogWriter>,
-}
-
-impl PagedRef {
-    /// Reads the message (blocking: waits for the writer, then reads the file).
-    pub fn read(&self) -> io::Result<Message> {
-        let msg_id = self.msg_id;
-        match self.record()? {
-            Record::Publish {
-                exchange,
-                routing_key,
-                properties,
-                body,
-                ..
-            } => Ok(Message {
-                exchange,
-                routing_key,
-                properties: parse_properties(&properties).ok_or_else(|| {
-                    invalid(format!("message {msg_id} has unreadable properties"))
-                })?,
-                raw_properties: properties,
-                body,
-            }),
-            _ => Err(invalid(format!("message {msg_id} is not a publish record"))),
-        }
-    }
-
-    /// Reads and checks the record itself.
-    pub fn record(&self) -> io::Result<Record> {
-        if let Some(end) = self.written_by {
-            self.writer.wait_written(end);
-        }
-        let mut data = vec![0u8; self.len as usize];
-        self.file.read_exact_at(&mut data, self.offset)?;
-        let msg_id = self.msg_id;
-        match Record::decode(&Bytes::from(data)) {
-            Decoded::Record(record @ Record::Publish { .. }, _) if matches!(record, Record::Publish { msg_id: m, .. } if m == msg_id) => {
-                Ok(record)
-            }
-            _ => Err(invalid(format!(
-                "{}: record of message {msg_id} at offset {} is damaged",
-                self.path.display(),
-                self.offset
-            ))),
-        }
-    }
-}
-
-impl std::fmt::Debug for PagedRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "PagedRef({} at {}:{})",
-            self.msg_id,
-            self.path.display(),
-            self.offset
-        )
     }
 }
 

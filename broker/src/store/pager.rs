@@ -1,9 +1,11 @@
 //! The pager: one thread that reads the message log for the broker, so that no file read
 //! happens under the broker's lock: paged-out messages for queues whose consumers are waiting
 //! (the next few of a queue, in queue order), and the live records compaction copies forward.
-//! It hands what it read back through a callback that takes the lock briefly.
+//! It hands what it read back through a callback that takes the lock briefly. Each request
+//! carries the caller's note of what the messages are for (`T`), handed back with them.
 
-use super::log::{CopyJob, PagedRef};
+use super::log::CopyJob;
+use super::paged::PagedRef;
 use super::record::Record;
 use crate::core::Message;
 use std::io;
@@ -11,15 +13,15 @@ use std::sync::mpsc;
 
 /// What the pager is asked to read.
 #[derive(Debug)]
-enum Work {
-    Messages(PageRequest),
+enum Work<T> {
+    Messages(PageRequest<T>),
     Copy(CopyJob),
 }
 
 /// What the pager read.
 #[derive(Debug)]
-pub enum Paged {
-    Messages(PagedIn),
+pub(crate) enum Paged<T> {
+    Messages(PagedIn<T>),
     /// The records of a [`CopyJob`], for `MessageLog::finish_copy`.
     Copied {
         segment: u64,
@@ -27,32 +29,30 @@ pub enum Paged {
     },
 }
 
-/// Messages of one queue to read back.
+/// Messages to read back, and what they are for.
 #[derive(Debug)]
-pub(crate) struct PageRequest {
-    pub vhost: String,
-    pub queue: String,
+pub(crate) struct PageRequest<T> {
     pub refs: Vec<PagedRef>,
+    pub then: T,
 }
 
 /// What came back for a [`PageRequest`]: each message, or why it could not be read.
 #[derive(Debug)]
-pub struct PagedIn {
-    pub vhost: String,
-    pub queue: String,
+pub(crate) struct PagedIn<T> {
     pub bodies: Vec<(u64, io::Result<Message>)>,
+    pub then: T,
 }
 
 /// The sending side; dropping it ends the thread once the request in hand is done.
 #[derive(Debug)]
-pub(crate) struct Pager {
-    requests: mpsc::Sender<Work>,
+pub(crate) struct Pager<T> {
+    requests: mpsc::Sender<Work<T>>,
 }
 
-impl Pager {
+impl<T: Send + 'static> Pager<T> {
     /// Starts the thread; `done` gets every result (it runs on the pager thread).
-    pub(crate) fn start(done: Box<dyn Fn(Paged) + Send>) -> io::Result<Pager> {
-        let (requests, incoming) = mpsc::channel::<Work>();
+    pub(crate) fn start(done: Box<dyn Fn(Paged<T>) + Send>) -> io::Result<Pager<T>> {
+        let (requests, incoming) = mpsc::channel::<Work<T>>();
         std::thread::Builder::new()
             .name("bloodbank-pager".into())
             .spawn(move || {
@@ -60,8 +60,7 @@ impl Pager {
                     done(match work {
                         Work::Messages(request) => Paged::Messages(PagedIn {
                             bodies: request.refs.iter().map(|r| (r.msg_id, r.read())).collect(),
-                            vhost: request.vhost,
-                            queue: request.queue,
+                            then: request.then,
                         }),
                         Work::Copy(job) => Paged::Copied {
                             segment: job.segment,
@@ -74,7 +73,7 @@ impl Pager {
     }
 
     /// Asks for messages; false when the thread has stopped.
-    pub(crate) fn request(&self, request: PageRequest) -> bool {
+    pub(crate) fn request(&self, request: PageRequest<T>) -> bool {
         self.requests.send(Work::Messages(request)).is_ok()
     }
 
