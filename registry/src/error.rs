@@ -37,10 +37,29 @@ pub enum Error {
     },
     #[error("{} problem(s):\n{}", .0.len(), list(.0))]
     Invalid(Vec<Problem>),
-    #[error("{0}")]
-    Unsupported(String),
-    #[error("{0}")]
-    Git(String),
+    #[error("reading the schemas at a git revision")]
+    Git(#[from] GitError),
+}
+
+/// What goes wrong reading a schema tree out of git.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("running git in {dir}")]
+    Spawn {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("git {args}: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("git {args} printed something that is not UTF-8")]
+    NotUtf8 {
+        args: String,
+        #[source]
+        source: std::string::FromUtf8Error,
+    },
+    #[error("{revision} has no schemas under {dir}")]
+    NoSchemas { revision: String, dir: String },
 }
 
 fn list(problems: &[Problem]) -> String {

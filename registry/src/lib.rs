@@ -22,5 +22,5 @@ pub mod source;
 pub mod tree;
 
 pub use contracts::{Contract, Contracts, Rejection};
-pub use error::{Error, Problem};
+pub use error::{Error, GitError, Problem};
 pub use tree::{SchemaFile, SchemaSet};

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::error::{Error, Problem};
+use crate::error::{Error, GitError, Problem};
 use crate::tree::SchemaSet;
 
 /// The tree at `dir` as it is in `revision`.
@@ -17,26 +17,32 @@ pub fn at_revision(dir: &Path, revision: &str) -> Result<(SchemaSet, Vec<Problem
         ));
     }
     if texts.is_empty() {
-        return Err(Error::Git(format!(
-            "{revision} has no schemas under {}",
-            dir.display()
-        )));
+        return Err(GitError::NoSchemas {
+            revision: revision.to_string(),
+            dir: dir.display().to_string(),
+        }
+        .into());
     }
     Ok(SchemaSet::from_texts(texts))
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
+fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
         .output()
-        .map_err(|e| Error::Git(format!("running git in {}: {e}", dir.display())))?;
+        .map_err(|source| GitError::Spawn {
+            dir: dir.display().to_string(),
+            source,
+        })?;
     if !output.status.success() {
-        return Err(Error::Git(format!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )));
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
     }
-    String::from_utf8(output.stdout).map_err(|e| Error::Git(format!("git {}: {e}", args.join(" "))))
+    String::from_utf8(output.stdout).map_err(|source| GitError::NotUtf8 {
+        args: args.join(" "),
+        source,
+    })
 }

@@ -40,9 +40,7 @@ impl Engine {
     /// model file and builds an inference session).
     pub async fn vad(&self) -> Result<Vad, SpeechError> {
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || Vad::load(&dir))
-            .await
-            .map_err(|e| SpeechError::Runtime(format!("loading the VAD failed: {e}")))?
+        tokio::task::spawn_blocking(move || Vad::load(&dir)).await?
     }
 
     /// Transcribes on a worker, waiting for one if all are busy.
@@ -52,7 +50,7 @@ impl Engine {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+            .map_err(|_| SpeechError::Closed)?;
         self.run(audio, permit).await
     }
 
@@ -72,7 +70,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
-            .ok_or_else(|| SpeechError::Runtime("no idle worker".into()))?;
+            .ok_or(SpeechError::Closed)?;
         let (whisper, result) = tokio::task::spawn_blocking(move || {
             let start = Instant::now();
             let text = whisper.transcribe(&audio);
@@ -85,8 +83,7 @@ impl Engine {
                 }),
             )
         })
-        .await
-        .map_err(|e| SpeechError::Runtime(format!("inference worker: {e}")))?;
+        .await?;
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())

