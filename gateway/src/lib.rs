@@ -11,6 +11,7 @@ mod cloudevents;
 mod correlation;
 mod envelope;
 mod error;
+mod idempotency;
 mod metrics;
 mod openapi;
 mod publishing;
@@ -26,6 +27,8 @@ use std::time::Duration;
 use axum::Router;
 use bloodbank_broker::{BindError, Listen};
 use bloodbank_registry::live::Live;
+
+use idempotency::{IdempotencyKey, Same};
 
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
@@ -163,28 +166,18 @@ impl Gateway {
         source: &str,
     ) -> Result<Envelope, ApiError> {
         let state = &self.state;
-        let (schema_version, warning) = publishing::validate(state, event_type, &data)?;
-        let key = format!("{source}\n{idempotency_key}");
-        let now = bloodbank_broker::clock::now_ms();
-        let envelope = Envelope {
-            id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, key.as_bytes()),
-            event_type: event_type.to_string(),
-            timestamp: bloodbank_broker::clock::rfc3339(now),
-            source: source.to_string(),
-            data,
-            correlation_id,
-            schema_version,
-        };
-        let meta = envelope.meta(None, Vec::new());
-        let body =
-            serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let out = publishing::Outgoing {
-            meta,
-            body,
-            now_ms: now,
-            idempotency_key: Some(key),
-            warning,
-        };
+        let out = publishing::envelope(
+            state,
+            publishing::Event {
+                event_type: event_type.to_string(),
+                data,
+                correlation_id,
+                source: source.to_string(),
+                key: IdempotencyKey::new(source, Same::Given(idempotency_key.to_string())),
+                cloud_event: None,
+                extra_headers: Vec::new(),
+            },
+        )?;
         let published = publishing::publish(state, out).await?;
         serde_json::from_value(published.body).map_err(|e| ApiError::Internal(e.to_string()))
     }

@@ -1,6 +1,7 @@
-//! The steps every publishing route shares once it knows what to publish: one request per
-//! idempotency key at a time, replay of a remembered key, publish and wait for the broker's
-//! confirm, remember the key, record the correlation link, answer.
+//! The steps every publish shares, whatever the route: validate the data against its
+//! contract and wrap it in the envelope ([`envelope`]), then one request per idempotency key
+//! at a time, replay of a remembered key, publish and wait for the broker's confirm, remember
+//! the key, record the correlation link, answer.
 
 use std::sync::Arc;
 
@@ -11,8 +12,9 @@ use axum::Json;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::envelope::Meta;
+use crate::envelope::{Envelope, Meta};
 use crate::error::{chain, ApiError};
+use crate::idempotency::IdempotencyKey;
 use crate::store::Node;
 use crate::AppState;
 
@@ -22,8 +24,47 @@ pub(crate) struct Outgoing {
     pub meta: Meta,
     pub body: Value,
     pub now_ms: u64,
-    pub idempotency_key: Option<String>,
+    pub key: IdempotencyKey,
     pub warning: Option<&'static str>,
+}
+
+/// An event to wrap in the envelope.
+pub(crate) struct Event {
+    pub event_type: String,
+    pub data: Value,
+    pub correlation_id: Option<uuid::Uuid>,
+    /// Who publishes (the envelope's `source`).
+    pub source: String,
+    pub key: IdempotencyKey,
+    /// The producer's own CloudEvents source and id, when it sent a CloudEvent.
+    pub cloud_event: Option<(String, String)>,
+    /// Headers to copy (trace context).
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// The one way an event becomes an envelope: validated against the newest contract of its
+/// type, its id from its idempotency key, stamped now.
+pub(crate) fn envelope(state: &AppState, event: Event) -> Result<Outgoing, ApiError> {
+    let (schema_version, warning) = validate(state, &event.event_type, &event.data)?;
+    let now_ms = bloodbank_broker::clock::now_ms();
+    let envelope = Envelope {
+        id: event.key.event_id(),
+        event_type: event.event_type,
+        timestamp: bloodbank_broker::clock::rfc3339(now_ms),
+        source: event.source,
+        data: event.data,
+        correlation_id: event.correlation_id,
+        schema_version,
+    };
+    let meta = envelope.meta(event.cloud_event, event.extra_headers);
+    let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Outgoing {
+        meta,
+        body,
+        now_ms,
+        key: event.key,
+        warning,
+    })
 }
 
 /// Checks data against the newest contract of its event type: its major version, and a
@@ -82,25 +123,21 @@ pub(crate) async fn deliver(state: &AppState, out: Outgoing) -> Result<Response,
 }
 
 pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published, ApiError> {
-    let _turn = match &out.idempotency_key {
-        Some(key) => Some(KeyTurn::take(state, key).await),
-        None => None,
-    };
+    let key = out.key.stored();
+    let _turn = KeyTurn::take(state, &key).await;
     let window = state.config.idempotency_window.as_millis() as u64;
-    if let Some(key) = &out.idempotency_key {
-        let (key, now_ms) = (key.clone(), out.now_ms);
-        if let Some(first) = state
-            .store
-            .run(move |s| s.remembered(&key, now_ms, window))
-            .await
-            .map_err(|e| ApiError::Internal(chain(&e)))?
-        {
-            return Ok(Published {
-                body: first,
-                replayed: true,
-                warning: None,
-            });
-        }
+    let (stored, now_ms) = (key.clone(), out.now_ms);
+    if let Some(first) = state
+        .store
+        .run(move |s| s.remembered(&stored, now_ms, window))
+        .await
+        .map_err(|e| ApiError::Internal(chain(&e)))?
+    {
+        return Ok(Published {
+            body: first,
+            replayed: true,
+            warning: None,
+        });
     }
     let bytes =
         Bytes::from(serde_json::to_vec(&out.body).map_err(|e| ApiError::Internal(e.to_string()))?);
@@ -121,15 +158,13 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
     state
         .metrics
         .published(&out.meta.event_type, out.warning.is_none());
-    if let Some(key) = &out.idempotency_key {
-        let (key, now_ms, body) = (key.clone(), out.now_ms, out.body.clone());
-        if let Err(e) = state
-            .store
-            .run(move |s| s.remember(&key, now_ms, &body))
-            .await
-        {
-            tracing::warn!(error = %chain(&e), "remembering an idempotency key failed");
-        }
+    let (now_ms, body) = (out.now_ms, out.body.clone());
+    if let Err(e) = state
+        .store
+        .run(move |s| s.remember(&key, now_ms, &body))
+        .await
+    {
+        tracing::warn!(error = %chain(&e), "remembering an idempotency key failed");
     }
     let node = Node {
         message_id: out.meta.id,

@@ -13,9 +13,10 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::cloudevents::{self, CloudEvent};
-use crate::envelope::{deterministic_id, Envelope, Meta};
+use crate::envelope::{deterministic_id, Meta};
 use crate::error::ApiError;
-use crate::publishing::{deliver, validate, Outgoing};
+use crate::idempotency::{IdempotencyKey, Same};
+use crate::publishing::{deliver, envelope, validate, Event, Outgoing};
 use crate::AppState;
 use bloodbank_broker::clock::{now_ms, rfc3339};
 
@@ -78,44 +79,28 @@ async fn plain(
 ) -> Result<Response, ApiError> {
     check_event_type(event_type)?;
     caller.may_publish(event_type)?;
-    let (schema_version, warning) = validate(state, event_type, &data)?;
     let correlation_id = correlation_id(
         headers,
         data.get("correlation_id").and_then(Value::as_str),
         "field correlation_id",
     )?;
-    let key = header_text(headers, "idempotency-key")?.map(|k| format!("{}\n{k}", caller.source));
-    let id = match &key {
-        Some(key) => Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()),
-        None => deterministic_id(event_type, &data, correlation_id),
-    };
     // Without a key the event's deterministic id is its key: the same event again within
     // the window is the same event, answered with the first envelope, not published twice
     // under one id.
-    let key = key.or_else(|| Some(format!("{}\nevent:{id}", caller.source)));
-    let now = now_ms();
-    let envelope = Envelope {
-        id,
+    let same = match header_text(headers, "idempotency-key")? {
+        Some(key) => Same::Given(key.to_string()),
+        None => Same::Content(deterministic_id(event_type, &data, correlation_id)),
+    };
+    let event = Event {
         event_type: event_type.to_string(),
-        timestamp: rfc3339(now),
-        source: caller.source.clone(),
         data,
         correlation_id,
-        schema_version,
+        key: IdempotencyKey::new(caller.source.clone(), same),
+        source: caller.source,
+        cloud_event: None,
+        extra_headers: trace_headers(headers),
     };
-    let meta = envelope.meta(None, trace_headers(headers));
-    let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
-    deliver(
-        state,
-        Outgoing {
-            meta,
-            body,
-            now_ms: now,
-            idempotency_key: key,
-            warning,
-        },
-    )
-    .await
+    deliver(state, envelope(state, event)?).await
 }
 
 async fn cloud_event(
@@ -126,37 +111,26 @@ async fn cloud_event(
 ) -> Result<Response, ApiError> {
     check_event_type(&ce.event_type)?;
     caller.may_publish(&ce.event_type)?;
-    let (schema_version, warning) = validate(state, &ce.event_type, &ce.data)?;
     let correlation_id = correlation_id(
         headers,
         ce.correlation_id.as_deref(),
         "CloudEvents correlationid",
     )?;
     // CloudEvents says source + id identify an event: that is its idempotency key.
-    let key = format!("{}\nce\n{}\n{}", caller.source, ce.source, ce.id);
-    let now = now_ms();
-    let envelope = Envelope {
-        id: Uuid::new_v5(&Uuid::NAMESPACE_URL, key.as_bytes()),
-        event_type: ce.event_type.clone(),
-        timestamp: rfc3339(now),
-        source: caller.source.clone(),
+    let same = Same::CloudEvent {
+        source: ce.source.clone(),
+        id: ce.id.clone(),
+    };
+    let event = Event {
+        event_type: ce.event_type,
         data: ce.data,
         correlation_id,
-        schema_version,
+        key: IdempotencyKey::new(caller.source.clone(), same),
+        source: caller.source,
+        cloud_event: Some((ce.source, ce.id)),
+        extra_headers: trace_headers(headers),
     };
-    let meta = envelope.meta(Some((ce.source, ce.id)), trace_headers(headers));
-    let body = serde_json::to_value(&envelope).map_err(|e| ApiError::Internal(e.to_string()))?;
-    deliver(
-        state,
-        Outgoing {
-            meta,
-            body,
-            now_ms: now,
-            idempotency_key: Some(key),
-            warning,
-        },
-    )
-    .await
+    deliver(state, envelope(state, event)?).await
 }
 
 /// `POST /publish`: the original service's v0.2 envelope, published as it is (with its
@@ -234,14 +208,13 @@ pub(crate) async fn legacy(
         cloud_event: None,
         extra_headers: trace_headers(&headers),
     };
-    let key = Some(format!("{}\nv0.2\n{id}", caller.source));
     deliver(
         &state,
         Outgoing {
             meta,
             body: envelope,
             now_ms: now,
-            idempotency_key: key,
+            key: IdempotencyKey::new(caller.source.clone(), Same::EventId(id)),
             warning,
         },
     )
