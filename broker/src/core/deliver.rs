@@ -7,7 +7,6 @@ use super::queue::{ConsumerRef, Entry};
 use super::ConnId;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{queue_ref, AmqpError};
-use amq_protocol::protocol::{basic, AMQPClass};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -85,12 +84,10 @@ impl Core {
         if !spec.nowait {
             self.send(
                 ck,
-                Outbound::Method(
-                    ck.channel,
-                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                        consumer_tag: tag.to_string().into(),
-                    })),
-                ),
+                Outbound::Consuming {
+                    channel: ck.channel,
+                    consumer_tag: tag.clone(),
+                },
             );
         }
         self.dispatch(&vname, &spec.queue);
@@ -412,10 +409,9 @@ impl Core {
     pub(super) fn send_get_empty(&self, ck: ChanKey) {
         self.send(
             ck,
-            Outbound::Method(
-                ck.channel,
-                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-            ),
+            Outbound::GetEmpty {
+                channel: ck.channel,
+            },
         );
     }
 

@@ -3,8 +3,7 @@
 
 use super::channel::Channel;
 use super::exchange::Destination;
-use super::{ChanKey, Conn, ConnId, Core, Outbound, Outlet};
-use amq_protocol::protocol::{basic, AMQPClass};
+use super::{ChanKey, Conn, ConnId, Core, Outbound, Outlet, Peer};
 use rand::distr::{Alphanumeric, SampleString};
 
 /// A server-generated name such as `amq.gen-Xb4...` or `amq.ctag-...`.
@@ -16,20 +15,19 @@ pub(crate) fn generated_name(prefix: &str) -> String {
 }
 
 impl Core {
-    pub fn register_connection(&mut self, outlet: Outlet, cancel_notify: bool) -> ConnId {
+    pub fn register_connection(&mut self, outlet: Outlet, peer: Peer) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
-        self.conns.insert(
-            id,
-            Conn {
-                outlet,
-                cancel_notify,
-            },
-        );
+        self.conns.insert(id, Conn { outlet, peer });
         id
     }
 
-    pub fn open_channel(&mut self, ck: ChanKey, vhost: &str) {
+    /// Opens a channel of a registered connection, in the connection's vhost.
+    pub fn open_channel(&mut self, ck: ChanKey) {
+        let vhost = self
+            .conns
+            .get(&ck.conn)
+            .map_or("/", |c| c.peer.vhost.as_str());
         self.channels.insert(ck, Channel::new(vhost));
     }
 
@@ -154,14 +152,11 @@ impl Core {
             let Some(conn) = self.conns.get(&consumer.channel.conn) else {
                 continue;
             };
-            if conn.cancel_notify {
-                let _ = conn.outlet.send(Outbound::Method(
-                    consumer.channel.channel,
-                    AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
-                        consumer_tag: consumer.tag.to_string().into(),
-                        nowait: true,
-                    })),
-                ));
+            if conn.peer.cancel_notify {
+                let _ = conn.outlet.send(Outbound::Cancelled {
+                    channel: consumer.channel.channel,
+                    consumer_tag: consumer.tag.clone(),
+                });
             }
         }
         if queue.durable {

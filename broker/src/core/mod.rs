@@ -57,12 +57,44 @@ impl Default for Limits {
     }
 }
 
+/// Who a connection is, in no protocol's terms: every protocol registers its connections
+/// with the core this way, and the core's operations act for this user in this vhost.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub user: String,
+    pub vhost: String,
+    pub protocol: Protocol,
+    /// The client's address (none for in-process connections).
+    pub addr: Option<std::net::SocketAddr>,
+    /// The client wants to hear when the broker ends one of its consumers.
+    pub cancel_notify: bool,
+}
+
+impl Peer {
+    /// The in-process publisher and subscriptions (the gateway and speech), in vhost `/`.
+    pub(crate) fn in_process() -> Peer {
+        Peer {
+            user: "bloodbank".into(),
+            vhost: "/".into(),
+            protocol: Protocol::InProcess,
+            addr: None,
+            cancel_notify: false,
+        }
+    }
+}
+
+/// How a connection reaches the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Amqp091,
+    InProcess,
+}
+
 /// A connection as the core sees it.
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub outlet: Outlet,
-    /// The client asked for `basic.cancel` when its queue goes away.
-    pub cancel_notify: bool,
+    pub peer: Peer,
 }
 
 #[derive(Debug)]

@@ -1,4 +1,7 @@
-//! What the core asks a connection to send. The connection's writer turns these into frames.
+//! What the core asks a connection to send, in no protocol's terms: the connection's writer
+//! turns these into its protocol's frames. (`Method` is the one exception: a reply an AMQP
+//! session composed itself, queued on the same outlet so that it keeps its place in line. The
+//! core never builds one.)
 
 use super::message::Message;
 use amq_protocol::protocol::AMQPClass;
@@ -10,6 +13,20 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 pub enum Outbound {
     Method(u16, AMQPClass),
+    /// A consumer was started.
+    Consuming {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
+    /// The broker ended a consumer (its queue went away).
+    Cancelled {
+        channel: u16,
+        consumer_tag: Arc<str>,
+    },
+    /// A `get` found the queue empty.
+    GetEmpty {
+        channel: u16,
+    },
     Deliver {
         channel: u16,
         consumer_tag: Arc<str>,

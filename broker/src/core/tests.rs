@@ -26,7 +26,11 @@ impl Harness {
 
     fn with(mut core: Core) -> Harness {
         let (outlet, outbox) = Outlet::new(u64::MAX);
-        let conn = core.register_connection(outlet, true);
+        let peer = Peer {
+            cancel_notify: true,
+            ..Peer::in_process()
+        };
+        let conn = core.register_connection(outlet, peer);
         Harness { core, conn, outbox }
     }
 
@@ -39,7 +43,7 @@ impl Harness {
 
     fn open(&mut self, channel: u16) {
         let ck = self.ck(channel);
-        self.core.open_channel(ck, "/");
+        self.core.open_channel(ck);
     }
 
     fn declare(&mut self, channel: u16, name: &str) {

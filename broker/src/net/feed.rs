@@ -7,6 +7,7 @@ use super::session::Session;
 use super::{alarm, Shared};
 use crate::config::BrokerConfig;
 use crate::core::{Core, Outlet};
+use crate::core::{Peer, Protocol};
 use crate::wire::decode_frame;
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex};
@@ -16,12 +17,7 @@ use tokio::sync::watch;
 /// frames it took before the input ended or the session closed the connection.
 pub fn feed_frames(data: &[u8]) -> usize {
     let config = BrokerConfig::default();
-    let mut core = Core::new(config.limits.clone());
-    let boot = crate::core::ChanKey {
-        conn: 0,
-        channel: 0,
-    };
-    core.open_channel(boot, "/");
+    let core = Core::new(config.limits.clone());
     let (_alarm_tx, alarm) = watch::channel(None);
     let shared = Arc::new(Shared {
         core: Mutex::new(core),
@@ -31,7 +27,14 @@ pub fn feed_frames(data: &[u8]) -> usize {
         amqp_connections: Default::default(),
     });
     let (outlet, mut outbox) = Outlet::new(super::OUTLET_BUDGET);
-    let mut session = Session::new(shared.clone(), outlet, "/".into(), 16, true);
+    let peer = Peer {
+        user: "guest".into(),
+        vhost: "/".into(),
+        protocol: Protocol::Amqp091,
+        addr: None,
+        cancel_notify: true,
+    };
+    let mut session = Session::new(shared.clone(), outlet, peer, 16);
     let mut buf = BytesMut::from(data);
     let mut taken = 0;
     while let Ok(Some(frame)) = decode_frame(&mut buf, 131_072) {

@@ -20,7 +20,7 @@ pub use subscriber::Subscription;
 
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
-use crate::core::{ChanKey, Core, Outbound, Outlet};
+use crate::core::{ChanKey, Core, Outbound, Outlet, Peer, Protocol};
 use crate::error::{AmqpError, BrokerError};
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
@@ -84,10 +84,10 @@ impl Broker {
             open_store(&mut core, dir, config.segment_bytes)?;
         }
         let boot = ChanKey {
-            conn: 0,
+            conn: core.register_connection(Outlet::new(0).0, Peer::in_process()),
             channel: 0,
         };
-        core.open_channel(boot, "/");
+        core.open_channel(boot);
         for decl in &config.exchanges {
             core.exchange_declare(
                 boot,
@@ -103,7 +103,7 @@ impl Broker {
                 source,
             })?;
         }
-        core.close_channel(boot);
+        core.close_connection(boot.conn);
         let listeners = config.amqp_listen.bind().await?;
         let addrs = config.amqp_listen.local_addrs(&listeners)?;
         let (alarm_tx, alarm) = watch::channel(None);
@@ -265,13 +265,15 @@ async fn serve(
     {
         Ok(Ok(negotiated)) => {
             shared.amqp_connections.fetch_add(1, Ordering::Relaxed);
-            let session = session::Session::new(
-                shared.clone(),
-                tx.clone(),
-                negotiated.vhost.clone(),
-                negotiated.channel_max,
-                negotiated.cancel_notify,
-            );
+            let who = Peer {
+                user: negotiated.user.clone(),
+                vhost: negotiated.vhost.clone(),
+                protocol: Protocol::Amqp091,
+                addr: Some(peer),
+                cancel_notify: negotiated.cancel_notify,
+            };
+            let session =
+                session::Session::new(shared.clone(), tx.clone(), who, negotiated.channel_max);
             let conn = session.conn;
             tracing::debug!(conn, %peer, user = %negotiated.user, "connection opened");
             connection::run_session(session, &mut reader, &negotiated, shutdown).await;

@@ -2,6 +2,7 @@
 //! publish takes, without a socket, with the publisher-confirm semantics: `publish` returns
 //! once every durable queue's copy is on disk.
 
+use crate::core::Peer;
 use std::sync::Arc;
 
 use crate::core::Outlet;
@@ -49,9 +50,9 @@ impl Publisher {
         let (outlet, _) = Outlet::new(super::OUTLET_BUDGET);
         let ck = {
             let mut core = shared.lock();
-            let conn = core.register_connection(outlet, false);
+            let conn = core.register_connection(outlet, Peer::in_process());
             let ck = ChanKey { conn, channel: 1 };
-            core.open_channel(ck, "/");
+            core.open_channel(ck);
             ck
         };
         Publisher { shared, ck }

@@ -4,6 +4,7 @@
 //! most `PREFETCH` are in flight and the queue keeps the newest `BACKLOG` messages, at most
 //! `BACKLOG_BYTES` of them; an idle subscription holds nothing but its queue's bookkeeping.
 
+use crate::core::Peer;
 use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -36,9 +37,9 @@ impl Subscription {
         let (outlet, deliveries) = Outlet::new(super::OUTLET_BUDGET);
         let window = outlet.window();
         let mut core = shared.lock();
-        let conn = core.register_connection(outlet, false);
+        let conn = core.register_connection(outlet, Peer::in_process());
         let ck = ChanKey { conn, channel: 1 };
-        core.open_channel(ck, "/");
+        core.open_channel(ck);
         let opened = (|| {
             let mut arguments = FieldTable::default();
             arguments.insert(

@@ -92,6 +92,29 @@ fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
     let (channel, method, message) = match out {
         Outbound::Method(channel, method) => return encode_method(buf, channel, &method),
         Outbound::Tune { .. } | Outbound::Shutdown => return,
+        Outbound::Consuming {
+            channel,
+            consumer_tag,
+        } => {
+            let method = basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                consumer_tag: consumer_tag.to_string().into(),
+            });
+            return encode_method(buf, channel, &AMQPClass::Basic(method));
+        }
+        Outbound::Cancelled {
+            channel,
+            consumer_tag,
+        } => {
+            let method = basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: consumer_tag.to_string().into(),
+                nowait: true,
+            });
+            return encode_method(buf, channel, &AMQPClass::Basic(method));
+        }
+        Outbound::GetEmpty { channel } => {
+            let method = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
+            return encode_method(buf, channel, &AMQPClass::Basic(method));
+        }
         Outbound::Deliver {
             channel,
             consumer_tag,

@@ -13,6 +13,7 @@ mod queue;
 mod tx;
 
 use super::Shared;
+use crate::core::Peer;
 use crate::core::{ChanKey, ConnId, Core, Outbound, Outlet};
 use crate::error::AmqpError;
 use crate::store::{DefsWriter, LogWriter};
@@ -49,7 +50,6 @@ pub(crate) struct Session {
     shared: Arc<Shared>,
     pub conn: ConnId,
     pub tx: Outlet,
-    vhost: String,
     channel_max: u16,
     channels: HashMap<u16, ChannelIo>,
     log_writer: Option<Arc<LogWriter>>,
@@ -64,17 +64,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        tx: Outlet,
-        vhost: String,
-        channel_max: u16,
-        cancel_notify: bool,
-    ) -> Session {
+    pub(crate) fn new(shared: Arc<Shared>, tx: Outlet, peer: Peer, channel_max: u16) -> Session {
         let (conn, log_writer, defs_writer) = {
             let mut core = shared.lock();
             (
-                core.register_connection(tx.clone(), cancel_notify),
+                core.register_connection(tx.clone(), peer),
                 core.log_writer(),
                 core.defs_writer(),
             )
@@ -84,7 +78,6 @@ impl Session {
             shared,
             conn,
             tx,
-            vhost,
             channel_max,
             channels: HashMap::new(),
             log_writer,
@@ -184,8 +177,8 @@ impl Session {
             return match frame {
                 Frame::Method(_, AMQPClass::Channel(channel_methods::AMQPMethod::Open(_))) => {
                     self.channels.insert(ch, ChannelIo::default());
-                    let (vhost, key) = (self.vhost.clone(), self.key(ch));
-                    self.core().open_channel(key, &vhost);
+                    let key = self.key(ch);
+                    self.core().open_channel(key);
                     self.reply(
                         ch,
                         AMQPClass::Channel(channel_methods::AMQPMethod::OpenOk(
