@@ -5,6 +5,7 @@
 
 use super::declare::QueueSpec;
 use super::deliver::ConsumeSpec;
+use super::Peer;
 use super::{ChanKey, Core, Limits, Message, Outbound, Outlet};
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
