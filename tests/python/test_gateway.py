@@ -99,3 +99,45 @@ def test_websocket_streams_events_published_over_http_and_amqp(bloodbank):
                 pass
 
     asyncio.run(run())
+
+
+def test_a_websocket_client_that_stops_reading_is_cut_off_and_others_keep_streaming(bloodbank):
+    """A /ws/events client that never reads holds at most its bounded backlog: after 10 s
+    of not taking what is sent it is closed (1008 with the reason, when the close frame still
+    gets through), while a client that reads gets every event meanwhile."""
+    import websockets
+
+    async def run():
+        base = bloodbank.http.replace("http://", "ws://") + "/ws/events?pattern=flood.%23"
+        # max_queue=1: the client library stops reading the socket once one frame waits.
+        async with websockets.connect(base, max_queue=1) as slow, websockets.connect(base) as reader:
+            count, body = 600, b'{"pad": "' + b"x" * 32_000 + b'"}'
+
+            async def read_all():
+                for _ in range(count):
+                    json.loads(await asyncio.wait_for(reader.recv(), 10))
+
+            reading = asyncio.create_task(read_all())
+            connection = await aio_pika.connect_robust(bloodbank.url)
+            async with connection:
+                channel = await connection.channel()
+                exchange = await channel.get_exchange("events")
+                for i in range(count):
+                    await exchange.publish(aio_pika.Message(body), routing_key=f"flood.{i}")
+                    # Paced so that a reading client keeps up within its bounded backlog.
+                    await asyncio.sleep(0.003)
+            await reading
+            await asyncio.sleep(12)
+            got = 0
+            try:
+                while True:
+                    await asyncio.wait_for(slow.recv(), 10)
+                    got += 1
+            except websockets.ConnectionClosed as closed:
+                assert got < count, "the slow client was sent everything: nothing was bounded"
+                code = closed.rcvd.code if closed.rcvd else None
+                assert code in (1008, None), f"closed with {code}"
+                if code == 1008:
+                    assert "too slow" in closed.rcvd.reason
+
+    asyncio.run(run())
