@@ -686,20 +686,18 @@ async fn auto_delete_queue_goes_with_its_last_consumer() {
 }
 
 #[tokio::test]
-async fn channel_flow_pauses_deliveries() {
+async fn channel_flow_active_is_acknowledged_and_inactive_is_not_implemented_as_in_rabbitmq() {
     let b = broker().await;
     let conn = connect(&b).await;
     let ch = channel(&conn).await;
-    declare_queue(&ch, "fl").await;
-    let mut c = consume(&ch, "fl", true).await;
-    ch.channel_flow(ChannelFlowOptions { active: false })
-        .await
-        .unwrap();
-    publish(&ch, "", "fl", b"held").await;
-    nothing_within(&mut c, 200).await;
     ch.channel_flow(ChannelFlowOptions { active: true })
         .await
         .unwrap();
-    assert_eq!(next(&mut c).await.data, b"held");
+    let err = ch
+        .channel_flow(ChannelFlowOptions { active: false })
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), 540);
+    assert!(!conn.status().connected());
     b.shutdown().await;
 }

@@ -254,6 +254,19 @@ const CASES: &[Case] = &[
             })
         },
     },
+    Case {
+        name: "channel.flow(active=false), which RabbitMQ does not implement",
+        same_text: true,
+        run: |_, _, url| {
+            Box::pin(async move {
+                let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+                let ch = channel(&conn).await;
+                ch.channel_flow(ChannelFlowOptions { active: false })
+                    .await
+                    .map(drop)
+            })
+        },
+    },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

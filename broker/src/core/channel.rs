@@ -41,8 +41,6 @@ pub(crate) struct Channel {
     pub consumer_prefetch: u16,
     /// Limit shared by all consumers of the channel (`basic.qos(global=true)`).
     pub channel_prefetch: u16,
-    /// `channel.flow`: false stops deliveries.
-    pub active: bool,
     /// A `basic.get` on this queue waits for its head to be read back from the log.
     pub waiting_get: Option<Arc<str>>,
 }
@@ -56,7 +54,6 @@ impl Channel {
             consumers: HashMap::new(),
             consumer_prefetch: 0,
             channel_prefetch: 0,
-            active: true,
             waiting_get: None,
         }
     }
@@ -66,9 +63,6 @@ impl Channel {
         let Some(c) = self.consumers.get(tag) else {
             return false;
         };
-        if !self.active {
-            return false;
-        }
         if c.no_ack {
             return true;
         }

@@ -183,16 +183,6 @@ impl Core {
         self.settle(ck, 0, true, true, false)
     }
 
-    /// `channel.flow`: pause or resume deliveries to this channel.
-    pub fn channel_flow(&mut self, ck: ChanKey, active: bool) {
-        if let Some(ch) = self.channels.get_mut(&ck) {
-            ch.active = active;
-        }
-        if active {
-            self.dispatch_channel_queues(ck);
-        }
-    }
-
     fn settle(
         &mut self,
         ck: ChanKey,

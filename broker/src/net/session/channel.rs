@@ -26,8 +26,12 @@ impl Session {
                 Ok(())
             }
             channel::AMQPMethod::CloseOk(_) => Ok(()),
+            // RabbitMQ answers `active=false` with 540, closing the connection, and clients'
+            // suites expect exactly that; consumers pause with prefetch instead.
+            channel::AMQPMethod::Flow(flow) if !flow.active => {
+                Err(AmqpError::not_implemented("active=false"))
+            }
             channel::AMQPMethod::Flow(flow) => {
-                self.core().channel_flow(key, flow.active);
                 self.reply(
                     ch,
                     AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk {
