@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
             let mut durable = writer.subscribe();
             writer.request(target);
             waiter.block_on(async {
-                while *durable.borrow_and_update() < target {
+                while writer.durable() < target {
                     let _ = durable.changed().await;
                 }
             });

@@ -18,15 +18,17 @@ mod config;
 mod core;
 pub mod error;
 mod listen;
+mod message;
 mod net;
 mod pidlock;
 mod store;
 pub mod wire;
 
-pub use crate::core::{clock, topic, Message};
+pub use crate::core::{clock, topic};
 pub use config::{BrokerConfig, ExchangeDecl, User};
 pub use error::{AmqpError, BrokerError};
 pub use listen::{BindError, Listen, ListenParseError};
+pub use message::Message;
 pub use net::{feed_frames, same_secret, Broker, Delivered, PublishError, Publisher, Subscription};
 pub use pidlock::{PidLock, PidLockError};
 pub use store::definitions;

@@ -116,6 +116,13 @@ fn byte_decoder() -> HashMap<char, u8> {
     map
 }
 
+fn lacks(what: String) -> SpeechError {
+    SpeechError::ModelLacks {
+        file: "tokenizer.json",
+        what,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,12 +155,5 @@ mod tests {
         assert_eq!(t.specials.prompt(), vec![5, 6]);
         assert_eq!(t.decode(&[5, 6, 0, 1, 3, 4]), "Hello world!");
         assert_eq!(t.decode(&[2]), "é");
-    }
-}
-
-fn lacks(what: String) -> SpeechError {
-    SpeechError::ModelLacks {
-        file: "tokenizer.json",
-        what,
     }
 }

@@ -129,7 +129,7 @@ fn unknown_tag(tag: u64) -> AmqpError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::message::Message;
+    use crate::message::Message;
     use bytes::Bytes;
 
     fn entry(id: u64) -> Entry {

@@ -10,8 +10,8 @@ mod durable;
 pub(crate) mod exchange;
 mod expiry;
 pub(crate) mod headers;
-pub(crate) mod message;
 pub(crate) mod queue;
+mod ready;
 pub mod topic;
 
 pub(crate) mod declare;
@@ -25,9 +25,9 @@ mod vhost;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use crate::message::Message;
 pub(crate) use channel::ChanKey;
 pub(crate) use exchange::Destination;
-pub use message::Message;
 pub(crate) use outbound::{Outbound, Outlet, Window};
 pub(crate) use vhost::VHost;
 

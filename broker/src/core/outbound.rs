@@ -3,7 +3,7 @@
 //! session composed itself, queued on the same outlet so that it keeps its place in line. The
 //! core never builds one.)
 
-use super::message::Message;
+use crate::message::Message;
 use amq_protocol::protocol::AMQPClass;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

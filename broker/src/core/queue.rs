@@ -2,9 +2,9 @@
 
 use super::args::{QueueArgs, QueueType};
 use super::channel::ChanKey;
-use super::message::Message;
+use super::ready::{MemoryQueue, PriorityQueue, QueueStore};
 use super::ConnId;
-use crate::store::{MemoryQueue, PriorityQueue, QueueStore};
+use crate::message::Message;
 use amq_protocol::types::FieldTable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

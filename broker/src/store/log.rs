@@ -20,7 +20,7 @@ use super::record::{Holder, Record};
 use super::replay::{Live, Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
 use super::writer::LogWriter;
-use crate::core::Message;
+use crate::message::Message;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};

@@ -5,7 +5,7 @@
 
 use super::record::{Decoded, Record};
 use super::writer::LogWriter;
-use crate::core::Message;
+use crate::message::Message;
 use crate::wire::parse_properties;
 use bytes::Bytes;
 use std::fs::File;

@@ -7,7 +7,7 @@
 use super::log::CopyJob;
 use super::paged::PagedRef;
 use super::record::Record;
-use crate::core::Message;
+use crate::message::Message;
 use std::io;
 use std::sync::mpsc;
 

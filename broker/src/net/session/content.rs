@@ -5,8 +5,8 @@
 use super::confirms::Unconfirmed;
 use super::tx::TxOp;
 use super::{ChannelIo, Mode, Session};
-use crate::core::Message;
 use crate::error::AmqpError;
+use crate::message::Message;
 use crate::wire::method_ids::{self, BASIC_PUBLISH};
 use crate::wire::ContentHeader;
 use amq_protocol::protocol::basic;
