@@ -2,8 +2,9 @@
 //! its lock), writes them to the segment files, and when anyone waits for durability calls
 //! fdatasync once for everything written so far (group commit), then publishes how far the log
 //! is durable. Appends and syncs happen here, not under the broker's lock, so a write that
-//! the kernel holds back (say, behind a page under writeback) never stalls deliveries. (What
-//! still touches files under the lock is listed in docs/ARCHITECTURE.md.)
+//! the kernel holds back (say, behind a page under writeback) never stalls deliveries. It also
+//! syncs a full segment and the directory at a roll and deletes retired segments. The one file
+//! call left under the lock is creating the next segment at a roll; reads are the pager's.
 //!
 //! Positions are log sequence numbers (LSN): bytes appended since the log was opened.
 //!
