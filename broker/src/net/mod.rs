@@ -1,44 +1,30 @@
-//! The network side: a listener, one task pair (reader + writer) per connection, graceful
-//! shutdown, and `Broker`, the handle to a running broker (also for embedding in tests).
+//! The broker's outside: `Broker`, the handle to a running broker (also for embedding in
+//! tests), the state every connection shares, resource alarms, and the ways in: AMQP 0.9.1
+//! over TCP (`amqp/`) and the in-process publisher and subscription.
 
 mod alarm;
+mod amqp;
 mod auth;
-mod connection;
-mod feed;
-mod handshake;
 mod publisher;
-mod reader;
-mod session;
 mod subscriber;
-mod writer;
 
 pub(crate) use alarm::default_memory_high_watermark;
+pub use amqp::feed_frames;
 pub use auth::same_secret;
-pub use feed::feed_frames;
 pub use publisher::{Delivered, PublishError, Publisher};
 pub use subscriber::Subscription;
 
 use crate::config::BrokerConfig;
 use crate::core::declare::ExchangeSpec;
-use crate::core::{ChanKey, Core, Outbound, Outlet, Peer, Protocol};
-use crate::error::{AmqpError, BrokerError};
+use crate::core::{ChanKey, Core, Outlet, Peer};
+use crate::error::BrokerError;
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
-use crate::wire::PROTOCOL_HEADER;
-use handshake::HandshakeError;
-use reader::FrameReader;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio::time::timeout;
-
-/// How long a client has to complete the handshake (RabbitMQ's default).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Message bytes a connection may have queued for its socket before the broker stops
 /// delivering to it until the socket has taken half of them (a client that does not read
@@ -135,7 +121,7 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let servers = listeners
             .into_iter()
-            .map(|l| tokio::spawn(accept_loop(l, shared.clone(), shutdown_rx.clone())))
+            .map(|l| tokio::spawn(amqp::accept_loop(l, shared.clone(), shutdown_rx.clone())))
             .collect();
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
@@ -207,92 +193,4 @@ async fn ticker(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(serve(stream, peer, shared.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = shutdown.changed() => break,
-        }
-    }
-    drop(listener);
-    while conns.join_next().await.is_some() {}
-}
-
-/// Serves one TCP connection from protocol header to close.
-async fn serve(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-) {
-    let mut header = [0u8; 8];
-    match timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut header)).await {
-        Ok(Ok(_)) if &header == PROTOCOL_HEADER => {}
-        Ok(Ok(_)) => {
-            // Tell the client which protocol we speak, then hang up (AMQP 0.9.1 section 4.2.2).
-            let _ = stream.write_all(PROTOCOL_HEADER).await;
-            let _ = stream.shutdown().await;
-            return;
-        }
-        _ => return,
-    }
-    let (rd, wr) = stream.into_split();
-    let (tx, rx) = Outlet::new(OUTLET_BUDGET);
-    let writer = tokio::spawn(writer::run_writer(wr, rx, tx.window()));
-    let mut reader = FrameReader::new(rd, shared.config.frame_max);
-    match timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake::handshake(&shared, &mut reader, &tx, peer.ip()),
-    )
-    .await
-    {
-        Ok(Ok(negotiated)) => {
-            shared.amqp_connections.fetch_add(1, Ordering::Relaxed);
-            let who = Peer {
-                user: negotiated.user.clone(),
-                vhost: negotiated.vhost.clone(),
-                protocol: Protocol::Amqp091,
-                addr: Some(peer),
-                cancel_notify: negotiated.cancel_notify,
-            };
-            let session =
-                session::Session::new(shared.clone(), tx.clone(), who, negotiated.channel_max);
-            let conn = session.conn;
-            tracing::debug!(conn, %peer, user = %negotiated.user, "connection opened");
-            connection::run_session(session, &mut reader, &negotiated, shutdown).await;
-            shared.lock().close_connection(conn);
-            shared.amqp_connections.fetch_sub(1, Ordering::Relaxed);
-        }
-        Ok(Err(HandshakeError::Refused(err, can_close))) => {
-            tracing::info!(%peer, error = %err, "handshake refused");
-            if can_close {
-                send_close(&tx, &err);
-                let _ = timeout(Duration::from_secs(1), reader.next_frame()).await;
-            }
-        }
-        Ok(Err(HandshakeError::Gone)) | Err(_) => {}
-    }
-    let _ = tx.send(Outbound::Shutdown);
-    let _ = timeout(Duration::from_secs(5), writer).await;
-}
-
-fn send_close(tx: &Outlet, err: &AmqpError) {
-    let _ = tx.send(Outbound::Method(0, err.connection_close()));
 }

@@ -1,11 +1,11 @@
 //! Opening a connection: protocol header, start/start-ok (authentication), tune/tune-ok and
 //! connection.open, with RabbitMQ's limits and error codes.
 
-use super::auth::{authenticate, credentials};
 use super::reader::{FrameReader, ReadError};
-use super::Shared;
 use crate::core::{Outbound, Outlet};
 use crate::error::AmqpError;
+use crate::net::auth::{authenticate, credentials};
+use crate::net::Shared;
 use crate::wire::method_ids::CONNECTION_OPEN;
 use crate::wire::Frame;
 use amq_protocol::protocol::{connection, AMQPClass};

@@ -12,10 +12,10 @@ mod exchange;
 mod queue;
 mod tx;
 
-use super::Shared;
 use crate::core::Peer;
 use crate::core::{ChanKey, ConnId, Core, Outbound, Outlet};
 use crate::error::AmqpError;
+use crate::net::Shared;
 use crate::store::{DefsWriter, LogWriter};
 use crate::wire::Frame;
 use amq_protocol::protocol::channel as channel_methods;
@@ -60,7 +60,7 @@ pub(crate) struct Session {
     failure: Option<AmqpError>,
     /// This connection has published (resource alarms block it).
     pub published: bool,
-    pub pressure: Arc<super::alarm::Pressure>,
+    pub pressure: Arc<crate::net::alarm::Pressure>,
 }
 
 impl Session {

@@ -4,10 +4,10 @@
 //! the end of the input, never a panic, and leave the core consistent.
 
 use super::session::Session;
-use super::{alarm, Shared};
 use crate::config::BrokerConfig;
 use crate::core::{Core, Outlet};
 use crate::core::{Peer, Protocol};
+use crate::net::{alarm, Shared, OUTLET_BUDGET};
 use crate::wire::decode_frame;
 use bytes::BytesMut;
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         alarm,
         amqp_connections: Default::default(),
     });
-    let (outlet, mut outbox) = Outlet::new(super::OUTLET_BUDGET);
+    let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let peer = Peer {
         user: "guest".into(),
         vhost: "/".into(),
