@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DefinitionsCommand {
-    /// Write every durable vhost, exchange, queue and binding to FILE.
+    /// Write every user, permission, durable vhost, exchange, queue and binding to FILE.
     Export(DefinitionsArgs),
-    /// Add the vhosts, exchanges, queues and bindings of FILE; they exist at the next start.
+    /// Add the users, permissions, vhosts, exchanges, queues and bindings of FILE; they exist
+    /// at the next start. Users with a password hash that cannot be checked here are refused.
     Import(DefinitionsArgs),
 }
 
@@ -31,7 +32,9 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
             std::fs::write(&args.file, text + "\n")
                 .with_context(|| format!("writing {}", args.file.display()))?;
             eprintln!(
-                "exported {} exchanges, {} queues, {} bindings to {}",
+                "exported {} users, {} permissions, {} exchanges, {} queues, {} bindings to {}",
+                file.users.len(),
+                file.permissions.len(),
                 file.exchanges.len(),
                 file.queues.len(),
                 file.bindings.len(),
@@ -50,10 +53,14 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
                     e.inner()
                 )
             })?;
+            bloodbank_broker::check_users(&file.users)
+                .with_context(|| format!("{} cannot be imported", args.file.display()))?;
             std::fs::create_dir_all(&args.data_dir)?;
             open(&args.data_dir)?.import(&file)?;
             eprintln!(
-                "imported {} exchanges, {} queues, {} bindings into {}",
+                "imported {} users, {} permissions, {} exchanges, {} queues, {} bindings into {}",
+                file.users.len(),
+                file.permissions.len(),
                 file.exchanges.len(),
                 file.queues.len(),
                 file.bindings.len(),

@@ -65,9 +65,8 @@ async fn a_rabbitmq_export_imports_and_exports_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("imported 2 exchanges, 2 queues, 3 bindings")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("imported 1 users, 1 permissions, 2 exchanges, 2 queues, 3 bindings"));
 
     let log = dir.path().join("stderr.log");
     let mut server = start(&data, &log, &[]);

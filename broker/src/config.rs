@@ -11,20 +11,12 @@ pub struct ExchangeDecl {
     pub kind: String,
 }
 
-/// A user who may log in. `loopback_only` users (like `guest`) may connect from loopback only,
-/// as in RabbitMQ.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub password: String,
-    pub loopback_only: bool,
-}
-
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub amqp_listen: Listen,
-    /// Where durable definitions and persistent messages live. None: nothing survives a
-    /// restart (for tests that embed a broker).
+    /// Where users, durable definitions and persistent messages live. None: nothing survives
+    /// a restart, and the one user is RabbitMQ's default `guest` (for tests that embed a
+    /// broker).
     pub data_dir: Option<PathBuf>,
     /// Message log segment size in bytes.
     pub segment_bytes: u64,
@@ -33,7 +25,6 @@ pub struct BrokerConfig {
     /// Free disk space below which publishers are blocked.
     pub disk_free_limit: u64,
     pub exchanges: Vec<ExchangeDecl>,
-    pub users: Vec<User>,
     pub limits: Limits,
     /// Most AMQP connections open at once (RabbitMQ's `connection_max`); None: no limit.
     pub connection_max: Option<usize>,
@@ -58,11 +49,6 @@ impl Default for BrokerConfig {
                     kind: "topic".into(),
                 })
                 .collect(),
-            users: vec![User {
-                name: "guest".into(),
-                password: "guest".into(),
-                loopback_only: true,
-            }],
             limits: Limits::default(),
             connection_max: None,
             channel_max: 2047,

@@ -216,6 +216,8 @@ pub enum BrokerError {
     },
     #[error(transparent)]
     Definitions(#[from] crate::store::definitions::DefinitionsError),
+    #[error("stored users")]
+    Users(#[from] crate::users::UserError),
 }
 
 #[cfg(test)]

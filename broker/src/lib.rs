@@ -22,16 +22,18 @@ mod message;
 mod net;
 mod pidlock;
 mod store;
+mod users;
 pub mod wire;
 
 pub use crate::core::{clock, topic};
-pub use config::{BrokerConfig, ExchangeDecl, User};
+pub use config::{BrokerConfig, ExchangeDecl};
 pub use error::{AmqpError, BrokerError};
 pub use listen::{BindError, Listen, ListenParseError};
 pub use message::Message;
 pub use net::{feed_frames, same_secret, Broker, Delivered, PublishError, Publisher, Subscription};
 pub use pidlock::{PidLock, PidLockError};
 pub use store::definitions;
+pub use users::{check_users, UserError};
 
 /// Internals the criterion benchmarks measure directly. Not an API: it changes with them.
 #[doc(hidden)]

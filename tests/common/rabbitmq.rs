@@ -91,6 +91,27 @@ impl RabbitMq {
             .status();
     }
 
+    /// `rabbitmqctl` with these arguments, which must succeed; what it printed.
+    pub fn rabbitmqctl(&self, args: &[&str]) -> String {
+        let out = self
+            .command("rabbitmqctl")
+            .arg("-q")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The node's AMQP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `rabbitmqctl stop_app` (the node stays, AMQP goes away) or `start_app`.
     pub fn ctl(&self, action: &str) {
         let ok = self

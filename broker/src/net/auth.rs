@@ -1,9 +1,7 @@
-//! SASL PLAIN and AMQPLAIN responses, and the user check.
+//! SASL PLAIN and AMQPLAIN responses, and comparing secrets in constant time.
 
-use crate::config::User;
 use amq_protocol::types::parsing::parse_field_table;
 use amq_protocol::types::AMQPValue;
-use std::net::IpAddr;
 
 /// (username, password) from a `connection.start-ok` response.
 pub(crate) fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
@@ -36,16 +34,6 @@ pub(crate) fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, S
         }
         _ => None,
     }
-}
-
-/// Whether `user` may log in with `password` from `peer`. The password is compared in
-/// constant time.
-pub(crate) fn authenticate(users: &[User], user: &str, password: &str, peer: IpAddr) -> bool {
-    users.iter().any(|u| {
-        u.name == user
-            && same_secret(u.password.as_bytes(), password.as_bytes())
-            && (!u.loopback_only || peer.is_loopback())
-    })
 }
 
 /// Compares two secrets without stopping at the first difference, so the time taken tells
@@ -86,32 +74,5 @@ mod tests {
             credentials("AMQPLAIN", &body),
             Some(("guest".into(), "pw".into()))
         );
-    }
-
-    #[test]
-    fn guest_only_from_loopback() {
-        let users = [User {
-            name: "guest".into(),
-            password: "guest".into(),
-            loopback_only: true,
-        }];
-        assert!(authenticate(
-            &users,
-            "guest",
-            "guest",
-            "127.0.0.1".parse().unwrap()
-        ));
-        assert!(!authenticate(
-            &users,
-            "guest",
-            "guest",
-            "10.0.0.1".parse().unwrap()
-        ));
-        assert!(!authenticate(
-            &users,
-            "guest",
-            "nope",
-            "127.0.0.1".parse().unwrap()
-        ));
     }
 }

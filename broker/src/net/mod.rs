@@ -20,9 +20,10 @@ use crate::core::{ChanKey, Core, Outlet, Peer};
 use crate::error::BrokerError;
 use crate::store::definitions::Definitions;
 use crate::store::MessageLog;
+use crate::users::Users;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -44,6 +45,8 @@ pub struct Shared {
     pub pressure: Arc<alarm::Pressure>,
     /// AMQP connections past their handshake (for `connection_max`).
     pub amqp_connections: AtomicUsize,
+    /// Who may log in, and to which vhosts.
+    pub(crate) users: RwLock<Users>,
 }
 
 impl Shared {
@@ -66,9 +69,13 @@ impl Broker {
     /// Binds the AMQP listener (port 0 picks a free port) and starts serving.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let mut core = Core::new(config.limits.clone());
-        if let Some(dir) = &config.data_dir {
-            open_store(&mut core, dir, config.segment_bytes)?;
-        }
+        let users = match &config.data_dir {
+            Some(dir) => open_store(&mut core, dir, config.segment_bytes)?,
+            None => {
+                let (user, permission) = Users::default_definitions();
+                Users::from_defs(&[user], &[permission])?
+            }
+        };
         let boot = ChanKey {
             conn: core.register_connection(Outlet::new(0).0, Peer::in_process()),
             channel: 0,
@@ -106,6 +113,7 @@ impl Broker {
             alarm,
             pressure: pressure.clone(),
             amqp_connections: AtomicUsize::new(0),
+            users: RwLock::new(users),
         });
         if shared.config.data_dir.is_some() {
             let weak = Arc::downgrade(&shared);
@@ -164,24 +172,33 @@ impl Broker {
     }
 }
 
-/// Opens the definitions database and the message log under `dir` and loads them.
+/// Opens the definitions database and the message log under `dir` and loads them; returns the
+/// users (RabbitMQ's default `guest` is stored first in a store that has none).
 fn open_store(
     core: &mut Core,
     dir: &std::path::Path,
     segment_bytes: u64,
-) -> Result<(), BrokerError> {
+) -> Result<Users, BrokerError> {
     std::fs::create_dir_all(dir).map_err(|source| BrokerError::DataDir {
         path: dir.to_path_buf(),
         source,
     })?;
     let defs = Definitions::open(&dir.join("definitions.redb"))?;
+    let (mut users, mut permissions) = defs.users()?;
+    if users.is_empty() {
+        let (user, permission) = Users::default_definitions();
+        defs.put_user(&user, &permission)?;
+        (users, permissions) = (vec![user], vec![permission]);
+    }
+    let users = Users::from_defs(&users, &permissions)?;
     let messages = dir.join("messages");
     let (log, recovery) =
         MessageLog::open(&messages, segment_bytes).map_err(|source| BrokerError::Log {
             path: messages,
             source,
         })?;
-    core.restore(defs, log, recovery)
+    core.restore(defs, log, recovery)?;
+    Ok(users)
 }
 
 /// Runs time-driven expiry until shutdown.

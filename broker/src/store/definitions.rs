@@ -1,5 +1,6 @@
-//! Durable definitions (vhosts, exchanges, queues, bindings) in a `redb` database, in the
-//! shapes of RabbitMQ's definitions JSON, so exporting and importing is a plain conversion.
+//! Durable definitions (users, vhosts, permissions, exchanges, queues, bindings) in a `redb`
+//! database, in the shapes of RabbitMQ's definitions JSON, so exporting and importing is a
+//! plain conversion.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ const VHOSTS: TableDefinition<&str, &str> = TableDefinition::new("vhosts");
 const EXCHANGES: TableDefinition<&str, &str> = TableDefinition::new("exchanges");
 const QUEUES: TableDefinition<&str, &str> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &str> = TableDefinition::new("bindings");
+const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
+const PERMISSIONS: TableDefinition<&str, &str> = TableDefinition::new("permissions");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionsError {
@@ -47,6 +50,50 @@ pub enum DefOp {
         vhost: String,
         name: String,
     },
+}
+
+/// A user as RabbitMQ exports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDef {
+    pub name: String,
+    /// Base64 of the salt and the digest; empty: no password login.
+    #[serde(default)]
+    pub password_hash: String,
+    #[serde(default)]
+    pub hashing_algorithm: String,
+    /// RabbitMQ 3.10+ writes a list; older exports a comma-separated string.
+    #[serde(default, deserialize_with = "tag_list")]
+    pub tags: Vec<String>,
+    #[serde(default = "empty_object")]
+    pub limits: Value,
+}
+
+/// A user's permissions in one vhost: regular expressions over resource names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+fn tag_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tags {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Tags::deserialize(d)? {
+        Tags::List(tags) => tags,
+        Tags::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,8 +144,8 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// A definitions file as RabbitMQ exports it (the parts this broker has; users and
-/// permissions come from the configuration, so they are written empty).
+/// A definitions file as RabbitMQ exports it (the parts this broker has; parameters and
+/// policies are not kept yet).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DefinitionsFile {
     #[serde(default)]
@@ -108,11 +155,11 @@ pub struct DefinitionsFile {
     #[serde(default)]
     pub product_version: String,
     #[serde(default)]
-    pub users: Vec<Value>,
+    pub users: Vec<UserDef>,
     #[serde(default)]
     pub vhosts: Vec<VhostDef>,
     #[serde(default)]
-    pub permissions: Vec<Value>,
+    pub permissions: Vec<PermissionDef>,
     #[serde(default)]
     pub parameters: Vec<Value>,
     #[serde(default)]
@@ -145,6 +192,29 @@ impl Definitions {
         let defs = Definitions { db };
         defs.write(|_| Ok(()))?;
         Ok(defs)
+    }
+
+    /// The stored users and permissions.
+    pub fn users(&self) -> Result<(Vec<UserDef>, Vec<PermissionDef>), DefinitionsError> {
+        let file = self.load()?;
+        Ok((file.users, file.permissions))
+    }
+
+    /// Adds (or replaces) a user with one permission, in one transaction.
+    pub fn put_user(
+        &self,
+        user: &UserDef,
+        permission: &PermissionDef,
+    ) -> Result<(), DefinitionsError> {
+        self.write(|txn| {
+            put(txn, USERS, &user.name, user)?;
+            put(
+                txn,
+                PERMISSIONS,
+                &key(&[&permission.vhost, &permission.user]),
+                permission,
+            )
+        })
     }
 
     pub fn put_vhost(&self, v: &VhostDef) -> Result<(), DefinitionsError> {
@@ -180,6 +250,8 @@ impl Definitions {
             rabbit_version: "3.13.0".into(),
             product_name: "Bloodbank".into(),
             product_version: env!("CARGO_PKG_VERSION").into(),
+            users: all(&txn, USERS)?,
+            permissions: all(&txn, PERMISSIONS)?,
             vhosts: all(&txn, VHOSTS)?,
             exchanges: all(&txn, EXCHANGES)?,
             queues: all(&txn, QUEUES)?,
@@ -191,6 +263,17 @@ impl Definitions {
     /// Adds (or replaces) every definition of a file, in one transaction.
     pub fn import(&self, file: &DefinitionsFile) -> Result<(), DefinitionsError> {
         self.write(|txn| {
+            let mut t = txn.open_table(USERS).map_err(err)?;
+            for u in &file.users {
+                t.insert(u.name.as_str(), json(u)?.as_str()).map_err(err)?;
+            }
+            drop(t);
+            let mut t = txn.open_table(PERMISSIONS).map_err(err)?;
+            for p in &file.permissions {
+                t.insert(key(&[&p.vhost, &p.user]).as_str(), json(p)?.as_str())
+                    .map_err(err)?;
+            }
+            drop(t);
             let mut t = txn.open_table(VHOSTS).map_err(err)?;
             for v in &file.vhosts {
                 t.insert(v.name.as_str(), json(v)?.as_str()).map_err(err)?;
@@ -229,7 +312,7 @@ impl Definitions {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), DefinitionsError>,
     ) -> Result<(), DefinitionsError> {
         let txn = self.db.begin_write().map_err(err)?;
-        for table in [VHOSTS, EXCHANGES, QUEUES, BINDINGS] {
+        for table in [VHOSTS, EXCHANGES, QUEUES, BINDINGS, USERS, PERMISSIONS] {
             txn.open_table(table).map_err(err)?;
         }
         f(&txn)?;

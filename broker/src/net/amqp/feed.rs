@@ -25,6 +25,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         config,
         alarm,
         amqp_connections: Default::default(),
+        users: Default::default(),
     });
     let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let peer = Peer {

@@ -4,7 +4,7 @@
 use super::reader::{FrameReader, ReadError};
 use crate::core::{Outbound, Outlet};
 use crate::error::AmqpError;
-use crate::net::auth::{authenticate, credentials};
+use crate::net::auth::credentials;
 use crate::net::Shared;
 use crate::wire::method_ids::CONNECTION_OPEN;
 use crate::wire::Frame;
@@ -129,7 +129,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
     let mechanism = start_ok.mechanism.as_str();
     let creds = credentials(mechanism, start_ok.response.as_bytes());
     let user = match creds {
-        Some((user, pass)) if authenticate(&config.users, &user, &pass, peer) => user,
+        Some((user, pass)) if users(shared).authenticate(&user, &pass, peer) => user,
         _ => {
             let err = AmqpError::access_refused(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -202,6 +202,15 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             true,
         ));
     }
+    if !users(shared).may_access(&user, &vhost) {
+        return Err(HandshakeError::Refused(
+            AmqpError::not_allowed(format!(
+                "access to vhost '{vhost}' refused for user '{user}'"
+            ))
+            .on(CONNECTION_OPEN),
+            true,
+        ));
+    }
     send(tx, connection::AMQPMethod::OpenOk(connection::OpenOk {}));
     Ok(Negotiated {
         vhost,
@@ -211,4 +220,8 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         blocked_notify: has_cap("connection.blocked"),
         user,
     })
+}
+
+fn users(shared: &Shared) -> std::sync::RwLockReadGuard<'_, crate::users::Users> {
+    shared.users.read().unwrap_or_else(|p| p.into_inner())
 }
