@@ -1,16 +1,21 @@
 //! Users from RabbitMQ: a real RabbitMQ node gets users with `rabbitmqctl add_user`, exports
 //! its definitions, and Bloodbank imports them. The same passwords log in (RabbitMQ's salted
 //! hashes are checked as they are), a wrong one is refused as RabbitMQ refuses it, a user
-//! without permissions on the vhost is refused with RabbitMQ's own answer, and the export
-//! gives the hashes back unchanged.
+//! without permissions on the vhost is refused with RabbitMQ's own answer, a user with narrow
+//! permissions is allowed and refused operation by operation exactly as RabbitMQ allows and
+//! refuses her (same reply codes and texts), and the export gives the hashes back unchanged.
 
 mod common;
 
 use common::process::{start, stop};
 use common::rabbitmq::RabbitMq;
 use common::{reply_code, reply_text};
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::Command;
 
 fn definitions(action: &str, file: &Path, data: &Path) {
@@ -40,6 +45,155 @@ async fn login(port: u16, user: &str, password: &str) -> Result<(), (u16, String
     }
 }
 
+type Operation = for<'a> fn(&'a Channel) -> Pin<Box<dyn Future<Output = lapin::Result<()>> + 'a>>;
+
+/// What carol (configure `^carol\.`, write `^carol\.|amq\.default`, read `^carol\.|shared`)
+/// tries, each on a fresh channel.
+const OPERATIONS: &[(&str, Operation)] = &[
+    ("declare her queue", |ch| {
+        Box::pin(async move { declare(ch, "carol.q").await })
+    }),
+    ("declare another queue", |ch| {
+        Box::pin(async move { declare(ch, "other.q2").await })
+    }),
+    ("declare her exchange", |ch| {
+        Box::pin(async move {
+            ch.exchange_declare(
+                "carol.x".into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+    }),
+    ("declare another exchange", |ch| {
+        Box::pin(async move {
+            ch.exchange_declare(
+                "other.x".into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+    }),
+    ("bind her queue to her exchange", |ch| {
+        Box::pin(async move {
+            ch.queue_bind(
+                "carol.q".into(),
+                "carol.x".into(),
+                "k".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+    }),
+    ("bind her queue to amq.topic (no read on it)", |ch| {
+        Box::pin(async move {
+            ch.queue_bind(
+                "carol.q".into(),
+                "amq.topic".into(),
+                "k".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+    }),
+    ("get from a shared queue (read allowed)", |ch| {
+        Box::pin(async move {
+            ch.basic_get("shared.q".into(), BasicGetOptions::default())
+                .await
+                .map(drop)
+        })
+    }),
+    ("get from another queue", |ch| {
+        Box::pin(async move {
+            ch.basic_get("other.q".into(), BasicGetOptions::default())
+                .await
+                .map(drop)
+        })
+    }),
+    ("consume from another queue", |ch| {
+        Box::pin(async move {
+            ch.basic_consume(
+                "other.q".into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map(drop)
+        })
+    }),
+    ("purge another queue", |ch| {
+        Box::pin(async move {
+            ch.queue_purge("other.q".into(), QueuePurgeOptions::default())
+                .await
+                .map(drop)
+        })
+    }),
+    ("delete another queue", |ch| {
+        Box::pin(async move {
+            ch.queue_delete("other.q".into(), QueueDeleteOptions::default())
+                .await
+                .map(drop)
+        })
+    }),
+    ("publish to the default exchange, confirmed", |ch| {
+        Box::pin(async move { publish_confirmed(ch, "").await })
+    }),
+    ("publish to amq.topic (no write on it), confirmed", |ch| {
+        Box::pin(async move { publish_confirmed(ch, "amq.topic").await })
+    }),
+    ("delete her queue", |ch| {
+        Box::pin(async move {
+            ch.queue_delete("carol.q".into(), QueueDeleteOptions::default())
+                .await
+                .map(drop)
+        })
+    }),
+];
+
+async fn declare(ch: &Channel, name: &str) -> lapin::Result<()> {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map(drop)
+}
+
+async fn publish_confirmed(ch: &Channel, exchange: &str) -> lapin::Result<()> {
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    ch.basic_publish(
+        exchange.into(),
+        "carol.q".into(),
+        BasicPublishOptions::default(),
+        b"hi",
+        BasicProperties::default(),
+    )
+    .await?
+    .await?;
+    // A refused publish closes the channel: the next call says why.
+    ch.basic_qos(1, BasicQosOptions::default()).await
+}
+
+/// Runs one operation as carol on its own connection: Ok, or the reply code and text.
+async fn as_carol(port: u16, op: Operation) -> Result<(), (u16, String)> {
+    let url = format!("amqp://carol:pw@127.0.0.1:{port}/%2f");
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let result = op(&ch).await.map_err(|e| (reply_code(&e), reply_text(&e)));
+    let _ = conn.close(200, "bye".into()).await;
+    result
+}
+
 fn port_of(url: &str) -> u16 {
     url.rsplit(':')
         .next()
@@ -58,6 +212,16 @@ async fn rabbitmq_users_log_in_unchanged_and_are_refused_as_rabbitmq_refuses_the
     rabbit.rabbitmqctl(&["set_permissions", "-p", "/", "alice", ".*", ".*", ".*"]);
     rabbit.rabbitmqctl(&["set_user_tags", "alice", "monitoring"]);
     rabbit.rabbitmqctl(&["add_user", "bob", "pw"]);
+    rabbit.rabbitmqctl(&["add_user", "carol", "pw"]);
+    rabbit.rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        "/",
+        "carol",
+        "^carol\\.",
+        "^carol\\.|amq\\.default",
+        "^carol\\.|shared",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let exported = dir.path().join("rabbit.json");
     // To stdout: the node (Debian runs it as user rabbitmq) cannot write in our temp dir.
@@ -89,6 +253,30 @@ async fn rabbitmq_users_log_in_unchanged_and_are_refused_as_rabbitmq_refuses_the
     assert_eq!(ours_bob, theirs, "no permissions on the vhost");
     assert_eq!(ours_bob.0, 530);
 
+    // Per operation, carol is allowed and refused the same way on both brokers.
+    for port in [rabbit.port(), ours] {
+        let guest = Connection::connect(
+            &format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let ch = guest.create_channel().await.unwrap();
+        for q in ["shared.q", "other.q"] {
+            common::declare_queue(&ch, q).await;
+        }
+    }
+    let mut differences = Vec::new();
+    for (name, op) in OPERATIONS {
+        let theirs = as_carol(rabbit.port(), *op).await;
+        let got = as_carol(ours, *op).await;
+        eprintln!("{name:<50} bloodbank {got:?} / rabbitmq {theirs:?}");
+        if got != theirs {
+            differences.push(format!("{name}: bloodbank {got:?}, rabbitmq {theirs:?}"));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
+
     stop(&mut server);
     let back = dir.path().join("back.json");
     definitions("export", &back, &data);
@@ -105,13 +293,18 @@ async fn rabbitmq_users_log_in_unchanged_and_are_refused_as_rabbitmq_refuses_the
             .unwrap_or_else(|| panic!("user {name} missing"))
     };
     let (theirs, ours) = (read(&exported), read(&back));
-    for name in ["alice", "bob", "guest"] {
+    for name in ["alice", "bob", "carol", "guest"] {
         let (a, b) = (user(&theirs, name), user(&ours, name));
         assert_eq!(a["password_hash"], b["password_hash"]);
         assert_eq!(a["hashing_algorithm"], b["hashing_algorithm"]);
         assert_eq!(a["tags"], b["tags"]);
     }
-    assert_eq!(theirs["permissions"], ours["permissions"]);
+    let sorted = |file: &serde_json::Value| {
+        let mut all = file["permissions"].as_array().unwrap().clone();
+        all.sort_by_key(|p| (p["vhost"].to_string(), p["user"].to_string()));
+        all
+    };
+    assert_eq!(sorted(&theirs), sorted(&ours));
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //! RabbitMQ's hash (`rabbit_password_hashing_sha256`, its default since 3.6, or `_sha512`):
 //! base64 of a 4-byte random salt followed by SHA-256(salt ++ UTF-8 password).
 
+use crate::core::access::Access;
 use crate::net::same_secret;
 use crate::store::definitions::{PermissionDef, UserDef};
 use base64::engine::general_purpose::STANDARD;
@@ -17,12 +18,19 @@ use std::net::IpAddr;
 const LOOPBACK_USERS: &[&str] = &["guest"];
 
 /// What is wrong with a user's definition.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UserError {
     #[error("user '{user}': hashing_algorithm {algorithm} is not supported (use rabbit_password_hashing_sha256 or rabbit_password_hashing_sha512)")]
     Hashing { user: String, algorithm: String },
     #[error("user '{user}': password_hash is not a RabbitMQ password hash (base64 of a 4-byte salt and the digest)")]
     Hash { user: String },
+    #[error("permissions of user '{user}' in vhost '{vhost}': not a regular expression")]
+    Pattern {
+        user: String,
+        vhost: String,
+        #[source]
+        source: regex::Error,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,12 +136,11 @@ impl PasswordHash {
     }
 }
 
-/// Checks that every user's password hash can be verified here, naming the first that
-/// cannot (for `definitions import`, before anything is stored).
-pub fn check_users(users: &[UserDef]) -> Result<(), UserError> {
-    users
-        .iter()
-        .try_for_each(|u| PasswordHash::parse(u).map(drop))
+/// Checks that every user's password hash can be verified here and every permission is a
+/// regular expression, naming the first that is not (for `definitions import`, before
+/// anything is stored).
+pub fn check_users(users: &[UserDef], permissions: &[PermissionDef]) -> Result<(), UserError> {
+    Users::from_defs(users, permissions).map(drop)
 }
 
 #[derive(Debug, Clone)]
@@ -146,8 +153,8 @@ struct Account {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Users {
     accounts: HashMap<String, Account>,
-    /// (vhost, user) -> permission.
-    permissions: HashMap<(String, String), PermissionDef>,
+    /// (vhost, user) -> what the user may do there.
+    permissions: HashMap<(String, String), Access>,
 }
 
 impl Users {
@@ -164,8 +171,16 @@ impl Users {
         }
         let permissions = permissions
             .iter()
-            .map(|p| ((p.vhost.clone(), p.user.clone()), p.clone()))
-            .collect();
+            .map(|p| {
+                let access = Access::new(&p.user, &p.vhost, &p.configure, &p.write, &p.read)
+                    .map_err(|source| UserError::Pattern {
+                        user: p.user.clone(),
+                        vhost: p.vhost.clone(),
+                        source,
+                    })?;
+                Ok(((p.vhost.clone(), p.user.clone()), access))
+            })
+            .collect::<Result<_, UserError>>()?;
         Ok(Users {
             accounts,
             permissions,
@@ -206,10 +221,11 @@ impl Users {
         matches && (!LOOPBACK_USERS.contains(&user) || peer.is_loopback())
     }
 
-    /// Whether `user` may open connections to `vhost`.
-    pub(crate) fn may_access(&self, user: &str, vhost: &str) -> bool {
+    /// What `user` may do in `vhost`; None: it may not open connections there.
+    pub(crate) fn access(&self, user: &str, vhost: &str) -> Option<Access> {
         self.permissions
-            .contains_key(&(vhost.to_string(), user.to_string()))
+            .get(&(vhost.to_string(), user.to_string()))
+            .cloned()
     }
 }
 
@@ -278,8 +294,8 @@ mod tests {
         assert!(users.authenticate("guest", "guest", loopback()));
         assert!(!users.authenticate("guest", "guest", IpAddr::from([10, 0, 0, 1])));
         assert!(!users.authenticate("nobody", "guest", loopback()));
-        assert!(users.may_access("guest", "/"));
-        assert!(!users.may_access("guest", "other"));
+        assert!(users.access("guest", "/").is_some());
+        assert!(users.access("guest", "other").is_none());
     }
 
     #[test]

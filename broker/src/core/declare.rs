@@ -1,7 +1,9 @@
 //! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and error texts.
 
+use super::access::{Perm, Resource};
 use super::args::{parse_queue_args, render, QueueType, EQUIVALENCE_CHECKED};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use super::permitted;
 use super::queue::Queue;
 use super::{ChanKey, Core};
 use crate::error::{exchange_ref, queue_ref, AmqpError};
@@ -54,6 +56,15 @@ impl Core {
 
     pub fn exchange_declare(&mut self, ck: ChanKey, spec: ExchangeSpec) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        if !spec.passive {
+            permitted(
+                &self.conns,
+                ck,
+                Perm::Configure,
+                Resource::Exchange,
+                &spec.name,
+            )?;
+        }
         let what = exchange_ref(&spec.name, &vname);
         let vhost = self
             .vhosts
@@ -143,6 +154,7 @@ impl Core {
         if_unused: bool,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(&self.conns, ck, Perm::Configure, Resource::Exchange, name)?;
         check_not_reserved_exchange(name, &vname)?;
         let vhost = self
             .vhosts
@@ -171,6 +183,7 @@ impl Core {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        self.check_binding_access(ck, source, &destination)?;
         self.check_binding_ends(ck, &vname, source, &destination)?;
         let vhost = self
             .vhosts
@@ -188,6 +201,22 @@ impl Core {
         Ok(())
     }
 
+    /// Binding and unbinding need write on the destination and read on the source.
+    fn check_binding_access(
+        &self,
+        ck: ChanKey,
+        source: &str,
+        destination: &Destination,
+    ) -> Result<(), AmqpError> {
+        match destination {
+            Destination::Queue(q) => permitted(&self.conns, ck, Perm::Write, Resource::Queue, q)?,
+            Destination::Exchange(e) => {
+                permitted(&self.conns, ck, Perm::Write, Resource::Exchange, e)?
+            }
+        }
+        permitted(&self.conns, ck, Perm::Read, Resource::Exchange, source)
+    }
+
     /// `exchange.unbind` and `queue.unbind`: as in RabbitMQ, removing a binding that is not
     /// there (or whose exchange is gone) succeeds.
     pub fn unbind(
@@ -199,6 +228,7 @@ impl Core {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        self.check_binding_access(ck, source, &destination)?;
         if source.is_empty() || matches!(&destination, Destination::Exchange(e) if e.is_empty()) {
             return Err(default_exchange_refused());
         }
@@ -287,6 +317,7 @@ impl Core {
         } else {
             spec.name.clone()
         };
+        permitted(&self.conns, ck, Perm::Configure, Resource::Queue, &name)?;
         let what = queue_ref(&name, &vname);
         let args = parse_queue_args(&spec.arguments, &what)?;
         if let Some(existing) = vhost.queues.get_mut(&name) {
@@ -361,6 +392,7 @@ impl Core {
 
     pub fn queue_purge(&mut self, ck: ChanKey, name: &str) -> Result<u32, AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(&self.conns, ck, Perm::Read, Resource::Queue, name)?;
         let queue = self.queue_mut(ck, &vname, name)?;
         let purged = queue.drain();
         let count = purged.len() as u32;
@@ -376,6 +408,7 @@ impl Core {
         if_empty: bool,
     ) -> Result<u32, AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(&self.conns, ck, Perm::Configure, Resource::Queue, name)?;
         let Some(queue) = self.vhosts.get(&vname).and_then(|v| v.queues.get(name)) else {
             return Ok(0);
         };

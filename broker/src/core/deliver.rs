@@ -1,8 +1,10 @@
 //! Consumers, `basic.get`, acknowledgements and the dispatch loop that hands ready messages to
 //! consumers in turn while their prefetch allows.
 
+use super::access::{Perm, Resource};
 use super::channel::{Consumer, Unacked};
 use super::deadletter::Reason;
+use super::permitted;
 use super::queue::{ConsumerRef, Entry};
 use super::ConnId;
 use super::{ChanKey, Core, Message, Outbound};
@@ -38,6 +40,7 @@ impl Core {
     /// Starts a consumer; sends `consume-ok` (unless nowait) before any delivery.
     pub fn basic_consume(&mut self, ck: ChanKey, spec: ConsumeSpec) -> Result<String, AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(&self.conns, ck, Perm::Read, Resource::Queue, &spec.queue)?;
         let now = self.now();
         let queue = self.queue_mut(ck, &vname, &spec.queue)?;
         queue.last_used_ms = now;
@@ -121,6 +124,7 @@ impl Core {
     /// `basic.get`: sends get-ok with the message, or get-empty.
     pub fn basic_get(&mut self, ck: ChanKey, queue: &str, no_ack: bool) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(&self.conns, ck, Perm::Read, Resource::Queue, queue)?;
         let now = self.now();
         let q = self.queue_mut(ck, &vname, queue)?;
         q.last_used_ms = now;

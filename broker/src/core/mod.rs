@@ -2,6 +2,7 @@
 //! acknowledgements. No sockets, no async: the network layer calls these methods under one lock
 //! and the core writes what each connection must send to that connection's outlet, in order.
 
+pub(crate) mod access;
 pub(crate) mod args;
 pub(crate) mod channel;
 pub mod clock;
@@ -68,6 +69,8 @@ pub struct Peer {
     pub addr: Option<std::net::SocketAddr>,
     /// The client wants to hear when the broker ends one of its consumers.
     pub cancel_notify: bool,
+    /// What the user may do in the vhost.
+    pub access: access::Access,
 }
 
 impl Peer {
@@ -79,6 +82,7 @@ impl Peer {
             protocol: Protocol::InProcess,
             addr: None,
             cancel_notify: false,
+            access: access::Access::all("bloodbank", "/"),
         }
     }
 }
@@ -198,5 +202,20 @@ impl Core {
 
     pub fn vhost(&self, name: &str) -> Option<&VHost> {
         self.vhosts.get(name)
+    }
+}
+
+/// 403 ACCESS_REFUSED unless the user of `ck`'s connection has `perm` on the resource. A free
+/// function over the connections, so that it can be called while a vhost is borrowed.
+pub(crate) fn permitted(
+    conns: &HashMap<ConnId, Conn>,
+    ck: ChanKey,
+    perm: access::Perm,
+    kind: access::Resource,
+    name: &str,
+) -> Result<(), crate::error::AmqpError> {
+    match conns.get(&ck.conn) {
+        Some(conn) => conn.peer.access.check(perm, kind, name),
+        None => Ok(()),
     }
 }

@@ -2,9 +2,11 @@
 //! and alternate exchanges), apply each queue's length limit, write persistent messages for
 //! durable queues to the log, enqueue, dispatch, or return it.
 
+use super::access::{Perm, Resource};
 use super::args::Overflow;
 use super::deadletter::{is_cycle, Reason};
 use super::exchange::Destination;
+use super::permitted;
 use super::queue::Entry;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{code, exchange_ref, AmqpError};
@@ -34,6 +36,13 @@ impl Core {
         message: Message,
     ) -> Result<Published, AmqpError> {
         let vname = self.vhost_name(ck);
+        permitted(
+            &self.conns,
+            ck,
+            Perm::Write,
+            Resource::Exchange,
+            &message.exchange,
+        )?;
         let queues = self.route(&vname, &message)?;
         let message = Arc::new(message);
         if queues.is_empty() {

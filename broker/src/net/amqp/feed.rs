@@ -34,6 +34,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         protocol: Protocol::Amqp091,
         addr: None,
         cancel_notify: true,
+        access: crate::core::access::Access::all("guest", "/"),
     };
     let mut session = Session::new(shared.clone(), outlet, peer, 16);
     let mut buf = BytesMut::from(data);

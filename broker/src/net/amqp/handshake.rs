@@ -27,6 +27,8 @@ pub(crate) struct Negotiated {
     /// The client understands `connection.blocked` / `unblocked`.
     pub blocked_notify: bool,
     pub user: String,
+    /// What the user may do in the vhost.
+    pub access: crate::core::access::Access,
 }
 
 /// Why a handshake did not finish.
@@ -202,7 +204,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             true,
         ));
     }
-    if !users(shared).may_access(&user, &vhost) {
+    let Some(access) = users(shared).access(&user, &vhost) else {
         return Err(HandshakeError::Refused(
             AmqpError::not_allowed(format!(
                 "access to vhost '{vhost}' refused for user '{user}'"
@@ -210,7 +212,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
             .on(CONNECTION_OPEN),
             true,
         ));
-    }
+    };
     send(tx, connection::AMQPMethod::OpenOk(connection::OpenOk {}));
     Ok(Negotiated {
         vhost,
@@ -219,6 +221,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         cancel_notify: has_cap("consumer_cancel_notify"),
         blocked_notify: has_cap("connection.blocked"),
         user,
+        access,
     })
 }
 

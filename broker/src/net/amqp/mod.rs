@@ -92,6 +92,7 @@ async fn serve(
                 protocol: Protocol::Amqp091,
                 addr: Some(peer),
                 cancel_notify: negotiated.cancel_notify,
+                access: negotiated.access.clone(),
             };
             let session =
                 session::Session::new(shared.clone(), tx.clone(), who, negotiated.channel_max);
