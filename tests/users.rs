@@ -335,3 +335,22 @@ async fn a_fresh_data_dir_has_guest_as_rabbitmq_does_and_an_md5_hash_is_refused_
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_to_log_in_is_slowed_down_and_the_right_password_still_works()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data"), &dir.path().join("log"), &[]);
+    let port = port_of(&server.url);
+    for _ in 0..5 {
+        assert_eq!(login(port, "guest", "wrong").await.unwrap_err().0, 403);
+    }
+    // Past five failures a minute, every attempt from the address waits first.
+    let began = std::time::Instant::now();
+    assert_eq!(login(port, "guest", "wrong").await.unwrap_err().0, 403);
+    assert!(
+        began.elapsed() >= std::time::Duration::from_millis(400),
+        "the sixth failure was answered without a pause"
+    );
+    assert_eq!(login(port, "guest", "guest").await, Ok(()));
+}

@@ -47,6 +47,8 @@ pub struct Shared {
     pub amqp_connections: AtomicUsize,
     /// Who may log in, and to which vhosts.
     pub(crate) users: RwLock<Users>,
+    /// Failed logins per source address.
+    pub(crate) logins: auth::LoginThrottle,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl Broker {
             pressure: pressure.clone(),
             amqp_connections: AtomicUsize::new(0),
             users: RwLock::new(users),
+            logins: Default::default(),
         });
         if shared.config.data_dir.is_some() {
             let weak = Arc::downgrade(&shared);

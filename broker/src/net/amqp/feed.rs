@@ -26,6 +26,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         alarm,
         amqp_connections: Default::default(),
         users: Default::default(),
+        logins: Default::default(),
     });
     let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let peer = Peer {

@@ -12,6 +12,7 @@ use amq_protocol::protocol::{connection, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 use tokio::io::AsyncRead;
 
 /// The smallest frame_max AMQP 0.9.1 allows.
@@ -130,9 +131,17 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
     };
     let mechanism = start_ok.mechanism.as_str();
     let creds = credentials(mechanism, start_ok.response.as_bytes());
+    let pause = shared.logins.pause(peer, Instant::now());
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     let user = match creds {
-        Some((user, pass)) if users(shared).authenticate(&user, &pass, peer) => user,
+        Some((user, pass)) if users(shared).authenticate(&user, &pass, peer) => {
+            shared.logins.succeeded(peer);
+            user
+        }
         _ => {
+            shared.logins.failed(peer, Instant::now());
             let err = AmqpError::access_refused(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ));
