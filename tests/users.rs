@@ -354,3 +354,122 @@ async fn an_address_that_keeps_failing_to_log_in_is_slowed_down_and_the_right_pa
     );
     assert_eq!(login(port, "guest", "guest").await, Ok(()));
 }
+
+/// Vhosts come from a definitions file as RabbitMQ exports them: each is its own namespace
+/// with its own `amq.*` exchanges, reached by the users permitted there, and what is declared
+/// in it durably survives a restart in it.
+#[tokio::test]
+async fn vhosts_from_definitions_are_separate_namespaces_for_their_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("defs.json");
+    let defs = serde_json::json!({
+        // guest as a RabbitMQ 3.10 node exported it (the password is "guest").
+        "users": [{"name": "guest", "password_hash": "8sFIvpzV8wmDSTX5C4Inr1Wg/FBEV2IAwjqjulp8Dkd6y9NP", "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}],
+        "vhosts": [{"name": "/"}, {"name": "prod"}],
+        "permissions": [
+            {"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"},
+            {"user": "guest", "vhost": "prod", "configure": ".*", "write": ".*", "read": ".*"}
+        ]
+    });
+    std::fs::write(&file, defs.to_string()).unwrap();
+    definitions("import", &file, &data);
+    let log = dir.path().join("log");
+    let mut server = start(&data, &log, &[]);
+    let port = port_of(&server.url);
+    let connect = |vhost: &'static str| async move {
+        Connection::connect(
+            &format!("amqp://guest:guest@127.0.0.1:{port}/{vhost}"),
+            ConnectionProperties::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let (root, prod) = (connect("%2f").await, connect("prod").await);
+    let (root_ch, prod_ch) = (
+        root.create_channel().await.unwrap(),
+        prod.create_channel().await.unwrap(),
+    );
+    for ch in [&root_ch, &prod_ch] {
+        ch.queue_declare(
+            "jobs".into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let confirm = ConfirmSelectOptions::default();
+    prod_ch.confirm_select(confirm).await.unwrap();
+    prod_ch
+        .basic_publish(
+            "amq.direct".into(),
+            "none".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    prod_ch
+        .basic_publish(
+            "".into(),
+            "jobs".into(),
+            BasicPublishOptions::default(),
+            b"in prod",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let count = |ch: &Channel| {
+        let ch = ch.clone();
+        async move {
+            ch.queue_declare(
+                "jobs".into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+        }
+    };
+    assert_eq!((count(&root_ch).await, count(&prod_ch).await), (0, 1));
+    let missing = Connection::connect(
+        &format!("amqp://guest:guest@127.0.0.1:{port}/staging"),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(reply_code(&missing), 530);
+    drop((root, prod));
+    stop(&mut server);
+
+    let server = start(&data, &log, &[]);
+    let port = port_of(&server.url);
+    let prod = Connection::connect(
+        &format!("amqp://guest:guest@127.0.0.1:{port}/prod"),
+        ConnectionProperties::default(),
+    )
+    .await
+    .unwrap();
+    let got = prod
+        .create_channel()
+        .await
+        .unwrap()
+        .basic_get("jobs".into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .expect("the persistent message of vhost prod");
+    assert_eq!(got.delivery.data, b"in prod");
+}
