@@ -270,17 +270,7 @@ async fn a_consumer_that_does_not_read_is_not_sent_the_whole_queue() {
         publish(&ch, "", "slow", &body).await;
     }
     let count = |ch: lapin::Channel| async move {
-        ch.queue_declare(
-            "slow".into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
+        passive_queue(&ch, "slow").await.unwrap().message_count()
     };
     assert_eq!(count(ch.clone()).await, 1000);
 

@@ -9,7 +9,7 @@ mod common;
 
 use common::process::{start, stop};
 use common::rabbitmq::RabbitMq;
-use common::{reply_code, reply_text};
+use common::{passive_queue, reply_code, reply_text};
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -430,19 +430,7 @@ async fn vhosts_from_definitions_are_separate_namespaces_for_their_users() {
         .unwrap();
     let count = |ch: &Channel| {
         let ch = ch.clone();
-        async move {
-            ch.queue_declare(
-                "jobs".into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap()
-            .message_count()
-        }
+        async move { passive_queue(&ch, "jobs").await.unwrap().message_count() }
     };
     assert_eq!((count(&root_ch).await, count(&prod_ch).await), (0, 1));
     let missing = Connection::connect(
