@@ -148,6 +148,48 @@ const OPERATIONS: &[(&str, Operation)] = &[
     ("publish to amq.topic (no write on it), confirmed", |ch| {
         Box::pin(async move { publish_confirmed(ch, "amq.topic").await })
     }),
+    (
+        "declare her exchange with amq.topic as alternate (no write on it)",
+        |ch| {
+            Box::pin(async move {
+                ch.exchange_declare(
+                    "carol.ae".into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions::default(),
+                    args("alternate-exchange", "amq.topic"),
+                )
+                .await
+            })
+        },
+    ),
+    (
+        "declare her queue dead-lettering to amq.direct (no write on it)",
+        |ch| {
+            Box::pin(async move {
+                ch.queue_declare(
+                    "carol.dl".into(),
+                    QueueDeclareOptions::default(),
+                    args("x-dead-letter-exchange", "amq.direct"),
+                )
+                .await
+                .map(drop)
+            })
+        },
+    ),
+    (
+        "declare her queue dead-lettering to the default exchange",
+        |ch| {
+            Box::pin(async move {
+                ch.queue_declare(
+                    "carol.dl2".into(),
+                    QueueDeclareOptions::default(),
+                    args("x-dead-letter-exchange", ""),
+                )
+                .await
+                .map(drop)
+            })
+        },
+    ),
     ("delete her queue", |ch| {
         Box::pin(async move {
             ch.queue_delete("carol.q".into(), QueueDeleteOptions::default())
@@ -156,6 +198,15 @@ const OPERATIONS: &[(&str, Operation)] = &[
         })
     }),
 ];
+
+fn args(key: &str, value: &str) -> FieldTable {
+    let mut table = FieldTable::default();
+    table.insert(
+        key.into(),
+        lapin::types::AMQPValue::LongString(value.into()),
+    );
+    table
+}
 
 async fn declare(ch: &Channel, name: &str) -> lapin::Result<()> {
     ch.queue_declare(

@@ -85,11 +85,18 @@ impl Core {
             AmqpError::precondition(format!("invalid exchange type '{}'", spec.kind))
         })?;
         if let Some(ae) = spec.arguments.inner().get("alternate-exchange") {
-            if !matches!(ae, AMQPValue::LongString(_) | AMQPValue::ShortString(_)) {
-                return Err(AmqpError::precondition(format!(
-                    "invalid arg 'alternate-exchange' for {what}: expected a string"
-                )));
-            }
+            let ae = match ae {
+                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                AMQPValue::ShortString(s) => s.to_string(),
+                _ => {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg 'alternate-exchange' for {what}: expected a string"
+                    )))
+                }
+            };
+            // Unroutable messages go on to the alternate exchange as if published there.
+            permitted(&self.conns, ck, Perm::Read, Resource::Exchange, &spec.name)?;
+            permitted(&self.conns, ck, Perm::Write, Resource::Exchange, &ae)?;
         }
         match vhost.exchanges.get(&spec.name) {
             Some(existing) => {
@@ -320,6 +327,11 @@ impl Core {
         permitted(&self.conns, ck, Perm::Configure, Resource::Queue, &name)?;
         let what = queue_ref(&name, &vname);
         let args = parse_queue_args(&spec.arguments, &what)?;
+        if let Some(dlx) = &args.dead_letter_exchange {
+            // Dead letters are published to the exchange as if by the declaring user.
+            permitted(&self.conns, ck, Perm::Read, Resource::Queue, &name)?;
+            permitted(&self.conns, ck, Perm::Write, Resource::Exchange, dlx)?;
+        }
         if let Some(existing) = vhost.queues.get_mut(&name) {
             check_exclusive_access(existing, ck, &vname)?;
             let checks = [
