@@ -53,7 +53,7 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
                     e.inner()
                 )
             })?;
-            bloodbank_broker::check_users(&file.users, &file.permissions)
+            bloodbank_broker::check_import(&file)
                 .with_context(|| format!("{} cannot be imported", args.file.display()))?;
             std::fs::create_dir_all(&args.data_dir)?;
             open(&args.data_dir)?.import(&file)?;

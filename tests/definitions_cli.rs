@@ -128,3 +128,41 @@ fn a_malformed_file_is_refused_with_its_name() {
         "{stderr}"
     );
 }
+
+/// What this broker cannot honour is refused by name, and nothing of the file is stored.
+#[test]
+fn what_cannot_be_honoured_is_refused_by_name_and_nothing_is_imported() {
+    let cases = [
+        (
+            r#"{"policies":[{"vhost":"/","name":"dlx","pattern":".*","apply-to":"queues","definition":{"dead-letter-exchange":"dead"},"priority":0}]}"#,
+            "policy 'dlx'",
+        ),
+        (
+            r#"{"parameters":[{"vhost":"/","component":"shovel","name":"move","value":{}}]}"#,
+            "shovel 'move'",
+        ),
+        (
+            r#"{"topic_permissions":[{"user":"guest","vhost":"/","exchange":"amq.topic","write":".*","read":".*"}]}"#,
+            "topic permissions",
+        ),
+        (
+            r#"{"exchanges":[{"name":"later","vhost":"/","type":"x-delayed-message","durable":true,"auto_delete":false,"internal":false,"arguments":{}}]}"#,
+            "x-delayed-message",
+        ),
+        (
+            r#"{"queues":[{"name":"log","vhost":"/","type":"stream","durable":true,"auto_delete":false,"arguments":{"x-queue-type":"stream"}}]}"#,
+            "queue 'log' in vhost '/' has type 'stream'",
+        ),
+    ];
+    for (json, named) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("defs.json");
+        std::fs::write(&file, json).unwrap();
+        let data = dir.path().join("data");
+        let out = definitions("import", &file, &data);
+        assert!(!out.status.success(), "{json} was imported");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{named}: {stderr}");
+        assert!(!data.join("definitions.redb").exists());
+    }
+}

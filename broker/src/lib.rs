@@ -17,6 +17,7 @@
 mod config;
 mod core;
 pub mod error;
+mod import;
 mod listen;
 mod message;
 mod net;
@@ -28,12 +29,13 @@ pub mod wire;
 pub use crate::core::{clock, topic};
 pub use config::{BrokerConfig, ExchangeDecl};
 pub use error::{AmqpError, BrokerError};
+pub use import::{check_import, ImportError};
 pub use listen::{BindError, Listen, ListenParseError};
 pub use message::Message;
 pub use net::{feed_frames, same_secret, Broker, Delivered, PublishError, Publisher, Subscription};
 pub use pidlock::{PidLock, PidLockError};
 pub use store::definitions;
-pub use users::{check_users, UserError};
+pub use users::UserError;
 
 /// Internals the criterion benchmarks measure directly. Not an API: it changes with them.
 #[doc(hidden)]

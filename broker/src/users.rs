@@ -136,13 +136,6 @@ impl PasswordHash {
     }
 }
 
-/// Checks that every user's password hash can be verified here and every permission is a
-/// regular expression, naming the first that is not (for `definitions import`, before
-/// anything is stored).
-pub fn check_users(users: &[UserDef], permissions: &[PermissionDef]) -> Result<(), UserError> {
-    Users::from_defs(users, permissions).map(drop)
-}
-
 #[derive(Debug, Clone)]
 struct Account {
     /// None: no password login.

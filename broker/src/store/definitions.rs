@@ -165,6 +165,8 @@ pub struct DefinitionsFile {
     #[serde(default)]
     pub policies: Vec<Value>,
     #[serde(default)]
+    pub topic_permissions: Vec<Value>,
+    #[serde(default)]
     pub queues: Vec<QueueDef>,
     #[serde(default)]
     pub exchanges: Vec<ExchangeDef>,
