@@ -142,10 +142,6 @@ fn what_cannot_be_honoured_is_refused_by_name_and_nothing_is_imported() {
             "shovel 'move'",
         ),
         (
-            r#"{"topic_permissions":[{"user":"guest","vhost":"/","exchange":"amq.topic","write":".*","read":".*"}]}"#,
-            "topic permissions",
-        ),
-        (
             r#"{"exchanges":[{"name":"later","vhost":"/","type":"x-delayed-message","durable":true,"auto_delete":false,"internal":false,"arguments":{}}]}"#,
             "x-delayed-message",
         ),

@@ -190,6 +190,29 @@ const OPERATIONS: &[(&str, Operation)] = &[
             })
         },
     ),
+    ("declare her topic exchange", |ch| {
+        Box::pin(async move {
+            ch.exchange_declare(
+                "carol.t".into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+    }),
+    ("publish to her topic exchange with her key", |ch| {
+        Box::pin(async move { publish_with_key(ch, "carol.t", "carol.news").await })
+    }),
+    ("publish to her topic exchange with another key", |ch| {
+        Box::pin(async move { publish_with_key(ch, "carol.t", "other.news").await })
+    }),
+    ("bind to her topic exchange with her key", |ch| {
+        Box::pin(async move { bind_with_key(ch, "carol.#").await })
+    }),
+    ("bind to her topic exchange with another key", |ch| {
+        Box::pin(async move { bind_with_key(ch, "other.#").await })
+    }),
     ("delete her queue", |ch| {
         Box::pin(async move {
             ch.queue_delete("carol.q".into(), QueueDeleteOptions::default())
@@ -218,11 +241,26 @@ async fn declare(ch: &Channel, name: &str) -> lapin::Result<()> {
     .map(drop)
 }
 
+async fn bind_with_key(ch: &Channel, key: &str) -> lapin::Result<()> {
+    ch.queue_bind(
+        "carol.q".into(),
+        "carol.t".into(),
+        key.into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
 async fn publish_confirmed(ch: &Channel, exchange: &str) -> lapin::Result<()> {
+    publish_with_key(ch, exchange, "carol.q").await
+}
+
+async fn publish_with_key(ch: &Channel, exchange: &str, key: &str) -> lapin::Result<()> {
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     ch.basic_publish(
         exchange.into(),
-        "carol.q".into(),
+        key.into(),
         BasicPublishOptions::default(),
         b"hi",
         BasicProperties::default(),
@@ -272,6 +310,15 @@ async fn rabbitmq_users_log_in_unchanged_and_are_refused_as_rabbitmq_refuses_the
         "^carol\\.",
         "^carol\\.|amq\\.default",
         "^carol\\.|shared",
+    ]);
+    rabbit.rabbitmqctl(&[
+        "set_topic_permissions",
+        "-p",
+        "/",
+        "carol",
+        "carol.t",
+        "^carol\\.",
+        "^{username}\\.",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let exported = dir.path().join("rabbit.json");

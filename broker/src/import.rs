@@ -18,8 +18,6 @@ pub enum ImportError {
         name: String,
         vhost: String,
     },
-    #[error("topic permissions are not supported yet (user '{user}' in vhost '{vhost}')")]
-    TopicPermission { user: String, vhost: String },
     #[error(
         "exchange '{name}' in vhost '{vhost}' has type '{kind}', which this broker does not have"
     )]
@@ -40,7 +38,7 @@ pub enum ImportError {
 
 /// Checks a definitions file before import.
 pub fn check_import(file: &DefinitionsFile) -> Result<(), ImportError> {
-    Users::from_defs(&file.users, &file.permissions)?;
+    Users::from_defs(&file.users, &file.permissions, &file.topic_permissions)?;
     let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
     if let Some(p) = file.policies.first() {
         return Err(ImportError::Policy {
@@ -52,12 +50,6 @@ pub fn check_import(file: &DefinitionsFile) -> Result<(), ImportError> {
         return Err(ImportError::Parameter {
             component: text(p, "component"),
             name: text(p, "name"),
-            vhost: text(p, "vhost"),
-        });
-    }
-    if let Some(p) = file.topic_permissions.first() {
-        return Err(ImportError::TopicPermission {
-            user: text(p, "user"),
             vhost: text(p, "vhost"),
         });
     }

@@ -7,7 +7,7 @@
 
 use crate::core::access::Access;
 use crate::net::same_secret;
-use crate::store::definitions::{PermissionDef, UserDef};
+use crate::store::definitions::{PermissionDef, TopicPermissionDef, UserDef};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256, Sha512};
@@ -156,27 +156,35 @@ impl Users {
     pub(crate) fn from_defs(
         users: &[UserDef],
         permissions: &[PermissionDef],
+        topics: &[TopicPermissionDef],
     ) -> Result<Users, UserError> {
         let mut accounts = HashMap::new();
         for user in users {
             let hash = PasswordHash::parse(user)?;
             accounts.insert(user.name.clone(), Account { hash });
         }
-        let permissions = permissions
-            .iter()
-            .map(|p| {
-                let access = Access::new(&p.user, &p.vhost, &p.configure, &p.write, &p.read)
-                    .map_err(|source| UserError::Pattern {
-                        user: p.user.clone(),
-                        vhost: p.vhost.clone(),
-                        source,
-                    })?;
-                Ok(((p.vhost.clone(), p.user.clone()), access))
-            })
-            .collect::<Result<_, UserError>>()?;
+        let mut granted = HashMap::new();
+        for p in permissions {
+            let pattern = |source| UserError::Pattern {
+                user: p.user.clone(),
+                vhost: p.vhost.clone(),
+                source,
+            };
+            let mut access =
+                Access::new(&p.user, &p.vhost, &p.configure, &p.write, &p.read).map_err(pattern)?;
+            for t in topics
+                .iter()
+                .filter(|t| t.user == p.user && t.vhost == p.vhost)
+            {
+                access = access
+                    .with_topic(&t.exchange, &t.write, &t.read)
+                    .map_err(pattern)?;
+            }
+            granted.insert((p.vhost.clone(), p.user.clone()), access);
+        }
         Ok(Users {
             accounts,
-            permissions,
+            permissions: granted,
         })
     }
 
@@ -261,7 +269,7 @@ mod tests {
             &STANDARD.encode(bytes),
             "rabbit_password_hashing_sha256",
         );
-        let users = Users::from_defs(&[def], &[]).unwrap();
+        let users = Users::from_defs(&[def], &[], &[]).unwrap();
         assert!(users.authenticate("u", "test12", loopback()));
         assert!(!users.authenticate("u", "test13", loopback()));
     }
@@ -270,12 +278,12 @@ mod tests {
     fn unsupported_algorithms_and_broken_hashes_are_named() {
         let md5 = user("old", "aGVsbG8=", "rabbit_password_hashing_md5");
         assert!(matches!(
-            Users::from_defs(&[md5], &[]),
+            Users::from_defs(&[md5], &[], &[]),
             Err(UserError::Hashing { user, .. }) if user == "old"
         ));
         let broken = user("b", "not base64!", "rabbit_password_hashing_sha256");
         assert!(matches!(
-            Users::from_defs(&[broken], &[]),
+            Users::from_defs(&[broken], &[], &[]),
             Err(UserError::Hash { user }) if user == "b"
         ));
     }
@@ -283,7 +291,7 @@ mod tests {
     #[test]
     fn guest_only_from_loopback_and_access_needs_a_permission() {
         let (guest, perm) = Users::default_definitions();
-        let users = Users::from_defs(&[guest], &[perm]).unwrap();
+        let users = Users::from_defs(&[guest], &[perm], &[]).unwrap();
         assert!(users.authenticate("guest", "guest", loopback()));
         assert!(!users.authenticate("guest", "guest", IpAddr::from([10, 0, 0, 1])));
         assert!(!users.authenticate("nobody", "guest", loopback()));
@@ -293,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_user_without_a_hash_cannot_log_in_with_a_password() {
-        let users = Users::from_defs(&[user("svc", "", "")], &[]).unwrap();
+        let users = Users::from_defs(&[user("svc", "", "")], &[], &[]).unwrap();
         assert!(!users.authenticate("svc", "", loopback()));
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::error::{exchange_ref, queue_ref, AmqpError};
 use regex::Regex;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Perm {
@@ -52,6 +53,9 @@ pub struct Access {
     configure: Pattern,
     write: Pattern,
     read: Pattern,
+    /// Topic permissions by topic exchange: (write, read) patterns over routing keys. An
+    /// exchange without an entry is not restricted, as in RabbitMQ.
+    topics: HashMap<String, (Pattern, Pattern)>,
 }
 
 impl Access {
@@ -68,7 +72,55 @@ impl Access {
             configure: Pattern::new(configure)?,
             write: Pattern::new(write)?,
             read: Pattern::new(read)?,
+            topics: HashMap::new(),
         })
+    }
+
+    /// Adds the topic permission of one topic exchange. `{username}` and `{vhost}` in the
+    /// patterns stand for the user's name and the vhost, as in RabbitMQ.
+    pub(crate) fn with_topic(
+        mut self,
+        exchange: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<Access, regex::Error> {
+        let expand = |p: &str| {
+            p.replace("{username}", &regex::escape(&self.user))
+                .replace("{vhost}", &regex::escape(&self.vhost))
+        };
+        let rule = (Pattern::new(&expand(write))?, Pattern::new(&expand(read))?);
+        self.topics.insert(exchange.to_string(), rule);
+        Ok(self)
+    }
+
+    /// Whether any topic exchange has a topic permission for this user.
+    pub(crate) fn has_topics(&self) -> bool {
+        !self.topics.is_empty()
+    }
+
+    /// 403 unless the topic permission of topic exchange `exchange` (if it has one) lets the
+    /// user write (publish with) or read (bind with) `key`.
+    pub(crate) fn check_topic(
+        &self,
+        perm: Perm,
+        exchange: &str,
+        key: &str,
+    ) -> Result<(), AmqpError> {
+        let Some((write, read)) = self.topics.get(exchange) else {
+            return Ok(());
+        };
+        let pattern = match perm {
+            Perm::Read => read,
+            _ => write,
+        };
+        if pattern.allows(key) {
+            return Ok(());
+        }
+        Err(AmqpError::access_refused(format!(
+            "access to topic '{key}' in {} refused for user '{}'",
+            exchange_ref(exchange, &self.vhost),
+            self.user
+        )))
     }
 
     /// Everything (the broker's own in-process connections).
@@ -79,6 +131,7 @@ impl Access {
             configure: Pattern::All,
             write: Pattern::All,
             read: Pattern::All,
+            topics: HashMap::new(),
         }
     }
 

@@ -190,7 +190,7 @@ impl Core {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
-        self.check_binding_access(ck, source, &destination)?;
+        self.check_binding_access(ck, source, &destination, key)?;
         self.check_binding_ends(ck, &vname, source, &destination)?;
         let vhost = self
             .vhosts
@@ -214,6 +214,7 @@ impl Core {
         ck: ChanKey,
         source: &str,
         destination: &Destination,
+        key: &str,
     ) -> Result<(), AmqpError> {
         match destination {
             Destination::Queue(q) => permitted(&self.conns, ck, Perm::Write, Resource::Queue, q)?,
@@ -221,7 +222,8 @@ impl Core {
                 permitted(&self.conns, ck, Perm::Write, Resource::Exchange, e)?
             }
         }
-        permitted(&self.conns, ck, Perm::Read, Resource::Exchange, source)
+        permitted(&self.conns, ck, Perm::Read, Resource::Exchange, source)?;
+        super::topic_permitted(self, ck, Perm::Read, source, key)
     }
 
     /// `exchange.unbind` and `queue.unbind`: as in RabbitMQ, removing a binding that is not
@@ -235,7 +237,7 @@ impl Core {
         arguments: FieldTable,
     ) -> Result<(), AmqpError> {
         let vname = self.vhost_name(ck);
-        self.check_binding_access(ck, source, &destination)?;
+        self.check_binding_access(ck, source, &destination, key)?;
         if source.is_empty() || matches!(&destination, Destination::Exchange(e) if e.is_empty()) {
             return Err(default_exchange_refused());
         }

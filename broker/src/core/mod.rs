@@ -219,3 +219,29 @@ pub(crate) fn permitted(
         None => Ok(()),
     }
 }
+
+/// 403 unless the topic permission (if any) of topic exchange `exchange` lets the user of
+/// `ck`'s connection use routing key `key`; other exchange types are not checked.
+pub(crate) fn topic_permitted(
+    core: &Core,
+    ck: ChanKey,
+    perm: access::Perm,
+    exchange: &str,
+    key: &str,
+) -> Result<(), crate::error::AmqpError> {
+    let Some(conn) = core.conns.get(&ck.conn) else {
+        return Ok(());
+    };
+    if !conn.peer.access.has_topics() {
+        return Ok(());
+    }
+    let topic = core
+        .vhosts
+        .get(&conn.peer.vhost)
+        .and_then(|v| v.exchanges.get(exchange))
+        .is_some_and(|e| e.kind == exchange::ExchangeKind::Topic);
+    match topic {
+        true => conn.peer.access.check_topic(perm, exchange, key),
+        false => Ok(()),
+    }
+}

@@ -43,6 +43,13 @@ impl Core {
             Resource::Exchange,
             &message.exchange,
         )?;
+        super::topic_permitted(
+            self,
+            ck,
+            Perm::Write,
+            &message.exchange,
+            &message.routing_key,
+        )?;
         let queues = self.route(&vname, &message)?;
         let message = Arc::new(message);
         if queues.is_empty() {

@@ -75,7 +75,7 @@ impl Broker {
             Some(dir) => open_store(&mut core, dir, config.segment_bytes)?,
             None => {
                 let (user, permission) = Users::default_definitions();
-                Users::from_defs(&[user], &[permission])?
+                Users::from_defs(&[user], &[permission], &[])?
             }
         };
         let boot = ChanKey {
@@ -187,13 +187,17 @@ fn open_store(
         source,
     })?;
     let defs = Definitions::open(&dir.join("definitions.redb"))?;
-    let (mut users, mut permissions) = defs.users()?;
-    if users.is_empty() {
+    let mut stored = defs.load()?;
+    if stored.users.is_empty() {
         let (user, permission) = Users::default_definitions();
         defs.put_user(&user, &permission)?;
-        (users, permissions) = (vec![user], vec![permission]);
+        (stored.users, stored.permissions) = (vec![user], vec![permission]);
     }
-    let users = Users::from_defs(&users, &permissions)?;
+    let users = Users::from_defs(
+        &stored.users,
+        &stored.permissions,
+        &stored.topic_permissions,
+    )?;
     let messages = dir.join("messages");
     let (log, recovery) =
         MessageLog::open(&messages, segment_bytes).map_err(|source| BrokerError::Log {

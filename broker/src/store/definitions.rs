@@ -14,6 +14,7 @@ const QUEUES: TableDefinition<&str, &str> = TableDefinition::new("queues");
 const BINDINGS: TableDefinition<&str, &str> = TableDefinition::new("bindings");
 const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&str, &str> = TableDefinition::new("permissions");
+const TOPIC_PERMISSIONS: TableDefinition<&str, &str> = TableDefinition::new("topic_permissions");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionsError {
@@ -74,6 +75,16 @@ pub struct PermissionDef {
     pub user: String,
     pub vhost: String,
     pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// A user's permissions on the routing keys of one topic exchange in one vhost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicPermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
     pub write: String,
     pub read: String,
 }
@@ -165,7 +176,7 @@ pub struct DefinitionsFile {
     #[serde(default)]
     pub policies: Vec<Value>,
     #[serde(default)]
-    pub topic_permissions: Vec<Value>,
+    pub topic_permissions: Vec<TopicPermissionDef>,
     #[serde(default)]
     pub queues: Vec<QueueDef>,
     #[serde(default)]
@@ -194,12 +205,6 @@ impl Definitions {
         let defs = Definitions { db };
         defs.write(|_| Ok(()))?;
         Ok(defs)
-    }
-
-    /// The stored users and permissions.
-    pub fn users(&self) -> Result<(Vec<UserDef>, Vec<PermissionDef>), DefinitionsError> {
-        let file = self.load()?;
-        Ok((file.users, file.permissions))
     }
 
     /// Adds (or replaces) a user with one permission, in one transaction.
@@ -254,6 +259,7 @@ impl Definitions {
             product_version: env!("CARGO_PKG_VERSION").into(),
             users: all(&txn, USERS)?,
             permissions: all(&txn, PERMISSIONS)?,
+            topic_permissions: all(&txn, TOPIC_PERMISSIONS)?,
             vhosts: all(&txn, VHOSTS)?,
             exchanges: all(&txn, EXCHANGES)?,
             queues: all(&txn, QUEUES)?,
@@ -274,6 +280,12 @@ impl Definitions {
             for p in &file.permissions {
                 t.insert(key(&[&p.vhost, &p.user]).as_str(), json(p)?.as_str())
                     .map_err(err)?;
+            }
+            drop(t);
+            let mut t = txn.open_table(TOPIC_PERMISSIONS).map_err(err)?;
+            for p in &file.topic_permissions {
+                let k = key(&[&p.vhost, &p.user, &p.exchange]);
+                t.insert(k.as_str(), json(p)?.as_str()).map_err(err)?;
             }
             drop(t);
             let mut t = txn.open_table(VHOSTS).map_err(err)?;
@@ -314,7 +326,15 @@ impl Definitions {
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), DefinitionsError>,
     ) -> Result<(), DefinitionsError> {
         let txn = self.db.begin_write().map_err(err)?;
-        for table in [VHOSTS, EXCHANGES, QUEUES, BINDINGS, USERS, PERMISSIONS] {
+        for table in [
+            VHOSTS,
+            EXCHANGES,
+            QUEUES,
+            BINDINGS,
+            USERS,
+            PERMISSIONS,
+            TOPIC_PERMISSIONS,
+        ] {
             txn.open_table(table).map_err(err)?;
         }
         f(&txn)?;
