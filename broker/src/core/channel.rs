@@ -41,11 +41,27 @@ pub(crate) struct Channel {
     pub consumer_prefetch: u16,
     /// Limit shared by all consumers of the channel (`basic.qos(global=true)`).
     pub channel_prefetch: u16,
-    /// A `basic.get` on this queue waits for its head to be read back from the log.
-    pub waiting_get: Option<Arc<str>>,
+    /// `basic.get`s waiting for a queue's head to be read back from the log, by queue (a
+    /// client may send the next before the first is answered; each gets its reply).
+    pub waiting_gets: HashMap<Arc<str>, u32>,
 }
 
 impl Channel {
+    /// Takes one waiting `basic.get` on `queue`, if there is one.
+    pub(crate) fn take_waiting_get(&mut self, queue: &str) -> bool {
+        match self.waiting_gets.get_mut(queue) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            Some(_) => {
+                self.waiting_gets.remove(queue);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub(crate) fn new(vhost: impl Into<String>) -> Channel {
         Channel {
             vhost: vhost.into(),
@@ -54,7 +70,7 @@ impl Channel {
             consumers: HashMap::new(),
             consumer_prefetch: 0,
             channel_prefetch: 0,
-            waiting_get: None,
+            waiting_gets: HashMap::new(),
         }
     }
 

@@ -137,7 +137,7 @@ impl Core {
             Next::Waiting => {
                 // Answered when the pager has read the head back.
                 if let Some(ch) = self.channels.get_mut(&ck) {
-                    ch.waiting_get = Some(Arc::from(queue));
+                    *ch.waiting_gets.entry(Arc::from(queue)).or_default() += 1;
                 }
                 if let Some(q) = self
                     .vhosts

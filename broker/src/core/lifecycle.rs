@@ -140,7 +140,7 @@ impl Core {
             let asked = self
                 .channels
                 .get_mut(&ck)
-                .is_some_and(|ch| ch.waiting_get.take().is_some_and(|q| &*q == name));
+                .is_some_and(|ch| ch.take_waiting_get(name));
             if asked {
                 self.send_get_empty(ck);
             }

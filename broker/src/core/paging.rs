@@ -214,7 +214,7 @@ impl Core {
             let asked = self
                 .channels
                 .get_mut(&ck)
-                .is_some_and(|ch| ch.waiting_get.take().is_some_and(|q| &*q == queue));
+                .is_some_and(|ch| ch.take_waiting_get(queue));
             if asked {
                 if let Err(e) = self.basic_get(ck, queue, no_ack) {
                     tracing::debug!(error = %e, "a waiting basic.get failed");
