@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// [default: 0.0.0.0:8888,[::]:8888].
     #[arg(long, env = "BLOODBANK_SPEECH_LISTEN")]
     pub speech_listen: Option<Listen>,
+    /// Management listener (RabbitMQ's HTTP API under `/api`, Prometheus `/metrics`, the
+    /// dashboard at `/`), like --amqp-listen [default: 0.0.0.0:15672,[::]:15672].
+    #[arg(long, env = "BLOODBANK_MANAGEMENT_LISTEN")]
+    pub management_listen: Option<Listen>,
     /// Most speech sessions (`/asr` WebSockets) at once; one more is told to try again later
     /// [default: 32].
     #[arg(long, env = "BLOODBANK_SPEECH_MAX_SESSIONS")]
@@ -117,6 +121,7 @@ struct FileConfig {
     broker_url: Option<String>,
     redis_url: Option<String>,
     speech_listen: Option<Listen>,
+    management_listen: Option<Listen>,
     speech_max_sessions: Option<usize>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
@@ -159,6 +164,7 @@ pub struct Settings {
     pub schemas: Option<PathBuf>,
     pub broker_url: Option<String>,
     pub speech_listen: Listen,
+    pub management_listen: Listen,
     pub speech_workers: usize,
     pub speech_max_sessions: usize,
     pub models: PathBuf,
@@ -290,6 +296,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .speech_listen
             .or(file.speech_listen)
             .unwrap_or_else(|| Listen::any(8888)),
+        management_listen: args
+            .management_listen
+            .or(file.management_listen)
+            .unwrap_or_else(|| Listen::any(15672)),
         speech_workers: file.speech_workers.unwrap_or(2),
         speech_max_sessions: args
             .speech_max_sessions

@@ -4,6 +4,7 @@ use crate::config::Settings;
 use anyhow::Context;
 use bloodbank_broker::{BindError, Broker, BrokerError, Listen, PidLock, PidLockError};
 use bloodbank_gateway::{External, Gateway, GatewayError, Sink};
+use bloodbank_management::Management;
 use bloodbank_speech::SpeechError;
 use std::sync::Arc;
 
@@ -72,10 +73,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         env: "BLOODBANK_SPEECH_LISTEN",
         listen: &settings.speech_listen,
     };
+    let management_listener = Listener {
+        what: "the management API",
+        flag: "--management-listen",
+        env: "BLOODBANK_MANAGEMENT_LISTEN",
+        listen: &settings.management_listen,
+    };
     // Say what is wrong with an address before the slow steps (the model install), not after.
     let embedded = settings.broker_url.is_none();
-    for listener in [&amqp, &http, &speech_listener] {
-        if listener.what != "AMQP" || embedded {
+    for listener in [&amqp, &http, &speech_listener, &management_listener] {
+        let broker_side = listener.what == "AMQP" || listener.what == "the management API";
+        if !broker_side || embedded {
             listener.listen.check().map_err(|e| listener.explain(e))?;
         }
     }
@@ -83,7 +91,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         crate::speech::install_if_missing(&settings.models, &settings.speech_model).await?;
     }
     let contracts = crate::contracts::load(settings.schemas.as_deref())?;
-    // With an external broker, the embedded one does not run: the gateway publishes there.
+    // With an external broker, the embedded one does not run (nor its management API): the
+    // gateway publishes there.
+    let mut managed = None;
     let (broker, sink) = match &settings.broker_url {
         Some(url) => {
             let exchange = settings.gateway.exchange.clone();
@@ -100,6 +110,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                     e => anyhow::Error::new(e),
                 })?;
             println!("listening amqp {}", join(broker.addrs()));
+            let listeners = broker
+                .addrs()
+                .iter()
+                .map(|a| ("amqp".to_string(), *a))
+                .collect();
+            let management =
+                Management::start(&settings.management_listen, broker.admin(), listeners)
+                    .await
+                    .map_err(|e| management_listener.explain(e))?;
+            println!("listening management {}", join(management.addrs()));
+            managed = Some(management);
             let sink = Sink::Embedded(broker.publisher());
             (Some(broker), sink)
         }
@@ -130,8 +151,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("listening speech {}", join(speech.addrs()));
     if let Some(path) = &settings.ready_file {
         let amqp = broker.as_ref().map(|b| b.addr().to_string());
+        let management = managed.as_ref().map(|m| m.addr().to_string());
         let ready = serde_json::json!({
             "amqp": amqp,
+            "management": management,
             "http": gateway.addr().to_string(),
             "speech": speech.addr().to_string(),
         });
@@ -144,6 +167,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     speech.stop();
     gateway.stop();
+    if let Some(management) = &managed {
+        management.stop();
+    }
     if let Some(broker) = broker {
         broker.shutdown().await;
     }

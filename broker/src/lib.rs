@@ -26,15 +26,26 @@ mod store;
 mod users;
 pub mod wire;
 
-pub use crate::core::{clock, topic};
+pub use crate::core::declare::{ExchangeSpec, QueueSpec};
+pub use crate::core::inspect::{
+    BindingView, ChannelView, ConnectionView, ConsumerView, ExchangeView, QueueView,
+};
+pub use crate::core::stats::{QueueStats, Totals};
+pub use crate::core::{clock, topic, Details, Protocol};
 pub use config::{BrokerConfig, ExchangeDecl};
 pub use error::{AmqpError, BrokerError};
 pub use import::{check_import, ImportError};
 pub use listen::{BindError, Listen, ListenParseError};
 pub use message::Message;
-pub use net::{feed_frames, same_secret, Broker, Delivered, PublishError, Publisher, Subscription};
+pub use net::{
+    feed_frames, same_secret, AckMode, Admin, AdminError, Broker, Delivered, Got, PublishError,
+    Publisher, Session, Subscription,
+};
 pub use pidlock::{PidLock, PidLockError};
 pub use store::definitions;
+pub use store::json_args::{
+    json_to_table as arguments_from_json, table_to_json as arguments_to_json,
+};
 pub use users::UserError;
 
 /// Internals the criterion benchmarks measure directly. Not an API: it changes with them.

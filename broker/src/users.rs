@@ -123,7 +123,7 @@ impl PasswordHash {
         STANDARD.encode(bytes)
     }
 
-    fn algorithm(&self) -> &'static str {
+    pub(crate) fn algorithm(&self) -> &'static str {
         match self.hashing {
             Hashing::Sha256 => "rabbit_password_hashing_sha256",
             Hashing::Sha512 => "rabbit_password_hashing_sha512",
@@ -140,14 +140,24 @@ impl PasswordHash {
 struct Account {
     /// None: no password login.
     hash: Option<PasswordHash>,
+    tags: Vec<String>,
 }
 
-/// Every user and permission of the broker.
+/// Every user and permission of the broker: the definitions as given, and compiled for checks.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Users {
     accounts: HashMap<String, Account>,
     /// (vhost, user) -> what the user may do there.
     permissions: HashMap<(String, String), Access>,
+    pub(crate) defs: UserDefs,
+}
+
+/// Users and permissions in their definitions' shapes (what is stored and exported).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UserDefs {
+    pub users: Vec<UserDef>,
+    pub permissions: Vec<PermissionDef>,
+    pub topics: Vec<TopicPermissionDef>,
 }
 
 impl Users {
@@ -161,7 +171,8 @@ impl Users {
         let mut accounts = HashMap::new();
         for user in users {
             let hash = PasswordHash::parse(user)?;
-            accounts.insert(user.name.clone(), Account { hash });
+            let tags = user.tags.clone();
+            accounts.insert(user.name.clone(), Account { hash, tags });
         }
         let mut granted = HashMap::new();
         for p in permissions {
@@ -185,7 +196,24 @@ impl Users {
         Ok(Users {
             accounts,
             permissions: granted,
+            defs: UserDefs {
+                users: users.to_vec(),
+                permissions: permissions.to_vec(),
+                topics: topics.to_vec(),
+            },
         })
+    }
+
+    /// The same users with `change` applied to their definitions, checked and compiled.
+    pub(crate) fn changed(&self, change: impl FnOnce(&mut UserDefs)) -> Result<Users, UserError> {
+        let mut defs = self.defs.clone();
+        change(&mut defs);
+        Users::from_defs(&defs.users, &defs.permissions, &defs.topics)
+    }
+
+    /// A user's tags, if the user exists.
+    pub(crate) fn tags(&self, user: &str) -> Option<&[String]> {
+        self.accounts.get(user).map(|a| a.tags.as_slice())
     }
 
     /// RabbitMQ's default user on a fresh node: `guest`/`guest`, administrator, everything on

@@ -54,6 +54,12 @@ impl Core {
             let persisted = entries.iter().filter_map(|e| e.persisted).collect();
             return self.forget(vname, queue, persisted);
         };
+        let counter = match reason {
+            Reason::Expired => &mut self.totals.dead_lettered_expired,
+            Reason::Rejected => &mut self.totals.dead_lettered_rejected,
+            Reason::MaxLen => &mut self.totals.dead_lettered_maxlen,
+        };
+        *counter += entries.len() as u64;
         let now = (self.clock)();
         let mut persisted = Vec::new();
         let mut on_disk = Vec::new();

@@ -47,7 +47,7 @@ fn inequivalent(arg: &str, what: &str, received: String, current: String) -> Amq
 }
 
 impl Core {
-    pub(super) fn vhost_name(&self, ck: ChanKey) -> String {
+    pub(crate) fn vhost_name(&self, ck: ChanKey) -> String {
         self.channels
             .get(&ck)
             .map(|c| c.vhost.clone())
@@ -305,6 +305,9 @@ impl Core {
 
     pub fn queue_declare(&mut self, ck: ChanKey, spec: QueueSpec) -> Result<QueueInfo, AmqpError> {
         let vname = self.vhost_name(ck);
+        if !spec.passive {
+            self.totals.queues_declared += 1;
+        }
         let vhost = self
             .vhosts
             .get_mut(&vname)
@@ -400,6 +403,7 @@ impl Core {
         .counting_into(self.resident.clone());
         let result = info(&queue);
         vhost.queues.insert(name.clone(), queue);
+        self.totals.queues_created += 1;
         self.persist_queue(&vname, &name);
         Ok(result)
     }

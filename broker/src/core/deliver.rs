@@ -217,6 +217,16 @@ impl Core {
                 by_queue.entry(queue).or_default().push(entry);
             }
             for (queue, entries) in by_queue {
+                if !reject {
+                    self.totals.acknowledged += entries.len() as u64;
+                    if let Some(q) = self
+                        .vhosts
+                        .get_mut(&vname)
+                        .and_then(|v| v.queues.get_mut(&queue))
+                    {
+                        q.stats.ack += entries.len() as u64;
+                    }
+                }
                 if self.queue_exists(&vname, &queue) {
                     self.discard(&vname, &queue, entries, reason, 0);
                 }
@@ -383,6 +393,30 @@ impl Core {
                 tracing::error!(error = %e, "writing to the message log failed");
             }
         }
+        let t = &mut self.totals;
+        let counter = match (consumer.is_some(), no_ack) {
+            (true, false) => &mut t.delivered_consume_manual_ack,
+            (true, true) => &mut t.delivered_consume_auto_ack,
+            (false, false) => &mut t.delivered_get_manual_ack,
+            (false, true) => &mut t.delivered_get_auto_ack,
+        };
+        *counter += 1;
+        t.redelivered += entry.redelivered as u64;
+        if let Some(q) = self
+            .vhosts
+            .get_mut(vname)
+            .and_then(|v| v.queues.get_mut(queue))
+        {
+            let s = &mut q.stats;
+            let counter = match (consumer.is_some(), no_ack) {
+                (true, false) => &mut s.deliver,
+                (true, true) => &mut s.deliver_no_ack,
+                (false, false) => &mut s.get,
+                (false, true) => &mut s.get_no_ack,
+            };
+            *counter += 1;
+            s.redeliver += entry.redelivered as u64;
+        }
         let ch = self.channels.get_mut(&ck)?;
         Some(ch.record_delivery(queue, entry, consumer, no_ack))
     }
@@ -400,7 +434,8 @@ impl Core {
             .is_some_and(|v| v.queues.contains_key(queue))
     }
 
-    pub(super) fn send_get_empty(&self, ck: ChanKey) {
+    pub(super) fn send_get_empty(&mut self, ck: ChanKey) {
+        self.totals.get_empty += 1;
         self.send(
             ck,
             Outbound::GetEmpty {

@@ -133,7 +133,7 @@ impl Core {
     }
 
     /// Queues a change for the definitions writer, numbered in order.
-    fn store_def(&mut self, op: DefOp) {
+    pub(crate) fn store_def(&mut self, op: DefOp) {
         if let Some(defs) = &self.defs {
             self.defs_seq += 1;
             defs.send(self.defs_seq, op);

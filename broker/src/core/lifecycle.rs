@@ -3,7 +3,7 @@
 
 use super::channel::Channel;
 use super::exchange::Destination;
-use super::{ChanKey, Conn, ConnId, Core, Outbound, Outlet, Peer};
+use super::{ChanKey, Conn, ConnId, Core, Outbound, Outlet, Peer, Protocol};
 use rand::distr::{Alphanumeric, SampleString};
 
 /// A server-generated name such as `amq.gen-Xb4...` or `amq.ctag-...`.
@@ -18,17 +18,23 @@ impl Core {
     pub fn register_connection(&mut self, outlet: Outlet, peer: Peer) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
+        if peer.protocol != Protocol::InProcess {
+            self.totals.connections_opened += 1;
+        }
         self.conns.insert(id, Conn { outlet, peer });
         id
     }
 
     /// Opens a channel of a registered connection, in the connection's vhost.
     pub fn open_channel(&mut self, ck: ChanKey) {
-        let vhost = self
-            .conns
-            .get(&ck.conn)
-            .map_or("/", |c| c.peer.vhost.as_str());
-        self.channels.insert(ck, Channel::new(vhost));
+        let Some(conn) = self.conns.get(&ck.conn) else {
+            return;
+        };
+        if conn.peer.protocol != Protocol::InProcess {
+            self.totals.channels_opened += 1;
+        }
+        self.channels
+            .insert(ck, Channel::new(conn.peer.vhost.as_str()));
     }
 
     /// Closes a channel: its consumers go away and its unacknowledged messages are requeued.
@@ -38,6 +44,9 @@ impl Core {
         let Some(channel) = self.channels.remove(&ck) else {
             return;
         };
+        if self.is_remote(ck.conn) {
+            self.totals.channels_closed += 1;
+        }
         let vname = channel.vhost.clone();
         let mut requeued: Vec<String> = Vec::new();
         let mut lost_consumers: Vec<String> = Vec::new();
@@ -101,9 +110,19 @@ impl Core {
         for (vname, q) in owned {
             self.remove_queue(&vname, &q);
         }
+        if self.is_remote(conn) {
+            self.totals.connections_closed += 1;
+        }
         self.conns.remove(&conn);
         // What the connection acknowledged reaches the kernel before it is gone.
         self.flush_log();
+    }
+
+    /// Whether a connection came over the network (not the gateway's or speech's own).
+    fn is_remote(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.peer.protocol != Protocol::InProcess)
     }
 
     /// Deletes an auto-delete queue whose last consumer has gone; returns whether it did.
@@ -128,6 +147,7 @@ impl Core {
         let Some(queue) = vhost.queues.remove(name) else {
             return 0;
         };
+        self.totals.queues_deleted += 1;
         let dest = Destination::Queue(name.to_string());
         let mut sources = Vec::new();
         for exchange in vhost.exchanges.values_mut() {

@@ -11,8 +11,10 @@ mod durable;
 pub(crate) mod exchange;
 mod expiry;
 pub(crate) mod headers;
+pub(crate) mod inspect;
 pub(crate) mod queue;
 mod ready;
+pub(crate) mod stats;
 pub mod topic;
 
 pub(crate) mod declare;
@@ -71,6 +73,41 @@ pub struct Peer {
     pub cancel_notify: bool,
     /// What the user may do in the vhost.
     pub access: access::Access,
+    /// What the management API shows of the connection, and its way to close it.
+    pub details: Arc<Details>,
+}
+
+/// A connection as the management API shows it, and the switch an operator closes it with.
+#[derive(Debug)]
+pub struct Details {
+    /// RabbitMQ's connection name: `client address -> server address`.
+    pub name: String,
+    /// The client's properties (`connection.start-ok`), as JSON.
+    pub client_properties: serde_json::Value,
+    /// When it connected (ms since the Unix epoch).
+    pub connected_at: u64,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub channel_max: u16,
+    /// The server address the client connected to.
+    pub local: Option<std::net::SocketAddr>,
+    /// Set to a reason when an operator closes the connection; its task watches this.
+    pub close: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl Default for Details {
+    fn default() -> Self {
+        Details {
+            name: String::new(),
+            client_properties: serde_json::Value::Object(Default::default()),
+            connected_at: clock::now_ms(),
+            frame_max: 0,
+            heartbeat: 0,
+            channel_max: 0,
+            local: None,
+            close: tokio::sync::watch::channel(None).0,
+        }
+    }
 }
 
 impl Peer {
@@ -83,6 +120,7 @@ impl Peer {
             addr: None,
             cancel_notify: false,
             access: access::Access::all("bloodbank", "/"),
+            details: Arc::default(),
         }
     }
 }
@@ -118,6 +156,8 @@ pub struct Core {
     clock: fn() -> u64,
     /// Body bytes of ready messages held in memory, across all queues.
     resident: Arc<AtomicU64>,
+    /// Message counters for the whole broker.
+    totals: stats::Totals,
 }
 
 impl Core {
@@ -137,6 +177,7 @@ impl Core {
             pager: None,
             clock: clock::now_ms,
             resident: Arc::default(),
+            totals: stats::Totals::default(),
         }
     }
 

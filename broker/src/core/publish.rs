@@ -52,7 +52,12 @@ impl Core {
         )?;
         let queues = self.route(&vname, &message)?;
         let message = Arc::new(message);
+        self.totals.received += 1;
         if queues.is_empty() {
+            match mandatory {
+                true => self.totals.unroutable_returned += 1,
+                false => self.totals.unroutable_dropped += 1,
+            }
             if mandatory {
                 self.send(
                     ck,
@@ -66,6 +71,7 @@ impl Core {
             }
             return Ok(Published::default());
         }
+        self.totals.routed += 1;
         Ok(self.enqueue(&vname, message, queues, 0))
     }
 
@@ -144,6 +150,7 @@ impl Core {
                     entry.message = None;
                 }
                 q.push(entry, expiration);
+                q.stats.publish += 1;
                 out.queues += 1;
             }
             self.drop_over_limit(vname, name, depth);

@@ -82,6 +82,8 @@ pub struct Queue {
     paging_in: bool,
     /// `basic.get`s waiting for that (channel, no-ack).
     getters: Vec<(ChanKey, bool)>,
+    /// Message counters.
+    pub stats: super::stats::QueueStats,
 }
 
 impl Queue {
@@ -115,6 +117,7 @@ impl Queue {
             next_consumer: 0,
             paging_in: false,
             getters: Vec::new(),
+            stats: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::exchange::{Exchange, ExchangeKind};
 use super::queue::Queue;
+use crate::store::definitions::{DefOp, VhostDef};
 use amq_protocol::types::FieldTable;
 use std::collections::HashMap;
 
@@ -34,5 +35,41 @@ impl VHost {
             exchanges,
             queues: HashMap::new(),
         }
+    }
+}
+
+impl super::Core {
+    /// Creates a vhost (stored); false if it exists.
+    pub(crate) fn add_vhost(&mut self, name: &str) -> bool {
+        if self.vhosts.contains_key(name) {
+            return false;
+        }
+        self.vhosts.insert(name.to_string(), VHost::new(name));
+        self.store_def(DefOp::PutVhost(VhostDef { name: name.into() }));
+        true
+    }
+
+    /// Deletes a vhost with its queues (and their messages) and exchanges, and closes the
+    /// connections to it, as RabbitMQ does; false if there is none.
+    pub(crate) fn delete_vhost(&mut self, name: &str) -> bool {
+        let Some(queues) = self
+            .vhosts
+            .get(name)
+            .map(|v| v.queues.keys().cloned().collect::<Vec<_>>())
+        else {
+            return false;
+        };
+        for conn in self.conns.values().filter(|c| c.peer.vhost == name) {
+            conn.peer
+                .details
+                .close
+                .send_replace(Some(format!("vhost '{name}' is deleted")));
+        }
+        for q in queues {
+            self.remove_queue(name, &q);
+        }
+        self.vhosts.remove(name);
+        self.store_def(DefOp::DeleteVhost(name.to_string()));
+        true
     }
 }

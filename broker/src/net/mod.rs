@@ -2,12 +2,14 @@
 //! tests), the state every connection shares, resource alarms, and the ways in: AMQP 0.9.1
 //! over TCP (`amqp/`) and the in-process publisher and subscription.
 
+mod admin;
 mod alarm;
 mod amqp;
 mod auth;
 mod publisher;
 mod subscriber;
 
+pub use admin::{AckMode, Admin, AdminError, Got, Session};
 pub(crate) use alarm::default_memory_high_watermark;
 pub use amqp::feed_frames;
 pub use auth::same_secret;
@@ -49,6 +51,8 @@ pub struct Shared {
     pub(crate) users: RwLock<Users>,
     /// Failed logins per source address.
     pub(crate) logins: auth::LoginThrottle,
+    /// Publishes confirmed to AMQP publishers (`basic.ack`).
+    pub(crate) confirmed: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -117,6 +121,7 @@ impl Broker {
             amqp_connections: AtomicUsize::new(0),
             users: RwLock::new(users),
             logins: Default::default(),
+            confirmed: Default::default(),
         });
         if shared.config.data_dir.is_some() {
             let weak = Arc::downgrade(&shared);
@@ -158,6 +163,11 @@ impl Broker {
     /// A publisher inside the process (the gateway's and speech's way in).
     pub fn publisher(&self) -> Publisher {
         Publisher::new(self.shared.clone())
+    }
+
+    /// The broker as the management API sees and changes it.
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.shared.clone())
     }
 
     pub fn shared(&self) -> &Arc<Shared> {

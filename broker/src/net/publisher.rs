@@ -98,22 +98,30 @@ impl Publisher {
             return Err(PublishError::Rejected);
         }
         if let (Some(position), Some(writer)) = (published.wait_for, writer) {
-            let mut progress = writer.subscribe();
-            writer.request(position);
-            loop {
-                match progress.borrow_and_update().outcome(position) {
-                    Outcome::Durable => break,
-                    Outcome::Failed => return Err(PublishError::Rejected),
-                    Outcome::Pending => {}
-                }
-                progress
-                    .changed()
-                    .await
-                    .map_err(|_| PublishError::ShutDown)?;
-            }
+            wait_durable(&writer, position).await?;
         }
         Ok(Delivered {
             queues: published.queues,
         })
+    }
+}
+
+/// Waits until the log is durable past `position`.
+pub(super) async fn wait_durable(
+    writer: &crate::store::LogWriter,
+    position: u64,
+) -> Result<(), PublishError> {
+    let mut progress = writer.subscribe();
+    writer.request(position);
+    loop {
+        match progress.borrow_and_update().outcome(position) {
+            Outcome::Durable => return Ok(()),
+            Outcome::Failed => return Err(PublishError::Rejected),
+            Outcome::Pending => {}
+        }
+        progress
+            .changed()
+            .await
+            .map_err(|_| PublishError::ShutDown)?;
     }
 }

@@ -51,6 +51,18 @@ pub enum DefOp {
         vhost: String,
         name: String,
     },
+    PutVhost(VhostDef),
+    /// The vhost and everything in it: exchanges, queues, bindings, permissions.
+    DeleteVhost(String),
+    PutUser(UserDef),
+    /// The user and its permissions.
+    DeleteUser(String),
+    PutPermission(PermissionDef),
+    PutTopicPermission(TopicPermissionDef),
+    DeletePermission {
+        vhost: String,
+        user: String,
+    },
 }
 
 /// A user as RabbitMQ exports it.
@@ -369,6 +381,26 @@ fn delete(
     Ok(())
 }
 
+/// Removes every row of `table` whose stored JSON matches.
+fn delete_where(
+    txn: &redb::WriteTransaction,
+    table: TableDefinition<&str, &str>,
+    doomed: impl Fn(&Value) -> bool,
+) -> Result<(), DefinitionsError> {
+    let mut t = txn.open_table(table).map_err(err)?;
+    let mut keys = Vec::new();
+    for row in t.iter().map_err(err)? {
+        let (k, v) = row.map_err(err)?;
+        if doomed(&serde_json::from_str(v.value())?) {
+            keys.push(k.value().to_string());
+        }
+    }
+    for k in keys {
+        t.remove(k.as_str()).map_err(err)?;
+    }
+    Ok(())
+}
+
 /// Removes every binding to `name` (a queue or exchange, by `kind`) and, for an exchange,
 /// every binding from it.
 fn delete_bindings_of(
@@ -409,6 +441,34 @@ fn apply_one(txn: &redb::WriteTransaction, op: &DefOp) -> Result<(), Definitions
             delete(txn, QUEUES, &key(&[vhost, name]))?;
             delete_bindings_of(txn, vhost, "queue", name)
         }
+        DefOp::PutVhost(v) => put(txn, VHOSTS, &v.name, v),
+        DefOp::DeleteVhost(name) => {
+            delete(txn, VHOSTS, name)?;
+            for table in [EXCHANGES, QUEUES, BINDINGS, PERMISSIONS, TOPIC_PERMISSIONS] {
+                delete_where(txn, table, |v| {
+                    v.get("vhost").and_then(Value::as_str) == Some(name)
+                })?;
+            }
+            Ok(())
+        }
+        DefOp::PutUser(u) => put(txn, USERS, &u.name, u),
+        DefOp::DeleteUser(name) => {
+            delete(txn, USERS, name)?;
+            for table in [PERMISSIONS, TOPIC_PERMISSIONS] {
+                delete_where(txn, table, |v| {
+                    v.get("user").and_then(Value::as_str) == Some(name)
+                })?;
+            }
+            Ok(())
+        }
+        DefOp::PutPermission(p) => put(txn, PERMISSIONS, &key(&[&p.vhost, &p.user]), p),
+        DefOp::PutTopicPermission(p) => put(
+            txn,
+            TOPIC_PERMISSIONS,
+            &key(&[&p.vhost, &p.user, &p.exchange]),
+            p,
+        ),
+        DefOp::DeletePermission { vhost, user } => delete(txn, PERMISSIONS, &key(&[vhost, user])),
     }
 }
 

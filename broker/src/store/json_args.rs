@@ -5,7 +5,7 @@
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use serde_json::{Map, Number, Value};
 
-pub(crate) fn table_to_json(table: &FieldTable) -> Value {
+pub fn table_to_json(table: &FieldTable) -> Value {
     Value::Object(
         table
             .inner()
@@ -40,7 +40,7 @@ fn value_to_json(value: &AMQPValue) -> Value {
 }
 
 /// Reads an argument table; anything but an object is an empty table.
-pub(crate) fn json_to_table(value: &Value) -> FieldTable {
+pub fn json_to_table(value: &Value) -> FieldTable {
     let mut table = FieldTable::default();
     if let Value::Object(map) = value {
         fill(&mut table, map);

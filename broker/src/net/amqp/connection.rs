@@ -25,6 +25,7 @@ pub(crate) async fn run_session<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     negotiated: &Negotiated,
     mut shutdown: watch::Receiver<bool>,
+    mut closed: watch::Receiver<Option<String>>,
 ) {
     // A peer that sends nothing for two heartbeat intervals is dead.
     let read_timeout = match negotiated.heartbeat {
@@ -96,6 +97,12 @@ pub(crate) async fn run_session<R: AsyncRead + Unpin>(
                     code::CONNECTION_FORCED,
                     "broker forced connection closure with reason 'shutdown'",
                 );
+                return close_with_error(session, reader, err).await;
+            }
+            // An operator closed it (the management API).
+            Ok(()) = closed.changed() => {
+                let reason = closed.borrow().clone().unwrap_or_default();
+                let err = AmqpError::new(code::CONNECTION_FORCED, reason);
                 return close_with_error(session, reader, err).await;
             }
         }

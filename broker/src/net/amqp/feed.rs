@@ -27,6 +27,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         amqp_connections: Default::default(),
         users: Default::default(),
         logins: Default::default(),
+        confirmed: Default::default(),
     });
     let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let peer = Peer {
@@ -36,6 +37,7 @@ pub fn feed_frames(data: &[u8]) -> usize {
         addr: None,
         cancel_notify: true,
         access: crate::core::access::Access::all("guest", "/"),
+        details: Default::default(),
     };
     let mut session = Session::new(shared.clone(), outlet, peer, 16);
     let mut buf = BytesMut::from(data);

@@ -30,6 +30,9 @@ pub(crate) struct Negotiated {
     pub user: String,
     /// What the user may do in the vhost.
     pub access: crate::core::access::Access,
+    pub frame_max: u32,
+    /// What the client said about itself in `connection.start-ok`.
+    pub client_properties: FieldTable,
 }
 
 /// Why a handshake did not finish.
@@ -231,6 +234,8 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         blocked_notify: has_cap("connection.blocked"),
         user,
         access,
+        frame_max,
+        client_properties: start_ok.client_properties,
     })
 }
 

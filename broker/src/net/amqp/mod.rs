@@ -12,8 +12,9 @@ mod writer;
 pub use feed::feed_frames;
 
 use super::{Shared, OUTLET_BUDGET};
-use crate::core::{Outbound, Outlet, Peer, Protocol};
+use crate::core::{Details, Outbound, Outlet, Peer, Protocol};
 use crate::error::AmqpError;
+use crate::store::json_args::table_to_json;
 use crate::wire::PROTOCOL_HEADER;
 use handshake::HandshakeError;
 use reader::FrameReader;
@@ -74,6 +75,7 @@ async fn serve(
         }
         _ => return,
     }
+    let local = stream.local_addr().ok();
     let (rd, wr) = stream.into_split();
     let (tx, rx) = Outlet::new(OUTLET_BUDGET);
     let writer = tokio::spawn(writer::run_writer(wr, rx, tx.window()));
@@ -86,6 +88,18 @@ async fn serve(
     {
         Ok(Ok(negotiated)) => {
             shared.amqp_connections.fetch_add(1, Ordering::Relaxed);
+            let details = Details {
+                name: match local {
+                    Some(local) => format!("{peer} -> {local}"),
+                    None => peer.to_string(),
+                },
+                client_properties: table_to_json(&negotiated.client_properties),
+                frame_max: negotiated.frame_max,
+                heartbeat: negotiated.heartbeat,
+                channel_max: negotiated.channel_max,
+                local,
+                ..Default::default()
+            };
             let who = Peer {
                 user: negotiated.user.clone(),
                 vhost: negotiated.vhost.clone(),
@@ -93,12 +107,15 @@ async fn serve(
                 addr: Some(peer),
                 cancel_notify: negotiated.cancel_notify,
                 access: negotiated.access.clone(),
+                details: Arc::new(details),
             };
+            let who_details = who.details.clone();
             let session =
                 session::Session::new(shared.clone(), tx.clone(), who, negotiated.channel_max);
             let conn = session.conn;
+            let closed = who_details.close.subscribe();
             tracing::debug!(conn, %peer, user = %negotiated.user, "connection opened");
-            connection::run_session(session, &mut reader, &negotiated, shutdown).await;
+            connection::run_session(session, &mut reader, &negotiated, shutdown, closed).await;
             shared.lock().close_connection(conn);
             shared.amqp_connections.fetch_sub(1, Ordering::Relaxed);
         }

@@ -9,6 +9,7 @@ use crate::error::{code, AmqpError};
 use crate::store::Outcome;
 use amq_protocol::protocol::{basic, AMQPClass};
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 
 /// A reply that waits for the message log (`tx.commit-ok`) or the definitions store
 /// (`declare-ok` of a durable queue) to be on disk.
@@ -46,6 +47,7 @@ impl Session {
         let progress = self.log_writer.as_ref().map(|w| w.progress());
         let outcome = |lsn: u64| progress.map_or(Outcome::Durable, |p| p.outcome(lsn));
         let mut needed = 0;
+        let mut confirmed = 0;
         for (ch, state) in self.channels.iter_mut() {
             let Mode::Confirm(c) = &mut state.mode else {
                 continue;
@@ -61,6 +63,7 @@ impl Session {
                     Outcome::Durable => front.nack,
                 };
                 let seq = front.seq;
+                confirmed += !nack as u64;
                 c.pending.pop_front();
                 run = match run {
                     Some((k, _, n)) if k == nack => Some((k, seq, n + 1)),
@@ -74,6 +77,11 @@ impl Session {
             if let Some(done) = run {
                 send_confirm(&self.tx, *ch, done);
             }
+        }
+        if confirmed > 0 {
+            self.shared
+                .confirmed
+                .fetch_add(confirmed, Ordering::Relaxed);
         }
         let defs_done = self.defs_writer.as_ref().map_or(u64::MAX, |w| w.done());
         while let Some(front) = self.deferred.front() {

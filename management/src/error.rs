@@ -1,0 +1,94 @@
+//! Errors as RabbitMQ's management API answers them: a status and `{"error", "reason"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bloodbank_broker::{AdminError, AmqpError, PublishError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No credentials: the client is asked for them (`WWW-Authenticate`).
+    #[error("{0}")]
+    NoCredentials(String),
+    /// Wrong credentials, or a refusal RabbitMQ answers with 401.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The user may not do this (tags or permissions).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("Not Found")]
+    NotFound,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad(reason: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(reason.into())
+    }
+}
+
+/// An AMQP error's text without its code name (`NOT_FOUND - no queue...` -> `no queue...`).
+fn amqp_reason(e: &AmqpError) -> String {
+    match e.text.split_once(" - ") {
+        Some((_, reason)) => reason.to_string(),
+        None => e.text.clone(),
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Amqp(e) => match e.code {
+                403 => ApiError::Unauthorized(amqp_reason(&e)),
+                404 => ApiError::NotFound,
+                _ => ApiError::BadRequest(amqp_reason(&e)),
+            },
+            AdminError::Invalid(reason) => ApiError::BadRequest(reason),
+            AdminError::NotFound(_) => ApiError::NotFound,
+            AdminError::User(e) => ApiError::BadRequest(e.to_string()),
+            AdminError::Store(why) => ApiError::Internal(why),
+            AdminError::Publish(PublishError::Blocked(why)) => ApiError::Unavailable(why),
+            AdminError::Publish(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, reason) = match &self {
+            ApiError::NoCredentials(r) | ApiError::Unauthorized(r) => {
+                (StatusCode::UNAUTHORIZED, "not_authorised", r.clone())
+            }
+            ApiError::Forbidden(r) => (StatusCode::FORBIDDEN, "not_authorised", r.clone()),
+            ApiError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Object Not Found",
+                "Not Found".into(),
+            ),
+            ApiError::BadRequest(r) => (StatusCode::BAD_REQUEST, "bad_request", r.clone()),
+            ApiError::Unavailable(r) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.clone()),
+            ApiError::Internal(r) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                r.clone(),
+            ),
+        };
+        let mut response = (
+            status,
+            axum::Json(json!({"error": error, "reason": reason})),
+        )
+            .into_response();
+        if matches!(self, ApiError::NoCredentials(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"RabbitMQ Management\""),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,104 @@
+//! Bloodbank's management side, compatible with RabbitMQ's management plugin: the HTTP API
+//! (`/api/...`, HTTP basic auth against the broker's users and tags), Prometheus metrics
+//! (`/metrics`, no credentials, rabbitmq_prometheus's names) and the dashboard (`/`).
+//!
+//! - `routes/`: the API's handlers, one file per group of resources
+//! - `render`: the broker's objects in RabbitMQ's JSON shapes
+//! - `listing`: columns, filtering, sorting and pagination of lists
+//! - `body`: lenient request bodies (booleans and numbers as strings)
+//! - `rates`: sampling counters into rates
+//! - `auth`, `error`, `metrics`, `dashboard`, `system`
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod body;
+mod dashboard;
+mod error;
+mod listing;
+mod metrics;
+mod rates;
+mod render;
+mod routes;
+mod system;
+
+use bloodbank_broker::{Admin, BindError, Listen};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+pub struct App {
+    admin: Admin,
+    rates: rates::Rates,
+    started: Instant,
+    /// The broker's listeners, as `/api/overview` reports them: (protocol, address).
+    listeners: Vec<(String, SocketAddr)>,
+    management_port: u16,
+}
+
+impl App {
+    /// 404 unless the vhost exists.
+    fn known_vhost(&self, vhost: &str) -> Result<(), ApiError> {
+        match self.admin.vhosts().iter().any(|v| v == vhost) {
+            true => Ok(()),
+            false => Err(ApiError::NotFound),
+        }
+    }
+}
+
+/// A running management listener.
+pub struct Management {
+    addrs: Vec<SocketAddr>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Management {
+    /// Binds `listen` (port 0 picks one) and serves the API, metrics and dashboard for
+    /// `admin`'s broker. `listeners` are the broker's other listeners, for `/api/overview`.
+    pub async fn start(
+        listen: &Listen,
+        admin: Admin,
+        listeners: Vec<(String, SocketAddr)>,
+    ) -> Result<Management, BindError> {
+        let bound = listen.bind().await?;
+        let addrs = listen.local_addrs(&bound)?;
+        let (rates, sampler) = rates::Rates::start(admin.clone());
+        let app = Arc::new(App {
+            admin,
+            rates,
+            started: Instant::now(),
+            listeners,
+            management_port: addrs.first().map_or(0, |a| a.port()),
+        });
+        let router = routes::router(app);
+        let mut tasks = vec![sampler];
+        for listener in bound {
+            let service = router
+                .clone()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, service).await {
+                    tracing::error!(error = %e, "management listener stopped");
+                }
+            }));
+        }
+        Ok(Management { addrs, tasks })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
