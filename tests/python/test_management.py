@@ -1,0 +1,407 @@
+"""The management API, Prometheus metrics and RabbitMQ's own tools against a real Bloodbank
+process: requests for every endpoint, pika for what the API must see and change, rabbitmqadmin
+(from Debian's rabbitmq-server) and pyrabbit2 (from PyPI) as their users run them."""
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from urllib.parse import quote
+
+import pika
+import pytest
+import requests
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, ProbableAccessDeniedError
+from prometheus_client.parser import text_string_to_metric_families
+
+GUEST = ("guest", "guest")
+RABBITMQADMIN = "/usr/bin/rabbitmqadmin"
+
+
+def fresh(prefix="q"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def api(bloodbank):
+    """A requests session logged in as guest, with the management URL as `base`."""
+    s = requests.Session()
+    s.auth = GUEST
+    s.base = bloodbank.management
+    return s
+
+
+def url(api, path):
+    return api.base + path
+
+
+def amqp(bloodbank, user="guest", password="guest", vhost="/", name=None):
+    props = {"connection_name": name} if name else None
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        bloodbank.host, bloodbank.port, vhost, pika.PlainCredentials(user, password),
+        client_properties=props))
+
+
+def wait_for(what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_overview_says_what_clients_branch_on(api):
+    r = api.get(url(api, "/api/overview"))
+    assert r.status_code == 200
+    o = r.json()
+    for field in ("rabbitmq_version", "management_version", "product_name", "node"):
+        assert o[field], field
+    assert o["rabbitmq_version"].startswith("3.")
+    assert {"connections", "channels", "consumers", "exchanges", "queues"} <= set(o["object_totals"])
+    assert {"messages", "messages_ready", "messages_unacknowledged"} <= set(o["queue_totals"])
+    assert "rate" in o["message_stats"]["publish_details"]
+    assert any(listener["protocol"] == "amqp" for listener in o["listeners"])
+    assert api.get(url(api, "/api/whoami")).json() == {"name": "guest", "tags": ["administrator"]}
+    nodes = api.get(url(api, "/api/nodes")).json()
+    assert nodes[0]["running"] is True and nodes[0]["mem_used"] > 0
+
+
+def test_credentials_and_tags(bloodbank, api):
+    r = requests.get(url(api, "/api/overview"))
+    assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+    assert r.json()["error"] == "not_authorised"
+    assert requests.get(url(api, "/api/overview"), auth=("guest", "wrong")).status_code == 401
+    assert requests.get(url(api, "/api/overview"), auth=("nobody", "guest")).status_code == 401
+    # A user without a management tag may use AMQP but not the API.
+    name = fresh("plain")
+    assert api.put(url(api, f"/api/users/{name}"), json={"password": "pw", "tags": ""}).status_code == 201
+    r = requests.get(url(api, "/api/overview"), auth=(name, "pw"))
+    assert r.status_code == 401 and r.json()["reason"] == "Not management user"
+    # The dashboard page and the metrics need no credentials.
+    page = requests.get(url(api, "/"))
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert requests.get(url(api, "/metrics")).status_code == 200
+    api.delete(url(api, f"/api/users/{name}"))
+
+
+def test_a_queue_from_declare_to_delete_with_true_counters(bloodbank, api):
+    q = fresh()
+    path = url(api, f"/api/queues/%2F/{q}")
+    assert api.put(path, json={"durable": True, "arguments": {}}).status_code == 201
+    assert api.put(path, json={"durable": True}).status_code == 204
+    # Inequivalent redeclaration: RabbitMQ's 400 with the AMQP reason.
+    r = api.put(path, json={"durable": False})
+    assert r.status_code == 400 and "inequivalent arg 'durable'" in r.json()["reason"]
+    conn = amqp(bloodbank)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i in range(3):
+        ch.basic_publish("", q, f"m{i}".encode(), pika.BasicProperties(delivery_mode=2))
+    got = [ch.basic_get(q) for _ in range(2)]
+    queue = api.get(path).json()
+    assert (queue["messages"], queue["messages_ready"], queue["messages_unacknowledged"]) == (3, 1, 2)
+    assert queue["durable"] is True and queue["vhost"] == "/" and queue["type"] == "classic"
+    ch.basic_ack(got[1][0].delivery_tag, multiple=True)
+    queue = wait_for(lambda: (lambda x: x if x["messages_unacknowledged"] == 0 else None)(api.get(path).json()))
+    stats = queue["message_stats"]
+    assert (stats["publish"], stats["deliver_get"], stats["get"], stats["ack"]) == (3, 2, 2, 2)
+    for field in ("publish_details", "deliver_get_details", "ack_details"):
+        assert isinstance(stats[field]["rate"], float)
+    # The broker-wide counters moved too.
+    overview = api.get(url(api, "/api/overview")).json()
+    assert overview["message_stats"]["publish"] >= 3
+    assert overview["message_stats"]["confirm"] >= 3
+    assert api.delete(url(api, f"/api/queues/%2F/{q}/contents")).status_code == 204
+    assert api.get(path).json()["messages"] == 0
+    conn.close()
+    assert api.delete(path).status_code == 204
+    assert api.get(path).status_code == 404
+    assert api.delete(path).status_code == 404
+
+
+def test_publish_and_get_as_rabbitmqadmin_sends_them(api):
+    q = fresh()
+    # Booleans and counts as strings, the default exchange as amq.default.
+    assert api.put(url(api, f"/api/queues/%2F/{q}"), json={"durable": "false", "auto_delete": "false"}).status_code == 201
+    body = {"routing_key": q, "payload": "hello", "payload_encoding": "string",
+            "properties": {"content_type": "text/plain", "headers": {"h": "v"}, "delivery_mode": 2}}
+    r = api.post(url(api, "/api/exchanges/%2F/amq.default/publish"), json=body)
+    assert r.json() == {"routed": True}
+    r = api.post(url(api, "/api/exchanges/%2F/amq.default/publish"), json={**body, "routing_key": "nowhere"})
+    assert r.json() == {"routed": False}
+    binary = {"routing_key": q, "payload": base64.b64encode(b"\xff\x00").decode(), "payload_encoding": "base64", "properties": {}}
+    assert api.post(url(api, "/api/exchanges/%2F/amq.default/publish"), json=binary).json() == {"routed": True}
+    get = url(api, f"/api/queues/%2F/{q}/get")
+    peek = api.post(get, json={"count": "5", "ackmode": "ack_requeue_true", "encoding": "auto", "truncate": "50000"}).json()
+    assert [m["payload_encoding"] for m in peek] == ["string", "base64"]
+    assert peek[0]["payload"] == "hello" and peek[0]["properties"]["headers"] == {"h": "v"}
+    assert peek[0]["properties"]["content_type"] == "text/plain" and peek[0]["message_count"] == 1
+    again = api.post(get, json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}).json()
+    assert again[0]["redelivered"] is True and again[0]["payload"] == "hello"
+    assert api.get(url(api, f"/api/queues/%2F/{q}")).json()["messages"] == 1
+    r = api.post(get, json={"count": 1, "ackmode": "sometimes"})
+    assert r.status_code == 400 and "ackmode" in r.json()["reason"]
+    api.delete(url(api, f"/api/queues/%2F/{q}"))
+
+
+def test_exchanges_and_bindings_both_kinds(api):
+    e, e2, q = fresh("ex"), fresh("ex"), fresh()
+    assert api.put(url(api, f"/api/exchanges/%2F/{e}"), json={"type": "topic", "durable": True}).status_code == 201
+    assert api.put(url(api, f"/api/exchanges/%2F/{e2}"), json={"type": "fanout"}).status_code == 201
+    assert api.put(url(api, f"/api/queues/%2F/{q}"), json={}).status_code == 201
+    r = api.post(url(api, f"/api/bindings/%2F/e/{e}/q/{q}"), json={"routing_key": "theboard.#", "arguments": {}})
+    assert r.status_code == 201 and r.headers["location"].endswith("/theboard.%23")
+    assert api.post(url(api, f"/api/bindings/%2F/e/{e}/e/{e2}"), json={"routing_key": ""}).status_code == 201
+    source = api.get(url(api, f"/api/exchanges/%2F/{e}/bindings/source")).json()
+    assert {(b["destination_type"], b["destination"], b["properties_key"]) for b in source} == {
+        ("queue", q, "theboard.#"), ("exchange", e2, "~")}
+    assert [b["source"] for b in api.get(url(api, f"/api/exchanges/%2F/{e2}/bindings/destination")).json()] == [e]
+    # A queue's bindings include the default exchange's.
+    assert [b["source"] for b in api.get(url(api, f"/api/queues/%2F/{q}/bindings")).json()] == ["", e]
+    assert api.get(url(api, f"/api/exchanges/%2F/{e}")).json()["type"] == "topic"
+    assert api.get(url(api, "/api/exchanges/%2F/amq.default")).json()["name"] == ""
+    # Routing follows the bindings.
+    body = {"routing_key": "theboard.meeting.started", "payload": "{}", "payload_encoding": "string", "properties": {}}
+    assert api.post(url(api, f"/api/exchanges/%2F/{e}/publish"), json=body).json() == {"routed": True}
+    assert api.delete(url(api, f"/api/bindings/%2F/e/{e}/q/{q}/theboard.%23")).status_code == 204
+    assert api.delete(url(api, f"/api/bindings/%2F/e/{e}/q/{q}/theboard.%23")).status_code == 404
+    assert api.post(url(api, f"/api/exchanges/%2F/{e}/publish"), json=body).json() == {"routed": False}
+    r = api.put(url(api, f"/api/exchanges/%2F/{fresh('ex')}"), json={"type": "nonsense"})
+    assert r.status_code == 400 and "nonsense" in r.json()["reason"]
+    assert api.delete(url(api, "/api/exchanges/%2F/amq.topic")).status_code == 401
+    for name in (e, e2):
+        assert api.delete(url(api, f"/api/exchanges/%2F/{name}")).status_code == 204
+    api.delete(url(api, f"/api/queues/%2F/{q}"))
+
+
+def test_connections_channels_consumers_and_closing_one(bloodbank, api):
+    name = fresh("conn")
+    conn = amqp(bloodbank, name=name)
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=7)
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_consume(q, lambda *a: None, consumer_tag="tag-1")
+    mine = wait_for(lambda: [c for c in api.get(url(api, "/api/connections")).json()
+                             if c["client_properties"].get("connection_name") == name])
+    assert len(mine) == 1
+    c = mine[0]
+    assert (c["user"], c["vhost"], c["protocol"], c["channels"]) == ("guest", "/", "AMQP 0-9-1", 1)
+    assert c["peer_port"] == conn._impl._transport._sock.getsockname()[1]
+    channels = api.get(url(api, f"/api/connections/{quote(c['name'], safe='')}/channels")).json()
+    assert channels[0]["prefetch_count"] == 7 and channels[0]["consumer_count"] == 1
+    consumers = [x for x in api.get(url(api, "/api/consumers")).json() if x["queue"]["name"] == q]
+    assert consumers[0]["consumer_tag"] == "tag-1" and consumers[0]["prefetch_count"] == 7
+    r = api.delete(url(api, f"/api/connections/{quote(c['name'], safe='')}"), headers={"X-Reason": "maintenance"})
+    assert r.status_code == 204
+    with pytest.raises(ConnectionClosedByBroker) as closed:
+        conn.process_data_events(time_limit=5)
+    assert closed.value.reply_code == 320 and "maintenance" in closed.value.reply_text
+    assert wait_for(lambda: not any(x["name"] == c["name"] for x in api.get(url(api, "/api/connections")).json()))
+
+
+def test_users_vhosts_and_permissions_are_enforced_on_amqp(bloodbank, api):
+    vhost, user = fresh("vh"), fresh("alice")
+    assert api.put(url(api, f"/api/vhosts/{vhost}")).status_code == 201
+    assert api.put(url(api, f"/api/vhosts/{vhost}")).status_code == 204
+    assert api.put(url(api, f"/api/users/{user}"), json={"password": "s3cret", "tags": "management"}).status_code == 201
+    listed = {u["name"]: u for u in api.get(url(api, "/api/users")).json()}
+    assert listed[user]["tags"] == ["management"]
+    assert listed[user]["hashing_algorithm"] == "rabbit_password_hashing_sha256"
+    # No permission in the vhost: RabbitMQ's refusal at connection.open.
+    with pytest.raises((ConnectionClosedByBroker, ProbableAccessDeniedError)):
+        amqp(bloodbank, user, "s3cret", vhost)
+    perms = {"configure": f"^{user}-.*", "write": ".*", "read": ".*"}
+    assert api.put(url(api, f"/api/permissions/{vhost}/{user}"), json=perms).status_code == 201
+    assert api.get(url(api, f"/api/permissions/{vhost}/{user}")).json()["configure"] == perms["configure"]
+    conn = amqp(bloodbank, user, "s3cret", vhost)
+    ch = conn.channel()
+    ch.queue_declare(f"{user}-work")
+    with pytest.raises(ChannelClosedByBroker) as refused:
+        ch.queue_declare("someone-elses")
+    assert refused.value.reply_code == 403
+    assert refused.value.reply_text == (
+        f"ACCESS_REFUSED - access to queue 'someone-elses' in vhost '{vhost}' refused for user '{user}'")
+    conn.close()
+    # The same user through the API: sees its vhost only, and the API enforces its permissions.
+    as_user = requests.Session()
+    as_user.auth = (user, "s3cret")
+    assert [v["name"] for v in as_user.get(url(api, "/api/vhosts")).json()] == [vhost]
+    assert {q["vhost"] for q in as_user.get(url(api, "/api/queues")).json()} == {vhost}
+    assert as_user.get(url(api, "/api/users")).status_code == 401
+    assert as_user.put(url(api, f"/api/queues/{vhost}/other-q"), json={}).status_code == 401
+    assert as_user.put(url(api, f"/api/queues/{vhost}/{user}-api"), json={}).status_code == 201
+    assert as_user.get(url(api, "/api/queues/%2F")).status_code == 401
+    # Permissions and users go away.
+    assert api.delete(url(api, f"/api/permissions/{vhost}/{user}")).status_code == 204
+    with pytest.raises((ConnectionClosedByBroker, ProbableAccessDeniedError)):
+        amqp(bloodbank, user, "s3cret", vhost)
+    assert api.delete(url(api, f"/api/users/{user}")).status_code == 204
+    assert requests.get(url(api, "/api/whoami"), auth=(user, "s3cret")).status_code == 401
+    assert api.delete(url(api, f"/api/vhosts/{vhost}")).status_code == 204
+    assert api.get(url(api, f"/api/vhosts/{vhost}")).status_code == 404
+    assert api.get(url(api, f"/api/queues/{vhost}")).status_code == 404
+
+
+def rabbitmq_hash(password, salt=b"\x90\x8d\xc6\x0a"):
+    """A password_hash the way rabbit_password_hashing_sha256 makes it."""
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def test_definitions_round_trip_and_refusals(bloodbank, api):
+    vhost, user, q, e = fresh("vh"), fresh("bob"), fresh(), fresh("ex")
+    file = {
+        "rabbit_version": "3.10.8",
+        "users": [{"name": user, "password_hash": rabbitmq_hash("from-rabbit"),
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["monitoring"], "limits": {}}],
+        "vhosts": [{"name": vhost}],
+        "permissions": [{"user": user, "vhost": vhost, "configure": ".*", "write": ".*", "read": ".*"}],
+        "exchanges": [{"name": e, "vhost": vhost, "type": "topic", "durable": True, "auto_delete": False,
+                       "internal": False, "arguments": {}}],
+        "queues": [{"name": q, "vhost": vhost, "durable": True, "auto_delete": False,
+                    "arguments": {"x-message-ttl": 60000}}],
+        "bindings": [{"source": e, "vhost": vhost, "destination": q, "destination_type": "queue",
+                      "routing_key": "a.#", "arguments": {}}],
+    }
+    assert api.post(url(api, "/api/definitions"), json=file).status_code == 204
+    # The hash from a RabbitMQ export logs in unchanged.
+    conn = amqp(bloodbank, user, "from-rabbit", vhost)
+    ch = conn.channel()
+    ch.basic_publish(e, "a.b", b"x")
+    assert wait_for(lambda: ch.basic_get(q, auto_ack=True)[2] == b"x")
+    conn.close()
+    exported = api.get(url(api, "/api/definitions")).json()
+    assert any(u["name"] == user and u["password_hash"] == file["users"][0]["password_hash"] for u in exported["users"])
+    assert {"name": vhost} in exported["vhosts"]
+    assert file["permissions"][0] in exported["permissions"]
+    assert any(x["name"] == q and x["arguments"] == {"x-message-ttl": 60000} for x in exported["queues"])
+    assert file["bindings"][0] in exported["bindings"]
+    one = api.get(url(api, f"/api/definitions/{vhost}")).json()
+    assert [x["name"] for x in one["queues"]] == [q]
+    # What cannot be honoured is refused by name, and nothing is half-applied.
+    with_policy = {"vhosts": [{"name": fresh("never")}],
+                   "policies": [{"name": "dlx", "vhost": "/", "pattern": ".*", "apply-to": "queues",
+                                 "definition": {"dead-letter-exchange": "dead"}, "priority": 0}]}
+    r = api.post(url(api, "/api/definitions"), json=with_policy)
+    assert r.status_code == 400 and "dlx" in r.json()["reason"]
+    assert with_policy["vhosts"][0]["name"] not in [v["name"] for v in api.get(url(api, "/api/vhosts")).json()]
+    r = api.post(url(api, "/api/definitions"), data=b"{not json")
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    api.delete(url(api, f"/api/vhosts/{vhost}"))
+    api.delete(url(api, f"/api/users/{user}"))
+
+
+def test_bad_input_gets_rabbitmqs_4xx_never_a_500(api):
+    q = fresh()
+    r = api.put(url(api, f"/api/queues/%2F/{q}"), data=b'{"durable": tru')
+    assert r.status_code == 400 and r.json()["error"] == "bad_request"
+    r = api.put(url(api, f"/api/queues/%2F/{q}"), json={"durable": "maybe"})
+    assert r.status_code == 400 and "durable" in r.json()["reason"]
+    r = api.put(url(api, f"/api/queues/%2F/{q}"), json={"arguments": "x"})
+    assert r.status_code == 400 and "arguments" in r.json()["reason"]
+    r = api.put(url(api, "/api/permissions/%2F/guest"), json={"configure": "(", "write": ".*", "read": ".*"})
+    assert r.status_code == 400 and "configure" in r.json()["reason"]
+    assert api.get(url(api, "/api/queues/no-such-vhost")).status_code == 404
+    assert api.put(url(api, f"/api/queues/no-such-vhost/{q}"), json={}).status_code == 404
+    assert api.get(url(api, "/api/no/such/thing")).json() == {"error": "Object Not Found", "reason": "Not Found"}
+    # A name with a slash, encoded as %2F, is one name.
+    slashed = f"a/{q}"
+    assert api.put(url(api, f"/api/queues/%2F/{quote(slashed, safe='')}"), json={}).status_code == 201
+    assert api.get(url(api, f"/api/queues/%2F/{quote(slashed, safe='')}")).json()["name"] == slashed
+    assert api.delete(url(api, f"/api/queues/%2F/{quote(slashed, safe='')}")).status_code == 204
+    r = api.get(url(api, "/api/queues?page=0"))
+    assert r.status_code == 400 and "page" in r.json()["reason"]
+
+
+def test_lists_paginate_filter_and_narrow_to_columns(api):
+    names = sorted(fresh("page") for _ in range(3))
+    for n in names:
+        api.put(url(api, f"/api/queues/%2F/{n}"), json={"durable": False})
+    r = api.get(url(api, "/api/queues"), params={"page": 1, "page_size": 2, "name": "page-", "pagination": "true",
+                                                 "sort": "name"}).json()
+    assert (r["page"], r["page_count"], r["page_size"], r["filtered_count"]) == (1, 2, 2, 3)
+    assert [i["name"] for i in r["items"]] == names[:2]
+    narrow = api.get(url(api, "/api/queues"), params={"columns": "name,messages,message_stats.publish"}).json()
+    assert all(set(i) <= {"name", "messages", "message_stats"} for i in narrow)
+    regex = api.get(url(api, "/api/queues"), params={"name": "^page-", "use_regex": "true"}).json()
+    assert sorted(i["name"] for i in regex) == names
+    for n in names:
+        api.delete(url(api, f"/api/queues/%2F/{n}"))
+
+
+def test_health_checks_and_aliveness(api):
+    assert api.get(url(api, "/api/health/checks/alarms")).json() == {"status": "ok"}
+    assert api.get(url(api, "/api/health/checks/local-alarms")).json() == {"status": "ok"}
+    assert api.get(url(api, "/api/aliveness-test/%2F")).json() == {"status": "ok"}
+    assert api.get(url(api, "/api/aliveness-test/nope")).status_code == 404
+
+
+def test_prometheus_text_parses_and_counts(bloodbank, api):
+    def scrape():
+        text = requests.get(url(api, "/metrics")).text
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    before = scrape()
+    for family in ("rabbitmq_connections", "rabbitmq_channels", "rabbitmq_consumers", "rabbitmq_queues",
+                   "rabbitmq_queue_messages_ready", "rabbitmq_queue_messages_unacked",
+                   "rabbitmq_global_messages_received", "rabbitmq_global_messages_delivered",
+                   "rabbitmq_global_messages_acknowledged", "rabbitmq_global_messages_confirmed",
+                   "rabbitmq_process_resident_memory_bytes", "rabbitmq_disk_space_available_bytes",
+                   "rabbitmq_alarms_memory_used_watermark", "rabbitmq_build_info"):
+        assert family in before, family
+    received = before["rabbitmq_global_messages_received"].samples[0]
+    assert received.labels == {"protocol": "amqp091"} and received.name.endswith("_total")
+    conn = amqp(bloodbank)
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.confirm_delivery()
+    for _ in range(5):
+        ch.basic_publish("", q, b"m")
+    after = scrape()
+    assert after["rabbitmq_global_messages_received"].samples[0].value >= received.value + 5
+    assert after["rabbitmq_connections"].samples[0].value >= 1
+    assert after["rabbitmq_queue_messages_ready"].samples[0].value >= 5
+    conn.close()
+
+
+def rabbitmqadmin(api, *args):
+    host, port = api.base.removeprefix("http://").rsplit(":", 1)
+    out = subprocess.run([RABBITMQADMIN, "-H", host, "-P", port, "-u", "guest", "-p", "guest", *args],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr + out.stdout
+    return out.stdout
+
+
+@pytest.mark.skipif(not os.path.exists(RABBITMQADMIN), reason="needs Debian's rabbitmq-server package")
+def test_a_rabbitmqadmin_session(api):
+    q = fresh("radmin")
+    assert "queue declared" in rabbitmqadmin(api, "declare", "queue", f"name={q}", "durable=false")
+    assert "exchange declared" in rabbitmqadmin(api, "declare", "exchange", f"name={q}-x", "type=fanout")
+    assert "binding declared" in rabbitmqadmin(api, "declare", "binding", f"source={q}-x", f"destination={q}")
+    assert "Message published" in rabbitmqadmin(api, "publish", f"exchange={q}-x", "routing_key=any", "payload=hi there")
+    listed = json.loads(rabbitmqadmin(api, "-f", "raw_json", "list", "queues", "name", "messages"))
+    assert {"name": q, "messages": 1} in listed
+    got = rabbitmqadmin(api, "get", f"queue={q}", "ackmode=ack_requeue_false")
+    assert "hi there" in got
+    assert "rabbitmq_version" in rabbitmqadmin(api, "-f", "raw_json", "show", "overview")
+    assert "exchange deleted" in rabbitmqadmin(api, "delete", "exchange", f"name={q}-x")
+    assert "queue deleted" in rabbitmqadmin(api, "delete", "queue", f"name={q}")
+    assert q not in rabbitmqadmin(api, "list", "queues")
+
+
+def test_pyrabbit2_a_management_client_from_pypi(api):
+    from pyrabbit2.api import Client
+
+    client = Client(api.base.removeprefix("http://"), "guest", "guest")
+    assert client.is_alive()
+    q = fresh("pyrabbit")
+    client.create_queue("/", q, durable=False)
+    assert q in [x["name"] for x in client.get_queues("/")]
+    assert client.publish("/", "amq.default", q, "from pyrabbit")
+    messages = client.get_messages("/", q, count=1, requeue=False)
+    assert messages[0]["payload"] == "from pyrabbit"
+    client.delete_queue("/", q)
+    assert q not in [x["name"] for x in client.get_queues("/")]
