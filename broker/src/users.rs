@@ -226,7 +226,7 @@ impl Users {
                 password_hash: hash.encoded(),
                 hashing_algorithm: hash.algorithm().into(),
                 tags: vec!["administrator".into()],
-                limits: Default::default(),
+                limits: serde_json::Value::Object(Default::default()),
             },
             PermissionDef {
                 user: "guest".into(),

@@ -387,6 +387,9 @@ def test_a_rabbitmqadmin_session(api):
     got = rabbitmqadmin(api, "get", f"queue={q}", "ackmode=ack_requeue_false")
     assert "hi there" in got
     assert "rabbitmq_version" in rabbitmqadmin(api, "-f", "raw_json", "show", "overview")
+    # Every column of every listing (rabbitmqadmin prints each field; a null breaks its table).
+    for what in ("users", "vhosts", "permissions", "exchanges", "bindings", "connections", "channels", "consumers", "nodes"):
+        rabbitmqadmin(api, "list", what)
     assert "exchange deleted" in rabbitmqadmin(api, "delete", "exchange", f"name={q}-x")
     assert "queue deleted" in rabbitmqadmin(api, "delete", "queue", f"name={q}")
     assert q not in rabbitmqadmin(api, "list", "queues")
@@ -405,3 +408,57 @@ def test_pyrabbit2_a_management_client_from_pypi(api):
     assert messages[0]["payload"] == "from pyrabbit"
     client.delete_queue("/", q)
     assert q not in [x["name"] for x in client.get_queues("/")]
+
+
+def test_the_dashboard_in_chromium(bloodbank, api):
+    """Headless Chromium signs in, watches a queue fill when pika publishes, reads its
+    messages, purges it and closes a connection from the page, and tails live events."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    q = fresh("dash")
+    api.put(url(api, f"/api/queues/%2F/{q}"), json={"durable": True})
+    watcher = amqp(bloodbank, name="dashboard-watched")
+    node = subprocess.Popen(["node", os.path.join(root, "tests", "browser", "dashboard.mjs"), api.base + "/", q],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def expect(word):
+        line = node.stdout.readline().strip()
+        assert line == word, (line, node.stderr.read() if node.poll() is not None else "")
+
+    def send(word):
+        node.stdin.write(word + "\n")
+        node.stdin.flush()
+
+    try:
+        expect("watching")
+        ch = watcher.channel()
+        for i in range(5):
+            ch.basic_publish("", q, json.dumps({"n": i}).encode(), pika.BasicProperties(delivery_mode=2))
+        send("published")
+        expect("purged")
+        assert api.get(url(api, f"/api/queues/%2F/{q}")).json()["messages"] == 0
+        expect("closed")
+        with pytest.raises(ConnectionClosedByBroker) as closed:
+            watcher.process_data_events(time_limit=5)
+        assert closed.value.reply_code == 320
+        send("checked")
+        expect("tailing")
+        publisher = amqp(bloodbank)
+        pch = publisher.channel()
+        pch.basic_publish("events", "theboard.meeting.started", b'{"meeting_id": "m-7"}')
+        pch.basic_publish("events", "other.thing", b"{}")
+        pch.basic_publish("events", "theboard.round.completed", b'{"round": 2}')
+        send("events-published")
+        shown = json.loads(node.stdout.readline())
+        node.stdin.close()
+        assert node.wait(timeout=60) == 0, node.stderr.read()
+        publisher.close()
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert "failed" in shown["loginError"]
+    assert shown["user"].startswith("guest")
+    assert (shown["readyBefore"], shown["readyAfter"], shown["readyPurged"]) == ("0", "5", "0")
+    assert json.loads(shown["firstPayload"]) == {"n": 0}
+    assert "dashboard-watched" in shown["clients"]
+    assert shown["tailed"] == ["theboard.round.completed", "theboard.meeting.started"]
+    api.delete(url(api, f"/api/queues/%2F/{q}"))

@@ -343,6 +343,20 @@ impl Admin {
         }
     }
 
+    /// A live subscription to `exchange` in vhost `/` by a topic `pattern` (the dashboard's
+    /// tail of events); see [`super::Subscription`].
+    pub fn subscribe(
+        &self,
+        exchange: &str,
+        pattern: &str,
+    ) -> Result<super::Subscription, AdminError> {
+        Ok(super::Subscription::open(
+            self.shared.clone(),
+            exchange,
+            pattern,
+        )?)
+    }
+
     /// A session acting as `user` in `vhost`, with that user's permissions there.
     pub fn session(&self, user: &str, vhost: &str) -> Result<Session, AdminError> {
         if !self.core().has_vhost(vhost) {

@@ -21,7 +21,7 @@ fn user_json(u: &UserDef) -> Value {
         "password_hash": u.password_hash,
         "hashing_algorithm": u.hashing_algorithm,
         "tags": u.tags,
-        "limits": u.limits,
+        "limits": if u.limits.is_object() { u.limits.clone() } else { json!({}) },
     })
 }
 

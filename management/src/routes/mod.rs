@@ -5,6 +5,7 @@ pub mod clients;
 pub mod definitions;
 pub mod objects;
 pub mod overview;
+pub mod tail;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -145,6 +146,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/operator-policies", get(empty_list))
         .route("/parameters", get(empty_list))
         .route("/extensions", get(empty_list_public))
+        .route("/tail", get(tail::tail))
         .route(
             "/{*rest}",
             get(not_found)
