@@ -1,5 +1,6 @@
 //! `bloodbank definitions export|import`: the durable definitions of a data directory as
-//! RabbitMQ's definitions JSON. Works on a stopped broker (the store is opened exclusively).
+//! RabbitMQ's definitions JSON. On a stopped broker the store is opened directly; while a
+//! broker runs on the data directory, through its management API (`/api/definitions`).
 
 use anyhow::Context;
 use bloodbank_broker::definitions::{Definitions, DefinitionsFile};
@@ -21,13 +22,29 @@ pub struct DefinitionsArgs {
     /// The broker's data directory.
     #[arg(long, env = "BLOODBANK_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Used when a broker is running on the data directory.
+    #[command(flatten)]
+    pub api: crate::manage::Api,
+}
+
+/// Whether a `bloodbank serve` holds the data directory (then its API is the way in).
+fn running(data_dir: &Path) -> bool {
+    matches!(
+        bloodbank_broker::PidLock::try_acquire(data_dir, "bloodbank.pid"),
+        Err(bloodbank_broker::PidLockError::Held { .. })
+    )
 }
 
 pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
     match command {
         DefinitionsCommand::Export(args) => {
-            let defs = open(&args.data_dir)?;
-            let file = defs.load()?;
+            let file: DefinitionsFile = match running(&args.data_dir) {
+                true => serde_json::from_value(args.api.call("GET", "/definitions", None)?)
+                    .context(
+                        "the management API answered something that is not a definitions file",
+                    )?,
+                false => open(&args.data_dir)?.load()?,
+            };
             let text = serde_json::to_string_pretty(&file)?;
             std::fs::write(&args.file, text + "\n")
                 .with_context(|| format!("writing {}", args.file.display()))?;
@@ -55,8 +72,13 @@ pub fn run(command: DefinitionsCommand) -> anyhow::Result<()> {
             })?;
             bloodbank_broker::check_import(&file)
                 .with_context(|| format!("{} cannot be imported", args.file.display()))?;
-            std::fs::create_dir_all(&args.data_dir)?;
-            open(&args.data_dir)?.import(&file)?;
+            if running(&args.data_dir) {
+                let value = serde_json::to_value(&file)?;
+                args.api.call("POST", "/definitions", Some(&value))?;
+            } else {
+                std::fs::create_dir_all(&args.data_dir)?;
+                open(&args.data_dir)?.import(&file)?;
+            }
             eprintln!(
                 "imported {} users, {} permissions, {} exchanges, {} queues, {} bindings into {}",
                 file.users.len(),

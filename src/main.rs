@@ -6,6 +6,7 @@
 mod config;
 mod contracts;
 mod definitions;
+mod manage;
 mod publish;
 mod schemas;
 mod serve;
@@ -28,7 +29,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start every part: the AMQP broker, the HTTP gateway, speech-to-text.
+    /// Start every part: the AMQP broker and its management API, the HTTP gateway,
+    /// speech-to-text.
     #[command(args_override_self = true)]
     Serve(Box<config::ServeArgs>),
     /// Export or import durable definitions (RabbitMQ's definitions JSON).
@@ -44,6 +46,21 @@ enum Command {
     /// Event contracts: validate, generate code, check compatibility, catalog.
     #[command(subcommand)]
     Schemas(schemas::SchemasCommand),
+    /// List queues, exchanges, bindings, connections, channels, consumers, users, vhosts or
+    /// permissions of a running server (through its management API).
+    List(manage::ListArgs),
+    /// Purge or delete a queue of a running server.
+    #[command(subcommand)]
+    Queues(manage::QueuesCommand),
+    /// Close a client connection of a running server.
+    #[command(subcommand)]
+    Connections(manage::ConnectionsCommand),
+    /// Add, delete and list users, and set their permissions, on a running server.
+    #[command(subcommand)]
+    Users(manage::UsersCommand),
+    /// Add, delete and list vhosts of a running server.
+    #[command(subcommand)]
+    Vhosts(manage::VhostsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +84,11 @@ fn main() -> std::process::ExitCode {
         Command::Publish(args) => publish::run(args),
         Command::Tail(args) => tail::run(args),
         Command::Speech(command) => speech::run(command),
+        Command::List(args) => manage::list(args),
+        Command::Queues(command) => manage::queues(command),
+        Command::Connections(command) => manage::connections(command),
+        Command::Users(command) => manage::users(command),
+        Command::Vhosts(command) => manage::vhosts(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -462,3 +462,58 @@ def test_the_dashboard_in_chromium(bloodbank, api):
     assert "dashboard-watched" in shown["clients"]
     assert shown["tailed"] == ["theboard.round.completed", "theboard.meeting.started"]
     api.delete(url(api, f"/api/queues/%2F/{q}"))
+
+
+def test_the_cli_over_the_api(bloodbank, api, tmp_path):
+    """`bloodbank list|queues|connections|users|vhosts` and `definitions export` against the
+    running server, as an operator types them."""
+    from conftest import BINARY
+
+    env = {**os.environ, "BLOODBANK_MANAGEMENT_URL": api.base}
+
+    def cli(*args, ok=True):
+        out = subprocess.run([str(BINARY), *args], capture_output=True, text=True, env=env, timeout=30)
+        assert (out.returncode == 0) == ok, out.stderr
+        return out
+
+    vhost, user, q = fresh("vh"), fresh("carol"), fresh()
+    cli("vhosts", "add", vhost)
+    assert vhost in cli("vhosts", "list").stdout
+    cli("users", "add", user, "pw", "--tags", "monitoring,management")
+    cli("users", "set-permissions", user, "--vhost", vhost, "--configure", "^carol")
+    table = cli("list", "users").stdout.splitlines()
+    assert table[0].split() == ["name", "tags"]
+    assert any(line.split() == [user, "monitoring,management"] for line in table)
+    perms = json.loads(cli("list", "permissions", "--json").stdout)
+    assert {"user": user, "vhost": vhost, "configure": "^carol", "write": ".*", "read": ".*"} in perms
+    # The new user's credentials from the environment, as a script would pass them.
+    env_user = {**env, "BLOODBANK_MANAGEMENT_USER": user, "BLOODBANK_MANAGEMENT_PASSWORD": "pw"}
+    out = subprocess.run([str(BINARY), "list", "vhosts", "--json"], capture_output=True, text=True, env=env_user)
+    assert out.returncode == 0, out.stderr
+    conn = amqp(bloodbank, name="cli-target")
+    ch = conn.channel()
+    ch.queue_declare(q)
+    ch.basic_publish("", q, b"x")
+    queues = json.loads(cli("list", "queues", "--vhost", "/", "--json").stdout)
+    assert any(x["name"] == q and x["messages"] == 1 for x in queues)
+    assert q in cli("list", "queues").stdout
+    cli("queues", "purge", q)
+    assert api.get(url(api, f"/api/queues/%2F/{q}")).json()["messages"] == 0
+    connections = json.loads(cli("list", "connections", "--json").stdout)
+    target = next(c["name"] for c in connections if c["client_properties"].get("connection_name") == "cli-target")
+    cli("connections", "close", target, "--reason", "from the CLI")
+    with pytest.raises(ConnectionClosedByBroker) as closed:
+        conn.process_data_events(time_limit=5)
+    assert closed.value.reply_code == 320 and "from the CLI" in closed.value.reply_text
+    cli("queues", "delete", q)
+    assert "404" in cli("queues", "delete", q, ok=False).stderr
+    # definitions export on the running broker's data directory goes through the API.
+    exported = tmp_path / "defs.json"
+    cli("definitions", "export", str(exported), "--data-dir", str(bloodbank.data_dir))
+    assert user in [u["name"] for u in json.loads(exported.read_text())["users"]]
+    cli("users", "delete", user)
+    cli("vhosts", "delete", vhost)
+    assert user not in cli("list", "users").stdout
+    wrong = subprocess.run([str(BINARY), "list", "queues"], capture_output=True, text=True,
+                           env={**env, "BLOODBANK_MANAGEMENT_PASSWORD": "nope"})
+    assert wrong.returncode != 0 and "401" in wrong.stderr
