@@ -10,8 +10,12 @@ use serde_json::Value;
 pub enum ImportError {
     #[error(transparent)]
     User(#[from] UserError),
-    #[error("policies are not supported yet (policy '{name}' in vhost '{vhost}')")]
-    Policy { name: String, vhost: String },
+    #[error("vhost '{vhost}': {source}")]
+    Policy {
+        vhost: String,
+        #[source]
+        source: crate::core::policy::PolicyError,
+    },
     #[error("runtime parameters are not supported yet ({component} '{name}' in vhost '{vhost}')")]
     Parameter {
         component: String,
@@ -40,11 +44,14 @@ pub enum ImportError {
 pub fn check_import(file: &DefinitionsFile) -> Result<(), ImportError> {
     Users::from_defs(&file.users, &file.permissions, &file.topic_permissions)?;
     let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
-    if let Some(p) = file.policies.first() {
-        return Err(ImportError::Policy {
-            name: text(p, "name"),
-            vhost: text(p, "vhost"),
-        });
+    let policies = file.policies.iter().map(|p| (p, false));
+    for (p, operator) in policies.chain(file.operator_policies.iter().map(|p| (p, true))) {
+        crate::core::policy::Policy::from_def(p, operator).map_err(|source| {
+            ImportError::Policy {
+                vhost: p.vhost.clone(),
+                source,
+            }
+        })?;
     }
     if let Some(p) = file.parameters.first() {
         return Err(ImportError::Parameter {

@@ -30,6 +30,7 @@ pub use crate::core::declare::{ExchangeSpec, QueueSpec};
 pub use crate::core::inspect::{
     BindingView, ChannelView, ConnectionView, ConsumerView, ExchangeView, QueueView,
 };
+pub use crate::core::policy::PolicyError;
 pub use crate::core::stats::{QueueStats, Totals};
 pub use crate::core::{clock, topic, Details, Protocol};
 pub use config::{BrokerConfig, ExchangeDecl};

@@ -31,6 +31,7 @@ pub fn exchange(e: &ExchangeView) -> Value {
         "auto_delete": e.auto_delete,
         "internal": e.internal,
         "arguments": e.arguments,
+        "policy": e.policy,
         "user_who_performed_action": "",
     })
 }
@@ -47,9 +48,9 @@ pub fn queue(q: &QueueView, rates: &Rates) -> Value {
         "arguments": q.arguments,
         "node": NODE,
         "state": "running",
-        "policy": null,
-        "operator_policy": null,
-        "effective_policy_definition": {},
+        "policy": q.policy,
+        "operator_policy": q.operator_policy,
+        "effective_policy_definition": q.policy_definition,
         "consumers": q.consumers,
         "consumer_capacity": if q.consumers > 0 { 1.0 } else { 0.0 },
         "consumer_utilisation": if q.consumers > 0 { 1.0 } else { 0.0 },

@@ -9,6 +9,8 @@ pub struct Server {
     pub url: String,
     /// The HTTP gateway's address (host:port).
     pub http: String,
+    /// The management API's URL (none without an embedded broker).
+    pub management: Option<String>,
     pub log: PathBuf,
 }
 
@@ -64,6 +66,7 @@ pub fn start_in(cwd: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
             .map(|a| format!("amqp://guest:guest@{a}/%2f"))
             .unwrap_or_default(),
         http: json["http"].as_str().unwrap().to_string(),
+        management: json["management"].as_str().map(|a| format!("http://{a}")),
         log: log.to_path_buf(),
     }
 }

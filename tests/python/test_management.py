@@ -283,10 +283,11 @@ def test_definitions_round_trip_and_refusals(bloodbank, api):
     assert [x["name"] for x in one["queues"]] == [q]
     # What cannot be honoured is refused by name, and nothing is half-applied.
     with_policy = {"vhosts": [{"name": fresh("never")}],
-                   "policies": [{"name": "dlx", "vhost": "/", "pattern": ".*", "apply-to": "queues",
-                                 "definition": {"dead-letter-exchange": "dead"}, "priority": 0}]}
+                   "policies": [{"name": "fed", "vhost": "/", "pattern": ".*", "apply-to": "exchanges",
+                                 "definition": {"federation-upstream-set": "all"}, "priority": 0}]}
     r = api.post(url(api, "/api/definitions"), json=with_policy)
-    assert r.status_code == 400 and "dlx" in r.json()["reason"]
+    assert r.status_code == 400 and "policy 'fed'" in r.json()["reason"]
+    assert "federation-upstream-set" in r.json()["reason"]
     assert with_policy["vhosts"][0]["name"] not in [v["name"] for v in api.get(url(api, "/api/vhosts")).json()]
     r = api.post(url(api, "/api/definitions"), data=b"{not json")
     assert r.status_code == 400 and r.json()["error"] == "bad_request"
@@ -492,6 +493,7 @@ def test_the_cli_over_the_api(bloodbank, api, tmp_path):
     assert out.returncode == 0, out.stderr
     conn = amqp(bloodbank, name="cli-target")
     ch = conn.channel()
+    ch.confirm_delivery()
     ch.queue_declare(q)
     ch.basic_publish("", q, b"x")
     queues = json.loads(cli("list", "queues", "--vhost", "/", "--json").stdout)
@@ -517,3 +519,112 @@ def test_the_cli_over_the_api(bloodbank, api, tmp_path):
     wrong = subprocess.run([str(BINARY), "list", "queues"], capture_output=True, text=True,
                            env={**env, "BLOODBANK_MANAGEMENT_PASSWORD": "nope"})
     assert wrong.returncode != 0 and "401" in wrong.stderr
+
+
+def test_policies_dead_letter_and_limit_with_rabbitmqs_precedence(bloodbank, api):
+    """Dead-lettering and TTL configured only by policy, as many RabbitMQ users do; limits
+    take the smallest of argument, policy and operator policy; an argument beats a policy's
+    dead-letter exchange."""
+    p = fresh("pol")
+    dlq = f"{p}-dead"
+    conn = amqp(bloodbank)
+    ch = conn.channel()
+    ch.confirm_delivery()  # each publish is in its queue when basic_publish returns
+    ch.exchange_declare(f"{p}-dlx", "fanout")
+    ch.queue_declare(dlq)
+    ch.queue_bind(dlq, f"{p}-dlx")
+    policy = {"pattern": f"^{p}-work", "apply-to": "queues", "priority": 1,
+              "definition": {"dead-letter-exchange": f"{p}-dlx", "message-ttl": 200, "max-length": 5}}
+    assert api.put(url(api, f"/api/policies/%2F/{p}"), json=policy).status_code == 201
+    assert api.put(url(api, f"/api/policies/%2F/{p}"), json=policy).status_code == 204
+    ch.queue_declare(f"{p}-work")
+    shown = api.get(url(api, f"/api/queues/%2F/{p}-work")).json()
+    assert shown["policy"] == p and shown["effective_policy_definition"]["message-ttl"] == 200
+    ch.basic_publish("", f"{p}-work", b"expires")
+    assert wait_for(lambda: api.get(url(api, f"/api/queues/%2F/{dlq}")).json()["messages"] == 1)
+    method, props, body = ch.basic_get(dlq, auto_ack=True)
+    assert body == b"expires" and props.headers["x-death"][0]["reason"] == "expired"
+    # Limits: the argument (10) loses to the policy (5), which loses to the operator policy (3).
+    limits = {"pattern": f"^{p}-lim", "apply-to": "queues", "definition": {"dead-letter-exchange": f"{p}-dlx", "max-length": 5}}
+    assert api.put(url(api, f"/api/policies/%2F/{p}-lim"), json=limits).status_code == 201
+    ch.queue_declare(f"{p}-lim", arguments={"x-max-length": 10})
+    for i in range(8):
+        ch.basic_publish("", f"{p}-lim", str(i).encode())
+    depth = lambda: api.get(url(api, f"/api/queues/%2F/{p}-lim")).json()["messages"]  # noqa: E731
+    assert depth() == 5
+    op = {"pattern": f"^{p}-lim", "apply-to": "queues", "definition": {"max-length": 3}}
+    assert api.put(url(api, f"/api/operator-policies/%2F/{p}-op"), json=op).status_code == 201
+    assert depth() == 3
+    shown = api.get(url(api, f"/api/queues/%2F/{p}-lim")).json()
+    assert (shown["policy"], shown["operator_policy"]) == (f"{p}-lim", f"{p}-op")
+    assert shown["effective_policy_definition"]["max-length"] == 3
+    # The dropped heads were dead-lettered through the policy's exchange (maxlen), oldest first.
+    assert wait_for(lambda: api.get(url(api, f"/api/queues/%2F/{dlq}")).json()["messages"] == 5)
+    dropped = [ch.basic_get(dlq, auto_ack=True)[2] for _ in range(5)]
+    assert dropped == [b"0", b"1", b"2", b"3", b"4"]
+    assert api.delete(url(api, f"/api/operator-policies/%2F/{p}-op")).status_code == 204
+    for i in range(4):
+        ch.basic_publish("", f"{p}-lim", b"more")
+    assert depth() == 5
+    # An argument's dead-letter exchange wins over the policy's.
+    ch.exchange_declare(f"{p}-mine", "fanout")
+    ch.queue_declare(f"{p}-mine-q")
+    ch.queue_bind(f"{p}-mine-q", f"{p}-mine")
+    ch.queue_declare(f"{p}-work-own", arguments={"x-dead-letter-exchange": f"{p}-mine"})
+    ch.basic_publish("", f"{p}-work-own", b"rejected")
+    method, _, _ = ch.basic_get(f"{p}-work-own")
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    assert wait_for(lambda: api.get(url(api, f"/api/queues/%2F/{p}-mine-q")).json()["messages"] == 1)
+    # Removing the policy removes its settings from the queues.
+    assert api.delete(url(api, f"/api/policies/%2F/{p}")).status_code == 204
+    assert api.get(url(api, f"/api/queues/%2F/{p}-work")).json()["policy"] is None
+    assert api.delete(url(api, f"/api/policies/%2F/{p}")).status_code == 404
+    conn.close()
+
+
+def test_policies_that_cannot_be_honoured_are_refused_by_name(api):
+    def put(path, body):
+        r = api.put(url(api, path), json=body)
+        return r.status_code, r.json().get("reason", "")
+
+    status, reason = put("/api/policies/%2F/bad", {"pattern": "(", "definition": {"max-length": 1}})
+    assert status == 400 and "pattern" in reason
+    status, reason = put("/api/policies/%2F/fed", {"pattern": ".*", "definition": {"federation-upstream-set": "all"}})
+    assert status == 400 and "federation-upstream-set" in reason
+    status, reason = put("/api/policies/%2F/neg", {"pattern": ".*", "definition": {"max-length": -2}})
+    assert status == 400 and "max-length" in reason
+    status, reason = put("/api/operator-policies/%2F/op", {"pattern": ".*", "definition": {"dead-letter-exchange": "x"}})
+    assert status == 400 and "dead-letter-exchange" in reason
+    status, reason = put("/api/policies/%2F/to", {"pattern": ".*", "apply-to": "streams", "definition": {"max-length": 1}})
+    assert status == 400 and "apply-to" in reason
+    assert api.put(url(api, "/api/policies/nope/p"), json={"pattern": ".*", "definition": {"max-length": 1}}).status_code == 404
+    # Classic mirroring keys mean nothing on one node: accepted, without effect.
+    assert api.put(url(api, "/api/policies/%2F/ha"), json={"pattern": "^never-matches$", "definition": {"ha-mode": "all"}}).status_code == 201
+    assert api.delete(url(api, "/api/policies/%2F/ha")).status_code == 204
+
+
+def test_policies_survive_a_restart_and_travel_in_definitions(tmp_path):
+    from conftest import start_server, stop_server
+
+    server = start_server(tmp_path / "data", "--management-listen", "127.0.0.1:0")
+    s = requests.Session()
+    s.auth = GUEST
+    base = server.management
+    policy = {"pattern": "^short", "apply-to": "queues", "definition": {"max-length": 2}, "priority": 3}
+    assert s.put(base + "/api/policies/%2F/short", json=policy).status_code == 201
+    exported = s.get(base + "/api/definitions").json()
+    assert {"vhost": "/", "name": "short", "pattern": "^short", "apply-to": "queues",
+            "definition": {"max-length": 2}, "priority": 3} in exported["policies"]
+    stop_server(server)
+    server = start_server(tmp_path / "data")
+    base = server.management
+    assert s.get(base + "/api/policies/%2F/short").json()["priority"] == 3
+    conn = pika.BlockingConnection(pika.ConnectionParameters(server.host, server.port))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare("short-q")
+    for _ in range(4):
+        ch.basic_publish("", "short-q", b"x")
+    assert s.get(base + "/api/queues/%2F/short-q").json()["messages"] == 2
+    conn.close()
+    stop_server(server)

@@ -148,6 +148,7 @@ impl Core {
                     spec.arguments,
                 );
                 vhost.exchanges.insert(spec.name.clone(), e);
+                self.apply_exchange_policy(&vname, &spec.name);
                 self.persist_exchange(&vname, &spec.name);
                 Ok(())
             }
@@ -404,6 +405,7 @@ impl Core {
         let result = info(&queue);
         vhost.queues.insert(name.clone(), queue);
         self.totals.queues_created += 1;
+        self.apply_queue_policy(&vname, &name);
         self.persist_queue(&vname, &name);
         Ok(result)
     }

@@ -88,6 +88,18 @@ impl Core {
                 });
             }
         }
+        for (defs, operator) in [(&file.policies, false), (&file.operator_policies, true)] {
+            for def in defs {
+                match super::policy::Policy::from_def(def, operator) {
+                    Ok(p) if operator => self.operator_policies.push(p),
+                    Ok(p) => self.policies.push(p),
+                    Err(e) => tracing::error!(error = %e, "stored policy does not apply; skipped"),
+                }
+            }
+        }
+        for vname in self.vhost_names() {
+            self.apply_policies(&vname);
+        }
         for torn in &recovery.torn_tails {
             tracing::warn!(
                 "message log: {torn} (a write cut short by a crash; it was never confirmed)"

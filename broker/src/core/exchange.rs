@@ -56,6 +56,10 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The policy that applies to it, if one does.
+    pub policy: Option<String>,
+    /// The alternate exchange its policy names (an argument wins over it).
+    pub policy_alternate: Option<String>,
     bindings: Vec<Binding>,
     direct: HashMap<String, Vec<Destination>>,
     topic: TopicTrie<Destination>,
@@ -77,6 +81,8 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            policy: None,
+            policy_alternate: None,
             bindings: Vec::new(),
             direct: HashMap::new(),
             topic: TopicTrie::default(),
@@ -90,6 +96,7 @@ impl Exchange {
     /// The alternate exchange named in the arguments, if any.
     pub fn alternate_exchange(&self) -> Option<String> {
         super::args::string_arg(&self.arguments, "alternate-exchange")
+            .or_else(|| self.policy_alternate.clone())
     }
 
     /// Adds a binding; an identical binding is already there and is kept once.

@@ -20,6 +20,7 @@ pub struct ExchangeView {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: Value,
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +41,10 @@ pub struct QueueView {
     pub stats: QueueStats,
     /// Last declare, consume or get (ms since the Unix epoch).
     pub last_used_ms: u64,
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+    /// The settings the policy and operator policy give together.
+    pub policy_definition: Value,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +120,7 @@ impl Core {
                     auto_delete: e.auto_delete,
                     internal: e.internal,
                     arguments: table_to_json(&e.arguments),
+                    policy: e.policy.clone(),
                 })
             })
             .collect();
@@ -157,6 +163,9 @@ impl Core {
                         consumers: q.consumer_count(),
                         stats: q.stats,
                         last_used_ms: q.last_used_ms,
+                        policy: q.policy.clone(),
+                        operator_policy: q.operator_policy.clone(),
+                        policy_definition: Value::Object(q.policy_definition.clone()),
                     }
                 })
             })
@@ -266,6 +275,9 @@ impl Core {
                     let Some(consumer) = ch.consumers.get(&c.tag) else {
                         continue;
                     };
+                    if conn.peer.protocol == Protocol::InProcess {
+                        continue;
+                    }
                     out.push(ConsumerView {
                         vhost: v.name.clone(),
                         queue: q.name.clone(),

@@ -22,6 +22,7 @@ pub(crate) mod deliver;
 mod lifecycle;
 mod outbound;
 mod paging;
+pub(crate) mod policy;
 pub(crate) mod publish;
 mod vhost;
 
@@ -158,6 +159,9 @@ pub struct Core {
     resident: Arc<AtomicU64>,
     /// Message counters for the whole broker.
     totals: stats::Totals,
+    /// Policies and operator policies of every vhost.
+    policies: Vec<policy::Policy>,
+    operator_policies: Vec<policy::Policy>,
 }
 
 impl Core {
@@ -178,6 +182,8 @@ impl Core {
             clock: clock::now_ms,
             resident: Arc::default(),
             totals: stats::Totals::default(),
+            policies: Vec::new(),
+            operator_policies: Vec::new(),
         }
     }
 

@@ -164,7 +164,7 @@ impl Core {
     }
 
     /// `drop-head` overflow: the oldest messages leave (dead-lettered) until the queue fits.
-    fn drop_over_limit(&mut self, vname: &str, name: &str, depth: u32) {
+    pub(super) fn drop_over_limit(&mut self, vname: &str, name: &str, depth: u32) {
         let mut dropped = Vec::new();
         if let Some(q) = self
             .vhosts

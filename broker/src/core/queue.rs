@@ -84,6 +84,10 @@ pub struct Queue {
     getters: Vec<(ChanKey, bool)>,
     /// Message counters.
     pub stats: super::stats::QueueStats,
+    /// The policy and operator policy that apply, and the settings they give together.
+    pub policy: Option<String>,
+    pub operator_policy: Option<String>,
+    pub policy_definition: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Queue {
@@ -118,6 +122,9 @@ impl Queue {
             paging_in: false,
             getters: Vec::new(),
             stats: Default::default(),
+            policy: None,
+            operator_policy: None,
+            policy_definition: Default::default(),
         }
     }
 

@@ -9,10 +9,11 @@ use crate::core::declare::{ExchangeSpec, QueueSpec};
 use crate::core::inspect::{
     BindingView, ChannelView, ConnectionView, ConsumerView, ExchangeView, QueueView,
 };
+use crate::core::policy::Policy;
 use crate::core::stats::Totals;
 use crate::core::{ChanKey, Core, Destination, Message, Outbound, Outlet, Peer, Protocol};
 use crate::error::AmqpError;
-use crate::store::definitions::{DefOp, PermissionDef, TopicPermissionDef, UserDef};
+use crate::store::definitions::{DefOp, PermissionDef, PolicyDef, TopicPermissionDef, UserDef};
 use crate::store::json_args::json_to_table;
 use crate::users::{PasswordHash, UserError, Users};
 use amq_protocol::protocol::BasicProperties;
@@ -265,6 +266,50 @@ impl Admin {
                 .retain(|p| !(p.user == user && p.vhost == vhost));
         })
         .await
+    }
+
+    /// The policies (or, with `operator`, operator policies) of every vhost.
+    pub fn policies(&self, operator: bool) -> Vec<PolicyDef> {
+        self.core()
+            .policies(operator)
+            .iter()
+            .map(Policy::to_def)
+            .collect()
+    }
+
+    /// Sets a policy (checked first: a pattern that is not a regex, an unknown apply-to or a
+    /// setting Bloodbank does not honour is refused by name) and applies it to the matching
+    /// queues and exchanges. Returns whether it was new.
+    pub async fn put_policy(&self, def: &PolicyDef, operator: bool) -> Result<bool, AdminError> {
+        let policy =
+            Policy::from_def(def, operator).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let (created, seq) = {
+            let mut core = self.core();
+            if !core.has_vhost(&def.vhost) {
+                return Err(AdminError::NotFound(format!("vhost '{}'", def.vhost)));
+            }
+            (core.set_policy(policy, operator), core.defs_seq())
+        };
+        self.committed(seq).await?;
+        Ok(created)
+    }
+
+    pub async fn delete_policy(
+        &self,
+        vhost: &str,
+        name: &str,
+        operator: bool,
+    ) -> Result<(), AdminError> {
+        let seq = {
+            let mut core = self.core();
+            if !core.clear_policy(vhost, name, operator) {
+                return Err(AdminError::NotFound(format!(
+                    "policy '{name}' in '{vhost}'"
+                )));
+            }
+            core.defs_seq()
+        };
+        self.committed(seq).await
     }
 
     /// Creates a vhost; returns whether it was new.

@@ -15,6 +15,8 @@ const BINDINGS: TableDefinition<&str, &str> = TableDefinition::new("bindings");
 const USERS: TableDefinition<&str, &str> = TableDefinition::new("users");
 const PERMISSIONS: TableDefinition<&str, &str> = TableDefinition::new("permissions");
 const TOPIC_PERMISSIONS: TableDefinition<&str, &str> = TableDefinition::new("topic_permissions");
+const POLICIES: TableDefinition<&str, &str> = TableDefinition::new("policies");
+const OPERATOR_POLICIES: TableDefinition<&str, &str> = TableDefinition::new("operator_policies");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DefinitionsError {
@@ -59,6 +61,16 @@ pub enum DefOp {
     DeleteUser(String),
     PutPermission(PermissionDef),
     PutTopicPermission(TopicPermissionDef),
+    /// A policy, or with `operator` an operator policy.
+    PutPolicy {
+        policy: PolicyDef,
+        operator: bool,
+    },
+    DeletePolicy {
+        vhost: String,
+        name: String,
+        operator: bool,
+    },
     DeletePermission {
         vhost: String,
         user: String,
@@ -119,6 +131,23 @@ fn tag_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Er
     })
 }
 
+/// A policy as RabbitMQ exports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub name: String,
+    pub pattern: String,
+    #[serde(rename = "apply-to", default = "apply_to_all")]
+    pub apply_to: String,
+    #[serde(default)]
+    pub priority: i64,
+    pub definition: Value,
+}
+
+fn apply_to_all() -> String {
+    "all".into()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VhostDef {
     pub name: String,
@@ -167,8 +196,9 @@ fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-/// A definitions file as RabbitMQ exports it (the parts this broker has; parameters and
-/// policies are not kept yet).
+/// A definitions file as RabbitMQ exports it (the parts this broker has; runtime parameters
+/// are not kept). Operator policies, which RabbitMQ keeps outside definitions files, are
+/// written only when there are some.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DefinitionsFile {
     #[serde(default)]
@@ -186,7 +216,9 @@ pub struct DefinitionsFile {
     #[serde(default)]
     pub parameters: Vec<Value>,
     #[serde(default)]
-    pub policies: Vec<Value>,
+    pub policies: Vec<PolicyDef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator_policies: Vec<PolicyDef>,
     #[serde(default)]
     pub topic_permissions: Vec<TopicPermissionDef>,
     #[serde(default)]
@@ -276,6 +308,8 @@ impl Definitions {
             exchanges: all(&txn, EXCHANGES)?,
             queues: all(&txn, QUEUES)?,
             bindings: all(&txn, BINDINGS)?,
+            policies: all(&txn, POLICIES)?,
+            operator_policies: all(&txn, OPERATOR_POLICIES)?,
             ..Default::default()
         })
     }
@@ -329,6 +363,17 @@ impl Definitions {
                 t.insert(binding_key(b).as_str(), json(b)?.as_str())
                     .map_err(err)?;
             }
+            drop(t);
+            for (table, policies) in [
+                (POLICIES, &file.policies),
+                (OPERATOR_POLICIES, &file.operator_policies),
+            ] {
+                let mut t = txn.open_table(table).map_err(err)?;
+                for p in policies {
+                    t.insert(key(&[&p.vhost, &p.name]).as_str(), json(p)?.as_str())
+                        .map_err(err)?;
+                }
+            }
             Ok(())
         })
     }
@@ -346,6 +391,8 @@ impl Definitions {
             USERS,
             PERMISSIONS,
             TOPIC_PERMISSIONS,
+            POLICIES,
+            OPERATOR_POLICIES,
         ] {
             txn.open_table(table).map_err(err)?;
         }
@@ -444,7 +491,15 @@ fn apply_one(txn: &redb::WriteTransaction, op: &DefOp) -> Result<(), Definitions
         DefOp::PutVhost(v) => put(txn, VHOSTS, &v.name, v),
         DefOp::DeleteVhost(name) => {
             delete(txn, VHOSTS, name)?;
-            for table in [EXCHANGES, QUEUES, BINDINGS, PERMISSIONS, TOPIC_PERMISSIONS] {
+            for table in [
+                EXCHANGES,
+                QUEUES,
+                BINDINGS,
+                PERMISSIONS,
+                TOPIC_PERMISSIONS,
+                POLICIES,
+                OPERATOR_POLICIES,
+            ] {
                 delete_where(txn, table, |v| {
                     v.get("vhost").and_then(Value::as_str) == Some(name)
                 })?;
@@ -469,6 +524,26 @@ fn apply_one(txn: &redb::WriteTransaction, op: &DefOp) -> Result<(), Definitions
             p,
         ),
         DefOp::DeletePermission { vhost, user } => delete(txn, PERMISSIONS, &key(&[vhost, user])),
+        DefOp::PutPolicy { policy, operator } => {
+            let table = if *operator {
+                OPERATOR_POLICIES
+            } else {
+                POLICIES
+            };
+            put(txn, table, &key(&[&policy.vhost, &policy.name]), policy)
+        }
+        DefOp::DeletePolicy {
+            vhost,
+            name,
+            operator,
+        } => {
+            let table = if *operator {
+                OPERATOR_POLICIES
+            } else {
+                POLICIES
+            };
+            delete(txn, table, &key(&[vhost, name]))
+        }
     }
 }
 

@@ -55,7 +55,16 @@ fn export(app: &App, only: Option<&str>) -> DefinitionsFile {
             Vec::new()
         },
         parameters: Vec::new(),
-        policies: Vec::new(),
+        policies: admin
+            .policies(false)
+            .into_iter()
+            .filter(|p| here(&p.vhost))
+            .collect(),
+        operator_policies: if all {
+            admin.policies(true)
+        } else {
+            Vec::new()
+        },
         queues: queues
             .iter()
             .filter(|q| here(&q.vhost) && q.durable && !q.exclusive)
@@ -155,6 +164,9 @@ async fn import(app: &App, into: Option<&str>, body: &Bytes) -> Result<StatusCod
         for b in &mut file.bindings {
             b.vhost = v.into();
         }
+        for p in &mut file.policies {
+            p.vhost = v.into();
+        }
     }
     check_import(&file).map_err(|e| ApiError::bad(e.to_string()))?;
     let admin = &app.admin;
@@ -169,6 +181,11 @@ async fn import(app: &App, into: Option<&str>, body: &Bytes) -> Result<StatusCod
     }
     for t in &file.topic_permissions {
         admin.put_topic_permission(t.clone()).await?;
+    }
+    for (policies, operator) in [(&file.policies, false), (&file.operator_policies, true)] {
+        for p in policies {
+            admin.put_policy(p, operator).await?;
+        }
     }
     let vhost_of = |v: &str| -> Result<bloodbank_broker::Session, ApiError> {
         if !admin.vhosts().iter().any(|x| x == v) {

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod definitions;
 pub mod objects;
 pub mod overview;
+pub mod policies;
 pub mod tail;
 
 use crate::auth::Caller;
@@ -141,9 +142,25 @@ pub fn router(app: Arc<App>) -> Router {
             "/definitions/{vhost}",
             get(d::get_vhost).post(d::post_vhost),
         )
-        .route("/policies", get(empty_list))
-        .route("/policies/{vhost}", get(empty_list))
-        .route("/operator-policies", get(empty_list))
+        .route("/policies", get(policies::policies))
+        .route("/policies/{vhost}", get(policies::policies))
+        .route(
+            "/policies/{vhost}/{name}",
+            get(policies::policy)
+                .put(policies::put_policy)
+                .delete(policies::delete_policy),
+        )
+        .route("/operator-policies", get(policies::operator_policies))
+        .route(
+            "/operator-policies/{vhost}",
+            get(policies::operator_policies),
+        )
+        .route(
+            "/operator-policies/{vhost}/{name}",
+            get(policies::operator_policy)
+                .put(policies::put_operator_policy)
+                .delete(policies::delete_operator_policy),
+        )
         .route("/parameters", get(empty_list))
         .route("/extensions", get(empty_list_public))
         .route("/tail", get(tail::tail))
@@ -163,7 +180,7 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Policies and runtime parameters do not exist here yet: their lists are empty.
+/// Runtime parameters (federation, shovels) do not exist here: their list is empty.
 async fn empty_list(_caller: Caller) -> Json<Value> {
     Json(Value::Array(Vec::new()))
 }
