@@ -92,7 +92,11 @@ async fn a_rabbitmq_export_imports_and_exports_again() {
         .args(["--url", server.management.as_deref().unwrap()])
         .output()
         .unwrap();
-    assert!(live.status.success(), "{}", String::from_utf8_lossy(&live.stderr));
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
     let from_api: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
     stop(&mut server);

@@ -47,7 +47,9 @@ impl Caller {
     pub fn require_vhost(&self, app: &App, vhost: &str) -> Result<(), ApiError> {
         match self.sees_all() || app.admin.may_access(&self.user, vhost) {
             true => Ok(()),
-            false => Err(ApiError::Unauthorized("Access refused.".into())),
+            false => Err(ApiError::Unauthorized(
+                "User not authorised to access virtual host".into(),
+            )),
         }
     }
 
@@ -79,7 +81,7 @@ impl FromRequestParts<Arc<App>> for Caller {
             .map(|c| c.0.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let Some(tags) = app.admin.login(&user, &password, from).await else {
-            return Err(ApiError::Unauthorized("Login failed".into()));
+            return Err(ApiError::LoginFailed);
         };
         if !tags.iter().any(|t| MANAGEMENT_TAGS.contains(&t.as_str())) {
             return Err(ApiError::Unauthorized("Not management user".into()));

@@ -10,7 +10,10 @@ pub enum ApiError {
     /// No credentials: the client is asked for them (`WWW-Authenticate`).
     #[error("{0}")]
     NoCredentials(String),
-    /// Wrong credentials, or a refusal RabbitMQ answers with 401.
+    /// Wrong credentials (RabbitMQ spells this one `not_authorized`).
+    #[error("Login failed")]
+    LoginFailed,
+    /// A refusal RabbitMQ answers with 401.
     #[error("{0}")]
     Unauthorized(String),
     /// The user may not do this (tags or permissions).
@@ -18,6 +21,12 @@ pub enum ApiError {
     Forbidden(String),
     #[error("Not Found")]
     NotFound,
+    /// A named thing is missing (`{"error": "not_found", "reason": ...}`).
+    #[error("{0}")]
+    Missing(String),
+    /// RabbitMQ's answer to a bad page number or size.
+    #[error("{0}")]
+    Pagination(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -45,11 +54,13 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::Amqp(e) => match e.code {
                 403 => ApiError::Unauthorized(amqp_reason(&e)),
-                404 => ApiError::NotFound,
+                404 => ApiError::Missing(amqp_reason(&e)),
                 _ => ApiError::BadRequest(amqp_reason(&e)),
             },
             AdminError::Invalid(reason) => ApiError::BadRequest(reason),
+            AdminError::Policy(e) => ApiError::BadRequest(format!("Validation failed\n\n{e}\n")),
             AdminError::NotFound(_) => ApiError::NotFound,
+            AdminError::NoVhost(_) => ApiError::Missing("vhost_not_found".into()),
             AdminError::User(e) => ApiError::BadRequest(e.to_string()),
             AdminError::Store(why) => ApiError::Internal(why),
             AdminError::Publish(PublishError::Blocked(why)) => ApiError::Unavailable(why),
@@ -64,11 +75,22 @@ impl IntoResponse for ApiError {
             ApiError::NoCredentials(r) | ApiError::Unauthorized(r) => {
                 (StatusCode::UNAUTHORIZED, "not_authorised", r.clone())
             }
+            ApiError::LoginFailed => (
+                StatusCode::UNAUTHORIZED,
+                "not_authorized",
+                "Login failed".into(),
+            ),
             ApiError::Forbidden(r) => (StatusCode::FORBIDDEN, "not_authorised", r.clone()),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Object Not Found",
                 "Not Found".into(),
+            ),
+            ApiError::Missing(r) => (StatusCode::NOT_FOUND, "not_found", r.clone()),
+            ApiError::Pagination(r) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_pagination_parameters",
+                r.clone(),
             ),
             ApiError::BadRequest(r) => (StatusCode::BAD_REQUEST, "bad_request", r.clone()),
             ApiError::Unavailable(r) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.clone()),

@@ -50,7 +50,7 @@ fn place(into: &mut Map<String, Value>, path: &[&str], value: Value) {
     }
 }
 
-fn number(field: &str, text: &Option<String>) -> Result<Option<usize>, ApiError> {
+fn number(text: &Option<String>) -> Result<Option<usize>, ()> {
     match text {
         None => Ok(None),
         Some(t) => t
@@ -58,7 +58,7 @@ fn number(field: &str, text: &Option<String>) -> Result<Option<usize>, ApiError>
             .ok()
             .filter(|n| *n > 0)
             .map(Some)
-            .ok_or_else(|| ApiError::bad(format!("{field} must be a positive integer, not '{t}'"))),
+            .ok_or(()),
     }
 }
 
@@ -107,12 +107,18 @@ pub fn list(mut items: Vec<Value>, q: &ListQuery) -> Result<Value, ApiError> {
         }
     }
     let filtered = items.len();
-    let page = number("page", &q.page)?;
-    let page_size = number("page_size", &q.page_size)?.unwrap_or(100);
+    let invalid = || {
+        let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "undefined".into());
+        ApiError::Pagination(format!(
+            "Invalid pagination parameters: page number {}, page size {}",
+            shown(&q.page),
+            shown(&q.page_size)
+        ))
+    };
+    let page = number(&q.page).map_err(|_| invalid())?;
+    let page_size = number(&q.page_size).map_err(|_| invalid())?.unwrap_or(100);
     if page_size > MAX_PAGE_SIZE {
-        return Err(ApiError::bad(format!(
-            "page_size must be at most {MAX_PAGE_SIZE}, not {page_size}"
-        )));
+        return Err(invalid());
     }
     let columns: Option<Vec<&str>> = q.columns.as_deref().map(|c| {
         c.split(',')

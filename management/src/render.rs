@@ -69,13 +69,14 @@ pub fn queue(q: &QueueView, rates: &Rates) -> Value {
     })
 }
 
-/// RabbitMQ's `properties_key`: what names a binding in a URL (the routing key, `~` for an
-/// empty one, with a digest of the arguments when there are any).
+/// RabbitMQ's `properties_key`: what names a binding in a URL (the routing key, URL-encoded,
+/// `~` for an empty one, with a digest of the arguments when there are any).
 pub fn properties_key(routing_key: &str, arguments: &Value) -> String {
     let empty = arguments.as_object().is_none_or(|a| a.is_empty());
+    let routing_key = encode(routing_key);
     match (routing_key.is_empty(), empty) {
         (true, true) => "~".into(),
-        (false, true) => routing_key.into(),
+        (false, true) => routing_key,
         (_, false) => {
             let mut h: u32 = 0x811c9dc5;
             for b in arguments.to_string().bytes() {
@@ -171,4 +172,23 @@ pub fn consumer(c: &ConsumerView) -> Value {
         "activity_status": "up",
         "arguments": {},
     })
+}
+
+/// Percent-encodes a URL path segment (RabbitMQ writes vhost `/` as `%2F`).
+pub fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Whether a `properties_key` from a URL (decoded once by the router, so either the key
+/// itself or the key decoded) names the binding with `key`.
+pub fn same_properties_key(from_url: &str, key: &str) -> bool {
+    from_url == key || encode(from_url) == key
 }

@@ -37,6 +37,10 @@ pub enum AdminError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("no vhost '{0}'")]
+    NoVhost(String),
+    #[error(transparent)]
+    Policy(#[from] crate::core::policy::PolicyError),
     #[error(transparent)]
     User(#[from] UserError),
     /// The definitions store did not take the change.
@@ -219,7 +223,7 @@ impl Admin {
     /// Sets a user's permissions in a vhost. Returns whether they were new.
     pub async fn put_permission(&self, def: PermissionDef) -> Result<bool, AdminError> {
         if !self.core().has_vhost(&def.vhost) {
-            return Err(AdminError::NotFound(format!("vhost '{}'", def.vhost)));
+            return Err(AdminError::NoVhost(def.vhost.clone()));
         }
         if !self.users().defs.users.iter().any(|u| u.name == def.user) {
             return Err(AdminError::NotFound(format!("user '{}'", def.user)));
@@ -238,7 +242,7 @@ impl Admin {
     /// Sets a user's topic permissions on one exchange of a vhost.
     pub async fn put_topic_permission(&self, def: TopicPermissionDef) -> Result<(), AdminError> {
         if !self.core().has_vhost(&def.vhost) {
-            return Err(AdminError::NotFound(format!("vhost '{}'", def.vhost)));
+            return Err(AdminError::NoVhost(def.vhost.clone()));
         }
         self.change_users(DefOp::PutTopicPermission(def.clone()), |defs| {
             defs.topics.retain(|p| {
@@ -281,12 +285,11 @@ impl Admin {
     /// setting Bloodbank does not honour is refused by name) and applies it to the matching
     /// queues and exchanges. Returns whether it was new.
     pub async fn put_policy(&self, def: &PolicyDef, operator: bool) -> Result<bool, AdminError> {
-        let policy =
-            Policy::from_def(def, operator).map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let policy = Policy::from_def(def, operator)?;
         let (created, seq) = {
             let mut core = self.core();
             if !core.has_vhost(&def.vhost) {
-                return Err(AdminError::NotFound(format!("vhost '{}'", def.vhost)));
+                return Err(AdminError::NoVhost(def.vhost.clone()));
             }
             (core.set_policy(policy, operator), core.defs_seq())
         };
@@ -327,7 +330,7 @@ impl Admin {
         let seq = {
             let mut core = self.core();
             if !core.delete_vhost(name) {
-                return Err(AdminError::NotFound(format!("vhost '{name}'")));
+                return Err(AdminError::NoVhost(name.to_string()));
             }
             core.defs_seq()
         };
@@ -405,7 +408,7 @@ impl Admin {
     /// A session acting as `user` in `vhost`, with that user's permissions there.
     pub fn session(&self, user: &str, vhost: &str) -> Result<Session, AdminError> {
         if !self.core().has_vhost(vhost) {
-            return Err(AdminError::NotFound(format!("vhost '{vhost}'")));
+            return Err(AdminError::NoVhost(vhost.to_string()));
         }
         let access = self.users().access(user, vhost).ok_or_else(|| {
             AdminError::Amqp(AmqpError::access_refused(format!(
@@ -419,7 +422,7 @@ impl Admin {
     /// import is not limited by the importing user's permissions).
     pub fn system_session(&self, vhost: &str) -> Result<Session, AdminError> {
         if !self.core().has_vhost(vhost) {
-            return Err(AdminError::NotFound(format!("vhost '{vhost}'")));
+            return Err(AdminError::NoVhost(vhost.to_string()));
         }
         let access = crate::core::access::Access::all("bloodbank", vhost);
         Ok(self.open_session("bloodbank", vhost, access))

@@ -206,6 +206,17 @@ pub async fn put_vhost(
         return Err(ApiError::bad("a vhost needs a name"));
     }
     let created = app.admin.put_vhost(&name).await?;
+    if created {
+        // As RabbitMQ's API does: the user who creates a vhost may use it.
+        let all = PermissionDef {
+            user: caller.user.clone(),
+            vhost: name,
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        };
+        app.admin.put_permission(all).await?;
+    }
     Ok(status(created))
 }
 
@@ -273,6 +284,10 @@ pub async fn put_permission(
 ) -> Result<Response, ApiError> {
     caller.require_admin()?;
     let f = Fields::parse(&body)?;
+    let user_known = app.admin.users_list().iter().any(|u| u.name == user);
+    if app.known_vhost(&vhost).is_err() || !user_known {
+        return Err(ApiError::bad("vhost_or_user_not_found"));
+    }
     let def = PermissionDef {
         user,
         vhost,

@@ -4,7 +4,7 @@ use crate::auth::Caller;
 use crate::body::Fields;
 use crate::error::ApiError;
 use crate::listing::{list, ListQuery};
-use crate::render::{self, properties_key};
+use crate::render::{self, encode, properties_key, same_properties_key};
 use crate::App;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::ShortString;
@@ -293,13 +293,17 @@ pub async fn publish(
     };
     let properties = properties_from_json(&f.object("properties")?)?;
     let exchange = exchange_name(&exchange);
+    app.known_vhost(&vhost)?;
     if !app
         .admin
         .exchanges()
         .iter()
         .any(|e| e.vhost == vhost && e.name == exchange)
     {
-        return Err(ApiError::NotFound);
+        // RabbitMQ's answer: a 400 quoting the AMQP error.
+        return Err(ApiError::bad(format!(
+            "404 NOT_FOUND - no exchange '{exchange}' in vhost '{vhost}'"
+        )));
     }
     let session = app.admin.session(&caller.user, &vhost)?;
     let routed = session
@@ -512,7 +516,7 @@ pub async fn bind(
         encode(&vhost),
         encode(&source),
         encode(&destination),
-        encode(&properties_key(&key, &arguments))
+        properties_key(&key, &arguments)
     );
     Ok((
         StatusCode::CREATED,
@@ -536,7 +540,7 @@ pub async fn unbind(
                 && b.source == source
                 && b.destination_type == dtype
                 && b.destination == destination
-                && properties_key(&b.routing_key, &b.arguments) == props
+                && same_properties_key(&props, &properties_key(&b.routing_key, &b.arguments))
         })
         .ok_or(ApiError::NotFound)?;
     let session = app.admin.session(&caller.user, &vhost)?;
@@ -567,21 +571,8 @@ pub async fn binding(
                 && b.source == source
                 && b.destination_type == dtype
                 && b.destination == destination
-                && properties_key(&b.routing_key, &b.arguments) == props
+                && same_properties_key(&props, &properties_key(&b.routing_key, &b.arguments))
         })
         .map(|b| Json(render::binding(b)))
         .ok_or(ApiError::NotFound)
-}
-
-/// Percent-encodes a path segment (RabbitMQ writes vhost `/` as `%2F`).
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
