@@ -21,6 +21,7 @@ try {
   page.on("dialog", (d) => d.accept());
   await page.goto(url);
   await screenshot(page, "dashboard-login");
+  result.tabsBeforeLogin = await page.isVisible("#tabs");
   await page.fill("#password", "wrong");
   await page.click("#login button[type=submit]");
   await page.waitForFunction(() => document.querySelector("#login-error").textContent.length > 0);
@@ -28,6 +29,7 @@ try {
   await page.fill("#password", "guest");
   await page.click("#login button[type=submit]");
   await page.waitForSelector("#overview:not([hidden])");
+  result.tabsAfterLogin = await page.isVisible("#tabs");
   result.user = await page.textContent("#user");
 
   await page.click("button[data-tab=queues]");

@@ -457,6 +457,7 @@ def test_the_dashboard_in_chromium(bloodbank, api):
         if node.poll() is None:
             node.kill()
     assert "failed" in shown["loginError"]
+    assert (shown["tabsBeforeLogin"], shown["tabsAfterLogin"]) == (False, True)
     assert shown["user"].startswith("guest")
     assert (shown["readyBefore"], shown["readyAfter"], shown["readyPurged"]) == ("0", "5", "0")
     assert json.loads(shown["firstPayload"]) == {"n": 0}
