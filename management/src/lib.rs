@@ -22,10 +22,14 @@ mod render;
 mod routes;
 mod system;
 
+use axum::extract::Request;
+use axum::ServiceExt;
 use bloodbank_broker::{Admin, BindError, Listen};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+use tower::util::MapRequestLayer;
+use tower::Layer;
 
 pub use error::ApiError;
 
@@ -73,12 +77,13 @@ impl Management {
             listeners,
             management_port: addrs.first().map_or(0, |a| a.port()),
         });
-        let router = routes::router(app);
+        // Clients write `/api/connections/` as often as `/api/connections`; RabbitMQ serves both.
+        let app = MapRequestLayer::new(without_trailing_slash).layer(routes::router(app));
         let mut tasks = vec![sampler];
         for listener in bound {
-            let service = router
-                .clone()
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(
+                app.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, service).await {
                     tracing::error!(error = %e, "management listener stopped");
@@ -101,4 +106,21 @@ impl Management {
             task.abort();
         }
     }
+}
+
+/// The request with its path's trailing slash removed (`/api/queues/` is `/api/queues`).
+fn without_trailing_slash(mut request: Request) -> Request {
+    let uri = request.uri();
+    let path = uri.path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let rebuilt = match uri.query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(new) = rebuilt.parse() {
+            *request.uri_mut() = new;
+        }
+    }
+    request
 }
