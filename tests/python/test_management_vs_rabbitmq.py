@@ -255,3 +255,36 @@ def test_lists_paginate_the_same(brokers):
     assert sorted(b[2][1], key=lambda x: x["name"]) == sorted(r[2][1], key=lambda x: x["name"])
     assert b[3][1] == r[3][1] == {"status": "ok"}
     assert b[4][1] == r[4][1]
+
+
+def test_permission_changes_reach_open_connections_the_same(brokers):
+    def scenario(base, amqp_port, p):
+        user = f"{p}u"
+        call(base, "PUT", f"/api/users/{user}", {"password": "pw", "tags": ""})
+        call(base, "PUT", f"/api/permissions/%2F/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+        conn = pika.BlockingConnection(pika.ConnectionParameters(
+            "127.0.0.1", amqp_port, "/", pika.PlainCredentials(user, "pw")))
+        seen = []
+
+        def declare(channel, name):
+            try:
+                channel.queue_declare(name, auto_delete=True)
+                seen.append("ok")
+            except pika.exceptions.ChannelClosedByBroker as e:
+                seen.append((e.reply_code, e.reply_text))
+
+        declare(conn.channel(), f"{p}-a")
+        call(base, "PUT", f"/api/permissions/%2F/{user}", {"configure": "^x", "write": ".*", "read": ".*"})
+        declare(conn.channel(), f"{p}-b")
+        call(base, "DELETE", f"/api/users/{user}")
+        try:
+            conn.process_data_events(time_limit=3)
+            seen.append("still open")
+            conn.close()
+        except pika.exceptions.ConnectionClosedByBroker as e:
+            seen.append((e.reply_code, e.reply_text.replace(user, "USER")))
+        return [(200, s) for s in seen]
+
+    results = both(brokers, scenario)
+    r, b = results["rabbitmq"], results["bloodbank"]
+    assert [s for _, s in b] == [s for _, s in r], (b, r)

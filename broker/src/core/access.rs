@@ -123,6 +123,18 @@ impl Access {
         )))
     }
 
+    /// Nothing (a user whose permissions in the vhost were taken away while connected).
+    pub(crate) fn none(user: &str, vhost: &str) -> Access {
+        Access {
+            user: user.to_string(),
+            vhost: vhost.to_string(),
+            configure: Pattern::Nothing,
+            write: Pattern::Nothing,
+            read: Pattern::Nothing,
+            topics: HashMap::new(),
+        }
+    }
+
     /// Everything (the broker's own in-process connections).
     pub(crate) fn all(user: &str, vhost: &str) -> Access {
         Access {

@@ -118,6 +118,22 @@ impl Core {
         self.flush_log();
     }
 
+    /// Gives every network connection its user's permissions as they are now (after a
+    /// permission changed): the next operation is checked against them, as in RabbitMQ.
+    pub(crate) fn refresh_access(
+        &mut self,
+        access: impl Fn(&str, &str) -> Option<super::access::Access>,
+    ) {
+        for conn in self.conns.values_mut() {
+            if conn.peer.protocol == Protocol::InProcess {
+                continue;
+            }
+            let (user, vhost) = (&conn.peer.user, &conn.peer.vhost);
+            conn.peer.access =
+                access(user, vhost).unwrap_or_else(|| super::access::Access::none(user, vhost));
+        }
+    }
+
     /// Whether a connection came over the network (not the gateway's or speech's own).
     fn is_remote(&self, conn: ConnId) -> bool {
         self.conns

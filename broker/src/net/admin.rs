@@ -205,7 +205,7 @@ impl Admin {
         Ok(created)
     }
 
-    /// Deletes a user with its permissions and closes its connections.
+    /// Deletes a user with its permissions and closes its connections (320, as RabbitMQ).
     pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
         if !self.users().defs.users.iter().any(|u| u.name == name) {
             return Err(AdminError::NotFound(format!("user '{name}'")));
@@ -216,7 +216,7 @@ impl Admin {
             defs.topics.retain(|p| p.user != name);
         })
         .await?;
-        self.close_where(|c| c.user == name, "user deleted");
+        self.close_where(|c| c.user == name, &format!("user '{name}' is deleted"));
         Ok(())
     }
 
@@ -369,6 +369,7 @@ impl Admin {
             let mut core = self.core();
             core.store_def(op);
             *users = changed;
+            core.refresh_access(|user, vhost| users.access(user, vhost));
             core.defs_seq()
         };
         self.committed(seq).await
