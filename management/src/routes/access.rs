@@ -1,5 +1,6 @@
 //! Users, vhosts and permissions.
 
+use super::created_or_updated;
 use crate::auth::Caller;
 use crate::body::Fields;
 use crate::error::ApiError;
@@ -7,7 +8,7 @@ use crate::listing::{list, ListQuery};
 use crate::App;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use bloodbank_broker::definitions::{PermissionDef, UserDef};
 use serde_json::{json, Value};
@@ -109,14 +110,7 @@ pub async fn put_user(
         limits: json!({}),
     };
     let created = app.admin.put_user(def, password.as_deref()).await?;
-    Ok(status(created))
-}
-
-fn status(created: bool) -> Response {
-    match created {
-        true => StatusCode::CREATED.into_response(),
-        false => StatusCode::NO_CONTENT.into_response(),
-    }
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete_user(
@@ -217,7 +211,7 @@ pub async fn put_vhost(
         };
         app.admin.put_permission(all).await?;
     }
-    Ok(status(created))
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete_vhost(
@@ -307,7 +301,7 @@ pub async fn put_permission(
         }
     }
     let created = app.admin.put_permission(def).await?;
-    Ok(status(created))
+    Ok(created_or_updated(created))
 }
 
 pub async fn delete_permission(

@@ -1,5 +1,6 @@
 //! Connections, channels and consumers; closing a connection.
 
+use super::per_vhost;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::listing::{list, ListQuery};
@@ -136,17 +137,14 @@ pub async fn consumers(
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let only = vhost.map(|Path(v)| v);
-    if let Some(v) = &only {
-        app.known_vhost(v)?;
-        caller.require_vhost(&app, v)?;
-    }
-    let items = app
-        .admin
-        .consumers()
-        .iter()
-        .filter(|c| only.as_ref().is_none_or(|v| &c.vhost == v) && caller.sees(&app, &c.vhost))
-        .map(render::consumer)
-        .collect();
-    Ok(Json(list(items, &q)?))
+    let all = app.admin.consumers();
+    per_vhost(
+        &app,
+        &caller,
+        vhost,
+        &all,
+        |x| &x.vhost,
+        render::consumer,
+        &q,
+    )
 }

@@ -20,6 +20,42 @@ use std::sync::Arc;
 
 type Named = Path<(String, String)>;
 
+/// 201 when a PUT created the object, 204 when it existed, as RabbitMQ answers.
+pub fn created_or_updated(created: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match created {
+        true => axum::http::StatusCode::CREATED.into_response(),
+        false => axum::http::StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// A list of objects over every vhost the caller may see, or over the one vhost in the path
+/// (404 if it does not exist, 401 if the caller may not see it), paged and narrowed.
+pub fn per_vhost<T>(
+    app: &App,
+    caller: &Caller,
+    vhost: Option<Path<String>>,
+    items: &[T],
+    vhost_of: impl Fn(&T) -> &str,
+    render: impl Fn(&T) -> Value,
+    q: &crate::listing::ListQuery,
+) -> Result<Json<Value>, ApiError> {
+    let only = vhost.map(|Path(v)| v);
+    if let Some(v) = &only {
+        app.known_vhost(v)?;
+        caller.require_vhost(app, v)?;
+    }
+    let shown = items
+        .iter()
+        .filter(|x| {
+            let v = vhost_of(x);
+            only.as_deref().is_none_or(|o| o == v) && caller.sees(app, v)
+        })
+        .map(render)
+        .collect();
+    Ok(Json(crate::listing::list(shown, q)?))
+}
+
 async fn queue_bindings(
     State(app): State<Arc<App>>,
     caller: Caller,

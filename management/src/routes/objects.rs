@@ -1,9 +1,10 @@
 //! Exchanges, queues and bindings: list, show, declare, delete, purge, publish, get.
 
+use super::{created_or_updated, per_vhost};
 use crate::auth::Caller;
 use crate::body::Fields;
 use crate::error::ApiError;
-use crate::listing::{list, ListQuery};
+use crate::listing::ListQuery;
 use crate::render::{self, encode, properties_key, same_properties_key};
 use crate::App;
 use amq_protocol::protocol::BasicProperties;
@@ -29,32 +30,22 @@ fn exchange_name(name: &str) -> &str {
     }
 }
 
-fn created(was_created: bool) -> Response {
-    match was_created {
-        true => StatusCode::CREATED.into_response(),
-        false => StatusCode::NO_CONTENT.into_response(),
-    }
-}
-
 pub async fn exchanges(
     State(app): Shared,
     caller: Caller,
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let only = vhost.map(|Path(v)| v);
-    if let Some(v) = &only {
-        app.known_vhost(v)?;
-        caller.require_vhost(&app, v)?;
-    }
-    let items = app
-        .admin
-        .exchanges()
-        .iter()
-        .filter(|e| only.as_ref().is_none_or(|v| &e.vhost == v) && caller.sees(&app, &e.vhost))
-        .map(render::exchange)
-        .collect();
-    Ok(Json(list(items, &q)?))
+    let all = app.admin.exchanges();
+    per_vhost(
+        &app,
+        &caller,
+        vhost,
+        &all,
+        |x| &x.vhost,
+        render::exchange,
+        &q,
+    )
 }
 
 pub async fn exchange(
@@ -95,7 +86,7 @@ pub async fn put_exchange(
         arguments: arguments_from_json(&f.object("arguments")?),
     };
     session.declare_exchange(spec).await?;
-    Ok(created(!existed))
+    Ok(created_or_updated(!existed))
 }
 
 pub async fn delete_exchange(
@@ -124,19 +115,16 @@ pub async fn queues(
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let only = vhost.map(|Path(v)| v);
-    if let Some(v) = &only {
-        app.known_vhost(v)?;
-        caller.require_vhost(&app, v)?;
-    }
-    let items = app
-        .admin
-        .queues()
-        .iter()
-        .filter(|x| only.as_ref().is_none_or(|v| &x.vhost == v) && caller.sees(&app, &x.vhost))
-        .map(|x| render::queue(x, &app.rates))
-        .collect();
-    Ok(Json(list(items, &q)?))
+    let all = app.admin.queues();
+    per_vhost(
+        &app,
+        &caller,
+        vhost,
+        &all,
+        |x| &x.vhost,
+        |x| render::queue(x, &app.rates),
+        &q,
+    )
 }
 
 pub async fn queue(
@@ -174,7 +162,7 @@ pub async fn put_queue(
         auto_delete: f.bool("auto_delete", false)?,
         arguments: arguments_from_json(&arguments),
     };
-    Ok(created(session.declare_queue(spec).await?))
+    Ok(created_or_updated(session.declare_queue(spec).await?))
 }
 
 pub async fn delete_queue(
@@ -418,19 +406,16 @@ pub async fn bindings(
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let only = vhost.map(|Path(v)| v);
-    if let Some(v) = &only {
-        app.known_vhost(v)?;
-        caller.require_vhost(&app, v)?;
-    }
-    let items = app
-        .admin
-        .bindings()
-        .iter()
-        .filter(|b| only.as_ref().is_none_or(|v| &b.vhost == v) && caller.sees(&app, &b.vhost))
-        .map(render::binding)
-        .collect();
-    Ok(Json(list(items, &q)?))
+    let all = app.admin.bindings();
+    per_vhost(
+        &app,
+        &caller,
+        vhost,
+        &all,
+        |x| &x.vhost,
+        render::binding,
+        &q,
+    )
 }
 
 /// Which bindings of an object a path asks for.

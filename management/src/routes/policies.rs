@@ -1,13 +1,14 @@
 //! Policies and operator policies: `/api/policies` and `/api/operator-policies`.
 
+use super::{created_or_updated, per_vhost};
 use crate::auth::Caller;
 use crate::body::Fields;
 use crate::error::ApiError;
-use crate::listing::{list, ListQuery};
+use crate::listing::ListQuery;
 use crate::App;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use bloodbank_broker::definitions::PolicyDef;
 use serde_json::{json, Value};
@@ -38,21 +39,11 @@ fn listing(
     app: &App,
     caller: &Caller,
     operator: bool,
-    vhost: Option<String>,
+    vhost: Option<Path<String>>,
     q: &ListQuery,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(v) = &vhost {
-        app.known_vhost(v)?;
-        caller.require_vhost(app, v)?;
-    }
-    let items = app
-        .admin
-        .policies(operator)
-        .iter()
-        .filter(|p| vhost.as_ref().is_none_or(|v| &p.vhost == v) && caller.sees(app, &p.vhost))
-        .map(policy_json)
-        .collect();
-    Ok(Json(list(items, q)?))
+    let all = app.admin.policies(operator);
+    per_vhost(app, caller, vhost, &all, |p| &p.vhost, policy_json, q)
 }
 
 async fn put(
@@ -87,11 +78,9 @@ async fn put(
         priority,
         definition: f.object("definition")?,
     };
-    let created = app.admin.put_policy(&def, operator).await?;
-    Ok(match created {
-        true => StatusCode::CREATED.into_response(),
-        false => StatusCode::NO_CONTENT.into_response(),
-    })
+    Ok(created_or_updated(
+        app.admin.put_policy(&def, operator).await?,
+    ))
 }
 
 async fn delete(
@@ -131,7 +120,7 @@ pub async fn policies(
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    listing(&app, &caller, false, vhost.map(|Path(v)| v), &q)
+    listing(&app, &caller, false, vhost, &q)
 }
 
 pub async fn operator_policies(
@@ -140,7 +129,7 @@ pub async fn operator_policies(
     vhost: Option<Path<String>>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    listing(&app, &caller, true, vhost.map(|Path(v)| v), &q)
+    listing(&app, &caller, true, vhost, &q)
 }
 
 pub async fn policy(
