@@ -1,11 +1,13 @@
 //! `GET /metrics`: Prometheus text, without credentials, aggregated as rabbitmq_prometheus
 //! serves it by default (one sample per family, no per-queue labels), with its metric names,
-//! so existing RabbitMQ dashboards and alerts work.
+//! so existing RabbitMQ dashboards and alerts work. `GET /metrics/per-object` gives the queue
+//! families per queue (labels `vhost`, `queue`), as RabbitMQ's endpoint of that name.
 
 use crate::{system, App};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
+use bloodbank_broker::QueueView;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -39,13 +41,36 @@ impl Text {
     }
 }
 
-pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+/// Queue families as one sum (`/metrics`, RabbitMQ's default) or one sample per queue with
+/// `vhost` and `queue` labels (`/metrics/per-object`).
+#[derive(Clone, Copy)]
+enum Scope {
+    Aggregated,
+    PerObject,
+}
+
+pub async fn aggregated(State(app): State<Arc<App>>) -> impl IntoResponse {
+    render(&app, Scope::Aggregated)
+}
+
+pub async fn per_object(State(app): State<Arc<App>>) -> impl IntoResponse {
+    render(&app, Scope::PerObject)
+}
+
+/// A label value as the text format wants it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render(app: &App, scope: Scope) -> impl IntoResponse {
     let admin = &app.admin;
     let t = admin.totals();
     let queues = admin.queues();
     let config = admin.config();
     let alarm = admin.alarm().unwrap_or_default();
-    let sum = |f: fn(&bloodbank_broker::QueueView) -> u64| queues.iter().map(f).sum::<u64>();
     let mut m = Text(String::new());
     let amqp = "protocol=\"amqp091\"";
     let classic = "protocol=\"amqp091\",queue_type=\"rabbit_classic_queue\"";
@@ -65,47 +90,70 @@ pub async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
         admin.consumers().len(),
     );
     m.gauge("rabbitmq_queues", "Queues available", queues.len());
-    m.gauge(
-        "rabbitmq_queue_messages_ready",
-        "Messages ready to be delivered to consumers",
-        sum(|q| q.ready),
-    );
-    m.gauge(
-        "rabbitmq_queue_messages_unacked",
-        "Messages delivered to consumers but not yet acknowledged",
-        sum(|q| q.unacked),
-    );
-    m.gauge(
-        "rabbitmq_queue_messages",
-        "Sum of ready and unacknowledged messages",
-        sum(|q| q.ready + q.unacked),
-    );
-    m.gauge(
-        "rabbitmq_queue_messages_bytes",
-        "Size in bytes of ready and unacknowledged messages",
-        sum(|q| q.ready_bytes + q.unacked_bytes),
-    );
-    m.gauge(
-        "rabbitmq_queue_messages_ready_bytes",
-        "Size in bytes of ready messages",
-        sum(|q| q.ready_bytes),
-    );
-    m.gauge(
-        "rabbitmq_queue_messages_unacked_bytes",
-        "Size in bytes of all unacknowledged messages",
-        sum(|q| q.unacked_bytes),
-    );
-    m.gauge(
-        "rabbitmq_queue_consumers",
-        "Consumers on a queue",
-        sum(|q| q.consumers as u64),
-    );
-    m.counter(
-        "rabbitmq_queue_messages_published_total",
-        "",
-        "Total number of messages published to queues",
-        sum(|q| q.stats.publish),
-    );
+    type Of = fn(&QueueView) -> u64;
+    let per_queue: [(&str, &str, &str, Of); 8] = [
+        (
+            "rabbitmq_queue_messages_ready",
+            "gauge",
+            "Messages ready to be delivered to consumers",
+            |q| q.ready,
+        ),
+        (
+            "rabbitmq_queue_messages_unacked",
+            "gauge",
+            "Messages delivered to consumers but not yet acknowledged",
+            |q| q.unacked,
+        ),
+        (
+            "rabbitmq_queue_messages",
+            "gauge",
+            "Sum of ready and unacknowledged messages",
+            |q| q.ready + q.unacked,
+        ),
+        (
+            "rabbitmq_queue_messages_bytes",
+            "gauge",
+            "Size in bytes of ready and unacknowledged messages",
+            |q| q.ready_bytes + q.unacked_bytes,
+        ),
+        (
+            "rabbitmq_queue_messages_ready_bytes",
+            "gauge",
+            "Size in bytes of ready messages",
+            |q| q.ready_bytes,
+        ),
+        (
+            "rabbitmq_queue_messages_unacked_bytes",
+            "gauge",
+            "Size in bytes of all unacknowledged messages",
+            |q| q.unacked_bytes,
+        ),
+        (
+            "rabbitmq_queue_consumers",
+            "gauge",
+            "Consumers on a queue",
+            |q| q.consumers as u64,
+        ),
+        (
+            "rabbitmq_queue_messages_published_total",
+            "counter",
+            "Total number of messages published to queues",
+            |q| q.stats.publish,
+        ),
+    ];
+    for (name, kind, help, of) in per_queue {
+        m.family(name, kind, help);
+        match scope {
+            Scope::Aggregated => m.sample(name, "", queues.iter().map(of).sum::<u64>()),
+            Scope::PerObject => {
+                for q in &queues {
+                    let labels =
+                        format!("vhost=\"{}\",queue=\"{}\"", label(&q.vhost), label(&q.name));
+                    m.sample(name, &labels, of(q));
+                }
+            }
+        }
+    }
     m.counter(
         "rabbitmq_global_messages_received_total",
         amqp,

@@ -367,6 +367,14 @@ def test_prometheus_text_parses_and_counts(bloodbank, api):
         ch.basic_publish("", q, b"m")
     after = scrape()
     assert after["rabbitmq_global_messages_received"].samples[0].value >= received.value + 5
+    # Per queue, with label values escaped (a queue name may hold quotes and backslashes).
+    odd = f'odd"\\{fresh()}'
+    ch.queue_declare(odd, auto_delete=True)
+    ch.basic_publish("", odd, b"m")
+    per_object = {f.name: f for f in text_string_to_metric_families(requests.get(url(api, "/metrics/per-object")).text)}
+    ready = {s.labels["queue"]: s.value for s in per_object["rabbitmq_queue_messages_ready"].samples}
+    assert ready[q] == 5 and ready[odd] == 1
+    assert {s.labels["vhost"] for s in per_object["rabbitmq_queue_messages_ready"].samples if s.labels["queue"] == odd} == {"/"}
     assert after["rabbitmq_connections"].samples[0].value >= 1
     assert after["rabbitmq_queue_messages_ready"].samples[0].value >= 5
     conn.close()

@@ -209,7 +209,8 @@ pub fn router(app: Arc<App>) -> Router {
         );
     Router::new()
         .nest("/api", api)
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(crate::metrics::aggregated))
+        .route("/metrics/per-object", get(crate::metrics::per_object))
         .route("/", get(crate::dashboard::index))
         .route("/dashboard/{asset}", get(crate::dashboard::asset))
         .layer(DefaultBodyLimit::max(crate::body::MAX_BODY))
