@@ -399,6 +399,11 @@ def test_a_rabbitmqadmin_session(api):
     assert {"name": q, "messages": 1} in listed
     got = rabbitmqadmin(api, "get", f"queue={q}", "ackmode=ack_requeue_false")
     assert "hi there" in got
+    assert "policy declared" in rabbitmqadmin(api, "declare", "policy", f"name={q}-p", f"pattern=^{q}$",
+                                              'definition={"max-length": 7}', "apply-to=queues", "priority=3")
+    shown = json.loads(rabbitmqadmin(api, "-f", "raw_json", "list", "queues", "name", "policy"))
+    assert {"name": q, "policy": f"{q}-p"} in shown
+    assert "policy deleted" in rabbitmqadmin(api, "delete", "policy", f"name={q}-p")
     assert "rabbitmq_version" in rabbitmqadmin(api, "-f", "raw_json", "show", "overview")
     # Every column of every listing (rabbitmqadmin prints each field; a null breaks its table).
     for what in ("users", "vhosts", "permissions", "exchanges", "bindings", "connections", "channels", "consumers", "nodes"):
