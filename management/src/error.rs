@@ -16,9 +16,6 @@ pub enum ApiError {
     /// A refusal RabbitMQ answers with 401.
     #[error("{0}")]
     Unauthorized(String),
-    /// The user may not do this (tags or permissions).
-    #[error("{0}")]
-    Forbidden(String),
     #[error("Not Found")]
     NotFound,
     /// A named thing is missing (`{"error": "not_found", "reason": ...}`).
@@ -57,7 +54,6 @@ impl From<AdminError> for ApiError {
                 404 => ApiError::Missing(amqp_reason(&e)),
                 _ => ApiError::BadRequest(amqp_reason(&e)),
             },
-            AdminError::Invalid(reason) => ApiError::BadRequest(reason),
             AdminError::Policy(e) => ApiError::BadRequest(format!("Validation failed\n\n{e}\n")),
             AdminError::NotFound(_) => ApiError::NotFound,
             AdminError::NoVhost(_) => ApiError::Missing("vhost_not_found".into()),
@@ -80,7 +76,6 @@ impl IntoResponse for ApiError {
                 "not_authorized",
                 "Login failed".into(),
             ),
-            ApiError::Forbidden(r) => (StatusCode::FORBIDDEN, "not_authorised", r.clone()),
             ApiError::NotFound => (
                 StatusCode::NOT_FOUND,
                 "Object Not Found",

@@ -3,7 +3,7 @@
 //! an in-process connection that has exactly that user's permissions, so every check and
 //! error text is the one an AMQP client gets.
 
-use super::publisher::wait_durable;
+use super::publisher::publish_durably;
 use super::{PublishError, Shared};
 use crate::core::declare::{ExchangeSpec, QueueSpec};
 use crate::core::inspect::{
@@ -33,8 +33,6 @@ pub enum AdminError {
     /// What an AMQP client would have been told (not found, access refused, inequivalent...).
     #[error("{0}")]
     Amqp(AmqpError),
-    #[error("{0}")]
-    Invalid(String),
     #[error("{0}")]
     NotFound(String),
     #[error("no vhost '{0}'")]
@@ -565,25 +563,13 @@ impl Session {
         properties: BasicProperties,
         body: Bytes,
     ) -> Result<bool, AdminError> {
-        if let Some(reason) = self.admin.alarm() {
-            return Err(PublishError::Blocked(reason).into());
-        }
         let message = Message::new(exchange, routing_key, properties, body);
-        let (published, writer) = {
-            let mut core = self.admin.core();
-            let published = core.publish(self.ck, false, message)?;
-            if published.wait_for.is_some() {
-                core.flush_log();
-            }
-            (published, core.log_writer())
-        };
-        if published.rejected {
-            return Err(PublishError::Rejected.into());
+        match publish_durably(&self.admin.shared, self.ck, message).await {
+            Ok(queues) => Ok(queues > 0),
+            // Refused by permissions: what an AMQP client would be told.
+            Err(PublishError::Refused(e)) => Err(AdminError::Amqp(e)),
+            Err(e) => Err(AdminError::Publish(e)),
         }
-        if let (Some(position), Some(writer)) = (published.wait_for, writer) {
-            wait_durable(&writer, position).await?;
-        }
-        Ok(published.queues > 0)
     }
 
     /// Takes up to `count` messages from the head of a queue, then settles them by `mode`.

@@ -80,37 +80,43 @@ impl Publisher {
         properties: BasicProperties,
         body: Bytes,
     ) -> Result<Delivered, PublishError> {
-        if let Some(reason) = self.blocked() {
-            return Err(PublishError::Blocked(reason));
-        }
         let message = Message::new(exchange, routing_key, properties, body);
-        let (published, writer) = {
-            let mut core = self.shared.lock();
-            let published = core
-                .publish(self.ck, false, message)
-                .map_err(PublishError::Refused)?;
-            if published.wait_for.is_some() {
-                core.flush_log();
-            }
-            (published, core.log_writer())
-        };
-        if published.rejected {
-            return Err(PublishError::Rejected);
-        }
-        if let (Some(position), Some(writer)) = (published.wait_for, writer) {
-            wait_durable(&writer, position).await?;
-        }
-        Ok(Delivered {
-            queues: published.queues,
-        })
+        let queues = publish_durably(&self.shared, self.ck, message).await?;
+        Ok(Delivered { queues })
     }
 }
 
+/// Publishes on an in-process channel and waits until the message is durable wherever it
+/// must be; returns how many queues it reached. Refused while a resource alarm is on.
+pub(super) async fn publish_durably(
+    shared: &Shared,
+    ck: ChanKey,
+    message: Message,
+) -> Result<usize, PublishError> {
+    if let Some(reason) = shared.alarm.borrow().clone() {
+        return Err(PublishError::Blocked(reason));
+    }
+    let (published, writer) = {
+        let mut core = shared.lock();
+        let published = core
+            .publish(ck, false, message)
+            .map_err(PublishError::Refused)?;
+        if published.wait_for.is_some() {
+            core.flush_log();
+        }
+        (published, core.log_writer())
+    };
+    if published.rejected {
+        return Err(PublishError::Rejected);
+    }
+    if let (Some(position), Some(writer)) = (published.wait_for, writer) {
+        wait_durable(&writer, position).await?;
+    }
+    Ok(published.queues)
+}
+
 /// Waits until the log is durable past `position`.
-pub(super) async fn wait_durable(
-    writer: &crate::store::LogWriter,
-    position: u64,
-) -> Result<(), PublishError> {
+async fn wait_durable(writer: &crate::store::LogWriter, position: u64) -> Result<(), PublishError> {
     let mut progress = writer.subscribe();
     writer.request(position);
     loop {
