@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// dashboard at `/`), like --amqp-listen [default: 0.0.0.0:15672,[::]:15672].
     #[arg(long, env = "BLOODBANK_MANAGEMENT_LISTEN")]
     pub management_listen: Option<Listen>,
+    /// STOMP 1.0-1.2 over TCP, like --amqp-listen [default: 0.0.0.0:61613,[::]:61613].
+    #[arg(long, env = "BLOODBANK_STOMP_LISTEN")]
+    pub stomp_listen: Option<Listen>,
     /// Most speech sessions (`/asr` WebSockets) at once; one more is told to try again later
     /// [default: 32].
     #[arg(long, env = "BLOODBANK_SPEECH_MAX_SESSIONS")]
@@ -122,6 +125,7 @@ struct FileConfig {
     redis_url: Option<String>,
     speech_listen: Option<Listen>,
     management_listen: Option<Listen>,
+    stomp_listen: Option<Listen>,
     speech_max_sessions: Option<usize>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
@@ -211,6 +215,11 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(addr) = args.amqp_listen.or(file.amqp_listen) {
         broker.amqp_listen = addr;
     }
+    broker.stomp_listen = Some(
+        args.stomp_listen
+            .or(file.stomp_listen)
+            .unwrap_or_else(|| Listen::any(61613)),
+    );
     if let Some(exchanges) = file.exchanges {
         broker.exchanges = exchanges
             .into_iter()

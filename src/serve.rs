@@ -73,6 +73,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         env: "BLOODBANK_SPEECH_LISTEN",
         listen: &settings.speech_listen,
     };
+    let stomp_listen = (settings.broker.stomp_listen.clone()).unwrap_or_else(|| Listen::any(61613));
+    let stomp_listener = Listener {
+        what: "STOMP",
+        flag: "--stomp-listen",
+        env: "BLOODBANK_STOMP_LISTEN",
+        listen: &stomp_listen,
+    };
     let management_listener = Listener {
         what: "the management API",
         flag: "--management-listen",
@@ -81,8 +88,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     // Say what is wrong with an address before the slow steps (the model install), not after.
     let embedded = settings.broker_url.is_none();
-    for listener in [&amqp, &http, &speech_listener, &management_listener] {
-        let broker_side = listener.what == "AMQP" || listener.what == "the management API";
+    for listener in [
+        &amqp,
+        &http,
+        &speech_listener,
+        &management_listener,
+        &stomp_listener,
+    ] {
+        let broker_side = matches!(listener.what, "AMQP" | "the management API" | "STOMP");
         if !broker_side || embedded {
             listener.listen.check().map_err(|e| listener.explain(e))?;
         }
@@ -107,13 +120,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| match e {
                     BrokerError::Listen(e) => amqp.explain(e),
+                    BrokerError::StompListen(e) => stomp_listener.explain(e),
                     e => anyhow::Error::new(e),
                 })?;
             println!("listening amqp {}", join(broker.addrs()));
-            let listeners = broker
-                .addrs()
-                .iter()
-                .map(|a| ("amqp".to_string(), *a))
+            println!("listening stomp {}", join(broker.stomp_addrs()));
+            let amqp_listeners = broker.addrs().iter().map(|a| ("amqp", *a));
+            let stomp_listeners = broker.stomp_addrs().iter().map(|a| ("stomp", *a));
+            let listeners = amqp_listeners
+                .chain(stomp_listeners)
+                .map(|(p, a)| (p.to_string(), a))
                 .collect();
             let management =
                 Management::start(&settings.management_listen, broker.admin(), listeners)
@@ -151,10 +167,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("listening speech {}", join(speech.addrs()));
     if let Some(path) = &settings.ready_file {
         let amqp = broker.as_ref().map(|b| b.addr().to_string());
+        let stomp = broker
+            .as_ref()
+            .and_then(|b| b.stomp_addrs().first())
+            .map(|a| a.to_string());
         let management = managed.as_ref().map(|m| m.addr().to_string());
         let ready = serde_json::json!({
             "amqp": amqp,
             "management": management,
+            "stomp": stomp,
             "http": gateway.addr().to_string(),
             "speech": speech.addr().to_string(),
         });

@@ -42,6 +42,8 @@ const FREE_PORTS: &[&str] = &[
     "127.0.0.1:0",
     "--management-listen",
     "127.0.0.1:0",
+    "--stomp-listen",
+    "127.0.0.1:0",
 ];
 
 #[test]
@@ -155,6 +157,7 @@ fn a_busy_port_names_the_setting_that_moves_it_and_errors_say_things_once() {
         ("--gateway-listen", "BLOODBANK_GATEWAY_LISTEN"),
         ("--speech-listen", "BLOODBANK_SPEECH_LISTEN"),
         ("--management-listen", "BLOODBANK_MANAGEMENT_LISTEN"),
+        ("--stomp-listen", "BLOODBANK_STOMP_LISTEN"),
     ] {
         let data = dir.path().join(flag.trim_start_matches('-'));
         let mut args = vec!["--data-dir", data.to_str().unwrap()];

@@ -194,6 +194,8 @@ pub fn exchange_ref(name: &str, vhost: &str) -> String {
 pub enum BrokerError {
     #[error("AMQP listener")]
     Listen(#[from] crate::listen::BindError),
+    #[error("STOMP listener")]
+    StompListen(#[source] crate::listen::BindError),
     #[error("exchange '{name}' of the configuration")]
     Exchange {
         name: String,

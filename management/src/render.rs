@@ -102,6 +102,7 @@ pub fn binding(b: &BindingView) -> Value {
 fn protocol(p: Protocol) -> &'static str {
     match p {
         Protocol::Amqp091 => "AMQP 0-9-1",
+        Protocol::Stomp => "STOMP",
         Protocol::InProcess => "Direct 0-9-1",
     }
 }

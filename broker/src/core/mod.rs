@@ -130,6 +130,7 @@ impl Peer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Amqp091,
+    Stomp,
     InProcess,
 }
 

@@ -7,6 +7,7 @@ mod alarm;
 mod amqp;
 mod auth;
 mod publisher;
+mod stomp;
 mod subscriber;
 
 pub use admin::{AckMode, Admin, AdminError, Got, Session};
@@ -66,6 +67,7 @@ impl Shared {
 /// A running broker.
 pub struct Broker {
     addrs: Vec<SocketAddr>,
+    stomp_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -105,6 +107,16 @@ impl Broker {
         core.close_connection(boot.conn);
         let listeners = config.amqp_listen.bind().await?;
         let addrs = config.amqp_listen.local_addrs(&listeners)?;
+        let (stomp_listeners, stomp_addrs) = match &config.stomp_listen {
+            Some(listen) => {
+                let bound = listen.bind().await.map_err(BrokerError::StompListen)?;
+                let addrs = listen
+                    .local_addrs(&bound)
+                    .map_err(BrokerError::StompListen)?;
+                (bound, addrs)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let (alarm_tx, alarm) = watch::channel(None);
         let alarm_config = alarm::AlarmConfig {
             memory_high_watermark: config.memory_high_watermark,
@@ -135,15 +147,21 @@ impl Broker {
                 .map_err(|e| BrokerError::Thread("pager", e))?;
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let servers = listeners
+        let mut servers: Vec<_> = listeners
             .into_iter()
             .map(|l| tokio::spawn(amqp::accept_loop(l, shared.clone(), shutdown_rx.clone())))
             .collect();
+        servers.extend(
+            stomp_listeners
+                .into_iter()
+                .map(|l| tokio::spawn(stomp::accept_loop(l, shared.clone(), shutdown_rx.clone()))),
+        );
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
             .map_err(|e| BrokerError::Thread("alarm", e))?;
         Ok(Broker {
             addrs,
+            stomp_addrs,
             shared,
             shutdown,
             servers,
@@ -158,6 +176,11 @@ impl Broker {
     /// Every address the AMQP listeners are bound to.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Every address the STOMP listeners are bound to (none when STOMP is off).
+    pub fn stomp_addrs(&self) -> &[SocketAddr] {
+        &self.stomp_addrs
     }
 
     /// A publisher inside the process (the gateway's and speech's way in).

@@ -116,7 +116,10 @@ pub(super) async fn publish_durably(
 }
 
 /// Waits until the log is durable past `position`.
-async fn wait_durable(writer: &crate::store::LogWriter, position: u64) -> Result<(), PublishError> {
+pub(super) async fn wait_durable(
+    writer: &crate::store::LogWriter,
+    position: u64,
+) -> Result<(), PublishError> {
     let mut progress = writer.subscribe();
     writer.request(position);
     loop {

@@ -1,0 +1,210 @@
+//! STOMP 1.0-1.2 over TCP, with RabbitMQ's STOMP semantics (`frame` splits and writes
+//! frames, `destination` maps destinations and headers onto AMQP, `session` drives the core).
+//! Web-STOMP (STOMP over WebSocket) is not built yet.
+
+mod destination;
+mod frame;
+mod session;
+
+use super::{Shared, OUTLET_BUDGET};
+use crate::core::{Outbound, Outlet};
+use bytes::BytesMut;
+use frame::{Frame, Parsed};
+use session::Session;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout, Instant};
+
+/// How long a client has to send CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most body bytes of one frame.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// A client that promised heart-beats is gone after this many intervals of silence.
+const MISSED_BEATS: u32 = 3;
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve(stream, peer, shared.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "STOMP accept failed");
+                    sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
+}
+
+/// One TCP connection from the first byte to close.
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().ok();
+    let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
+    let window = outlet.window();
+    let mut session = Session::new(shared, outlet, peer, local);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut out = BytesMut::new();
+    let opened = Instant::now();
+    let mut last_read = Instant::now();
+    let mut last_write = Instant::now();
+    let mut closed: Option<watch::Receiver<Option<String>>> = None;
+    'conn: loop {
+        // Frames already buffered first.
+        loop {
+            match frame::parse(&mut buf, MAX_BODY, session.escapes()) {
+                Ok(Some(Parsed::HeartBeat)) => {}
+                Ok(Some(Parsed::Frame(f))) => {
+                    let step = session.handle(f);
+                    if closed.is_none() {
+                        closed = session.details.as_ref().map(|d| d.close.subscribe());
+                    }
+                    if let (Some(position), Some(writer)) =
+                        (step.wait_for, shared_log_writer(&session))
+                    {
+                        // A SEND's RECEIPT comes after the message is on disk.
+                        if super::publisher::wait_durable(&writer, position)
+                            .await
+                            .is_err()
+                        {
+                            let e = Frame::new("ERROR")
+                                .with("message", "not stored")
+                                .with("content-type", "text/plain");
+                            write(&mut stream, &mut out, &e, session.escapes()).await;
+                            break 'conn;
+                        }
+                    }
+                    for f in &step.frames {
+                        if !write(&mut stream, &mut out, f, session.escapes()).await {
+                            break 'conn;
+                        }
+                    }
+                    last_write = Instant::now();
+                    if step.close {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let f = Frame::new("ERROR")
+                        .with("message", "Invalid frame")
+                        .with("content-type", "text/plain")
+                        .with_body(bytes::Bytes::from(format!("{e}\n")));
+                    write(&mut stream, &mut out, &f, session.escapes()).await;
+                    break 'conn;
+                }
+            }
+        }
+        let beats = session.heart_beats;
+        let send_beat = match beats.send {
+            0 => Duration::MAX,
+            ms => Duration::from_millis(ms).saturating_sub(last_write.elapsed()),
+        };
+        let silence = match (session.details.is_some(), beats.expect) {
+            (false, _) => CONNECT_TIMEOUT.saturating_sub(opened.elapsed()),
+            (true, 0) => Duration::MAX,
+            (true, ms) => {
+                (Duration::from_millis(ms) * MISSED_BEATS).saturating_sub(last_read.elapsed())
+            }
+        };
+        tokio::select! {
+            read = stream.read_buf(&mut buf) => match read {
+                Ok(n) if n > 0 => last_read = Instant::now(),
+                _ => break 'conn,
+            },
+            Some(delivery) = outbox.recv() => {
+                let bytes = delivery.content_bytes();
+                let shutdown_asked = matches!(delivery, Outbound::Shutdown);
+                if let Some(f) = session.outbound(delivery) {
+                    if !write(&mut stream, &mut out, &f, session.escapes()).await {
+                        break 'conn;
+                    }
+                    last_write = Instant::now();
+                }
+                window.written(bytes);
+                if shutdown_asked {
+                    break 'conn;
+                }
+            }
+            _ = window.drained() => {
+                if let Some(conn) = session.conn() {
+                    session_core(&session).dispatch_connection(conn);
+                }
+            }
+            _ = sleep(send_beat) => {
+                if stream.write_all(b"\n").await.is_err() {
+                    break 'conn;
+                }
+                last_write = Instant::now();
+            }
+            _ = sleep(silence) => break 'conn,
+            Some(()) = changed(&mut closed) => {
+                let reason = closed
+                    .as_ref()
+                    .and_then(|c| c.borrow().clone())
+                    .unwrap_or_default();
+                let f = Frame::new("ERROR")
+                    .with("message", "Connection closed")
+                    .with("content-type", "text/plain")
+                    .with_body(bytes::Bytes::from(format!("{reason}\n")));
+                write(&mut stream, &mut out, &f, session.escapes()).await;
+                break 'conn;
+            }
+            _ = shutdown.changed() => {
+                let f = Frame::new("ERROR")
+                    .with("message", "Server shutdown")
+                    .with("content-type", "text/plain");
+                write(&mut stream, &mut out, &f, session.escapes()).await;
+                break 'conn;
+            }
+        }
+    }
+    session.close();
+    let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+}
+
+/// Waits for an operator's close (never, before CONNECT).
+async fn changed(closed: &mut Option<watch::Receiver<Option<String>>>) -> Option<()> {
+    match closed {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+fn shared_log_writer(session: &Session) -> Option<Arc<crate::store::LogWriter>> {
+    session_core(session).log_writer()
+}
+
+fn session_core(session: &Session) -> std::sync::MutexGuard<'_, crate::core::Core> {
+    session.shared().lock()
+}
+
+/// Writes one frame; false if the socket is gone.
+async fn write(stream: &mut TcpStream, out: &mut BytesMut, f: &Frame, escapes: bool) -> bool {
+    out.clear();
+    frame::encode(f, escapes, out);
+    timeout(Duration::from_secs(30), stream.write_all(out))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}

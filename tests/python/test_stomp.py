@@ -1,0 +1,202 @@
+"""STOMP over TCP against a real Bloodbank process: stomp.py as a client, pika on the AMQP side,
+raw sockets where the point is the exact frames. (Web-STOMP, transactions and durable topic
+subscriptions are not built yet.)"""
+
+import json
+import queue
+import socket
+import time
+import uuid
+
+import pika
+import pytest
+import stomp
+
+
+def fresh(prefix="s"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class Inbox(stomp.ConnectionListener):
+    def __init__(self):
+        self.frames = queue.Queue()
+
+    def on_message(self, frame):
+        self.frames.put(("MESSAGE", frame))
+
+    def on_error(self, frame):
+        self.frames.put(("ERROR", frame))
+
+    def on_receipt(self, frame):
+        self.frames.put(("RECEIPT", frame))
+
+    def next(self, timeout=5):
+        return self.frames.get(timeout=timeout)
+
+    def none(self, wait=0.5):
+        try:
+            got = self.frames.get(timeout=wait)
+        except queue.Empty:
+            return True
+        raise AssertionError(f"unexpected {got}")
+
+
+def address(bloodbank):
+    host, port = bloodbank.stomp.rsplit(":", 1)
+    return host, int(port)
+
+
+@pytest.fixture
+def client(bloodbank):
+    conn = stomp.Connection12([address(bloodbank)], heartbeats=(0, 0))
+    inbox = Inbox()
+    conn.set_listener("inbox", inbox)
+    conn.connect("guest", "guest", wait=True)
+    yield conn, inbox
+    if conn.is_connected():
+        conn.disconnect()
+
+
+@pytest.fixture
+def amqp(bloodbank):
+    c = pika.BlockingConnection(pika.ConnectionParameters(bloodbank.host, bloodbank.port))
+    yield c.channel()
+    if c.is_open:
+        c.close()
+
+
+def test_exchange_subscription_gets_matching_events_from_amqp(client, amqp):
+    conn, inbox = client
+    conn.subscribe("/exchange/events/theboard.#", id="board", ack="auto", headers={"receipt": "sub-1"})
+    assert inbox.next()[1].headers["receipt-id"] == "sub-1"
+    amqp.basic_publish("events", "theboard.meeting.created", json.dumps({"meeting_id": "m1"}).encode(),
+                       pika.BasicProperties(content_type="application/json", headers={"source": "test"}))
+    amqp.basic_publish("events", "other.thing", b"{}")
+    amqp.basic_publish("events", "theboard.round.completed", b'{"round": 1}')
+    kind, first = inbox.next()
+    assert kind == "MESSAGE"
+    assert json.loads(first.body) == {"meeting_id": "m1"}
+    h = first.headers
+    assert h["destination"] == "/exchange/events/theboard.meeting.created"
+    assert h["subscription"] == "board" and h["redelivered"] == "false"
+    assert h["content-type"] == "application/json" and h["source"] == "test"
+    assert "ack" not in h
+    kind, second = inbox.next()
+    assert second.headers["destination"] == "/exchange/events/theboard.round.completed"
+    inbox.none()
+
+
+def test_send_to_a_queue_reaches_amqp_with_properties_after_its_receipt(client, amqp):
+    conn, inbox = client
+    q = fresh()
+    conn.send(f"/queue/{q}", '{"a": 1}', content_type="application/json",
+              headers={"persistent": "true", "priority": "4", "custom": "12", "receipt": "r1"})
+    kind, receipt = inbox.next()
+    assert (kind, receipt.headers["receipt-id"]) == ("RECEIPT", "r1")
+    method, props, body = amqp.basic_get(q, auto_ack=True)
+    assert body == b'{"a": 1}'
+    assert props.content_type == "application/json" and props.delivery_mode == 2 and props.priority == 4
+    assert props.headers["custom"] == "12"
+    # The queue /queue/ declares is durable and shared with AMQP.
+    assert amqp.queue_declare(q, passive=True).method.message_count == 0
+
+
+def test_client_individual_acks_prefetch_and_nack_requeue(client, amqp):
+    conn, inbox = client
+    q = fresh()
+    amqp.queue_declare(q, durable=True)
+    for i in range(3):
+        amqp.basic_publish("", q, f"m{i}".encode())
+    conn.subscribe(f"/queue/{q}", id="w", ack="client-individual", headers={"prefetch-count": "1"})
+    _, m0 = inbox.next()
+    assert m0.body == "m0" and m0.headers["ack"]
+    inbox.none()  # prefetch 1: nothing more until the ack
+    conn.ack(m0.headers["ack"])
+    _, m1 = inbox.next()
+    assert m1.body == "m1"
+    conn.nack(m1.headers["ack"])  # no requeue header: requeued, as RabbitMQ reads it
+    _, again = inbox.next()
+    assert again.body == "m1" and again.headers["redelivered"] == "true"
+    conn.nack(again.headers["ack"], requeue="false")
+    _, m2 = inbox.next()
+    assert m2.body == "m2"
+    # Disconnecting with m2 unacknowledged puts it back.
+    conn.disconnect()
+    time.sleep(0.3)
+    method, props, body = amqp.basic_get(q, auto_ack=True)
+    assert body == b"m2" and method.redelivered
+
+
+def test_topic_between_stomp_clients_and_amq_queue(bloodbank, client, amqp):
+    conn, inbox = client
+    conn.subscribe("/topic/alerts.*", id="t", ack="auto", headers={"receipt": "t1"})
+    inbox.next()
+    other = stomp.Connection12([address(bloodbank)])
+    other.connect("guest", "guest", wait=True)
+    other.send("/topic/alerts.disk", "full")
+    _, msg = inbox.next()
+    assert (msg.body, msg.headers["destination"]) == ("full", "/topic/alerts.disk")
+    q = fresh()
+    amqp.queue_declare(q, arguments={"x-max-length": 5})
+    other.send(f"/amq/queue/{q}", "direct", headers={"receipt": "a1"})
+    other.disconnect()
+    conn.subscribe(f"/amq/queue/{q}", id="a", ack="client")
+    _, msg = inbox.next()
+    assert (msg.body, msg.headers["destination"]) == ("direct", f"/queue/{q}")
+
+
+def raw(bloodbank, data, read_for=1.0):
+    """Sends raw bytes; returns what came back within `read_for` seconds and whether the
+    server closed the socket."""
+    s = socket.create_connection(address(bloodbank))
+    s.sendall(data)
+    deadline = time.monotonic() + read_for
+    got = b""
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                return got, True
+            got += chunk
+        return got, False
+    finally:
+        s.close()
+
+
+def test_bad_input_gets_error_frames(bloodbank):
+    got, closed = raw(bloodbank, b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:wrong\n\n\0")
+    assert got.startswith(b"ERROR\n") and b"message:Bad CONNECT" in got and b"Access refused for user 'guest'" in got
+    assert not closed  # the socket stays open for another CONNECT, as in RabbitMQ
+    hello = b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0"
+    got, _ = raw(bloodbank, hello + b"SUBSCRIBE\nid:1\ndestination:/nowhere/x\n\n\0")
+    assert b"CONNECTED\n" in got and b"message:Unknown destination" in got
+    got, closed = raw(bloodbank, hello + b"SUBSCRIBE\nid:1\ndestination:/amq/queue/does-not-exist\n\n\0")
+    assert b"message:not_found" in got and b"NOT_FOUND - no queue 'does-not-exist'" in got and closed
+    got, _ = raw(bloodbank, hello + b"SEND\ndestination:/queue/x\nmessage-id:1\n\n\0")
+    assert b"'message-id' is not allowed on 'SEND'." in got
+    got, closed = raw(bloodbank, hello + b"SEND\ncontent-length:nope\n\n\0")
+    assert b"message:Invalid frame" in got and closed
+    got, closed = raw(bloodbank, b"SEND\ndestination:/queue/x\n\nhi\0")
+    assert b"You must log in using CONNECT first" in got and closed
+    got, _ = raw(bloodbank, hello + b"SUBSCRIBE\nid:1\ndestination:/topic/a\n\n\0SUBSCRIBE\nid:1\ndestination:/topic/b\n\n\0")
+    assert b"Duplicated subscription identifier" in got
+    got, _ = raw(bloodbank, hello + b"ACK\nid:nope\n\n\0")
+    assert b"message:Unknown message" in got
+
+
+def test_heart_beats_are_negotiated_and_sent(bloodbank):
+    got, _ = raw(bloodbank, b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\nheart-beat:0,500\n\n\0", read_for=2.5)
+    head, _, rest = got.partition(b"\0")
+    assert b"heart-beat:1000,0" in head and b"version:1.2" in head
+    assert rest.count(b"\n") >= 2  # a beat every second
+
+
+def test_management_api_lists_stomp_connections(bloodbank, client):
+    import requests
+
+    conns = requests.get(bloodbank.management + "/api/connections", auth=("guest", "guest")).json()
+    assert any(c["protocol"] == "STOMP" and c["user"] == "guest" for c in conns)
