@@ -71,6 +71,10 @@ pub struct ServeArgs {
     /// STOMP 1.0-1.2 over TCP, like --amqp-listen [default: 0.0.0.0:61613,[::]:61613].
     #[arg(long, env = "BLOODBANK_STOMP_LISTEN")]
     pub stomp_listen: Option<Listen>,
+    /// STOMP over WebSocket at `/ws` (Web-STOMP, what browser clients use), like
+    /// --amqp-listen [default: 0.0.0.0:15674,[::]:15674].
+    #[arg(long, env = "BLOODBANK_STOMP_WS_LISTEN")]
+    pub stomp_ws_listen: Option<Listen>,
     /// Most speech sessions (`/asr` WebSockets) at once; one more is told to try again later
     /// [default: 32].
     #[arg(long, env = "BLOODBANK_SPEECH_MAX_SESSIONS")]
@@ -126,6 +130,7 @@ struct FileConfig {
     speech_listen: Option<Listen>,
     management_listen: Option<Listen>,
     stomp_listen: Option<Listen>,
+    stomp_ws_listen: Option<Listen>,
     speech_max_sessions: Option<usize>,
     models: Option<PathBuf>,
     webhook_url: Option<String>,
@@ -219,6 +224,11 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         args.stomp_listen
             .or(file.stomp_listen)
             .unwrap_or_else(|| Listen::any(61613)),
+    );
+    broker.stomp_ws_listen = Some(
+        args.stomp_ws_listen
+            .or(file.stomp_ws_listen)
+            .unwrap_or_else(|| Listen::any(15674)),
     );
     if let Some(exchanges) = file.exchanges {
         broker.exchanges = exchanges

@@ -80,6 +80,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         env: "BLOODBANK_STOMP_LISTEN",
         listen: &stomp_listen,
     };
+    let stomp_ws_listen =
+        (settings.broker.stomp_ws_listen.clone()).unwrap_or_else(|| Listen::any(15674));
+    let stomp_ws_listener = Listener {
+        what: "Web-STOMP",
+        flag: "--stomp-ws-listen",
+        env: "BLOODBANK_STOMP_WS_LISTEN",
+        listen: &stomp_ws_listen,
+    };
     let management_listener = Listener {
         what: "the management API",
         flag: "--management-listen",
@@ -121,14 +129,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .map_err(|e| match e {
                     BrokerError::Listen(e) => amqp.explain(e),
                     BrokerError::StompListen(e) => stomp_listener.explain(e),
+                    BrokerError::StompWsListen(e) => stomp_ws_listener.explain(e),
                     e => anyhow::Error::new(e),
                 })?;
             println!("listening amqp {}", join(broker.addrs()));
             println!("listening stomp {}", join(broker.stomp_addrs()));
+            println!("listening web-stomp {}", join(broker.stomp_ws_addrs()));
             let amqp_listeners = broker.addrs().iter().map(|a| ("amqp", *a));
             let stomp_listeners = broker.stomp_addrs().iter().map(|a| ("stomp", *a));
+            let ws_listeners = broker
+                .stomp_ws_addrs()
+                .iter()
+                .map(|a| ("http/web-stomp", *a));
             let listeners = amqp_listeners
                 .chain(stomp_listeners)
+                .chain(ws_listeners)
                 .map(|(p, a)| (p.to_string(), a))
                 .collect();
             let management =
@@ -176,6 +191,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "amqp": amqp,
             "management": management,
             "stomp": stomp,
+            "stomp_ws": broker.as_ref().and_then(|b| b.stomp_ws_addrs().first()).map(|a| a.to_string()),
             "http": gateway.addr().to_string(),
             "speech": speech.addr().to_string(),
         });

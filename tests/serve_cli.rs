@@ -44,6 +44,8 @@ const FREE_PORTS: &[&str] = &[
     "127.0.0.1:0",
     "--stomp-listen",
     "127.0.0.1:0",
+    "--stomp-ws-listen",
+    "127.0.0.1:0",
 ];
 
 #[test]
@@ -158,6 +160,7 @@ fn a_busy_port_names_the_setting_that_moves_it_and_errors_say_things_once() {
         ("--speech-listen", "BLOODBANK_SPEECH_LISTEN"),
         ("--management-listen", "BLOODBANK_MANAGEMENT_LISTEN"),
         ("--stomp-listen", "BLOODBANK_STOMP_LISTEN"),
+        ("--stomp-ws-listen", "BLOODBANK_STOMP_WS_LISTEN"),
     ] {
         let data = dir.path().join(flag.trim_start_matches('-'));
         let mut args = vec!["--data-dir", data.to_str().unwrap()];

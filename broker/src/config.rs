@@ -16,6 +16,8 @@ pub struct BrokerConfig {
     pub amqp_listen: Listen,
     /// STOMP over TCP; None: off.
     pub stomp_listen: Option<Listen>,
+    /// STOMP over WebSocket (`/ws`, Web-STOMP); None: off.
+    pub stomp_ws_listen: Option<Listen>,
     /// Where users, durable definitions and persistent messages live. None: nothing survives
     /// a restart, and the one user is RabbitMQ's default `guest` (for tests that embed a
     /// broker).
@@ -41,6 +43,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             amqp_listen: Listen::any(5672),
             stomp_listen: None,
+            stomp_ws_listen: None,
             data_dir: None,
             segment_bytes: 64 * 1024 * 1024,
             memory_high_watermark: crate::net::default_memory_high_watermark(),

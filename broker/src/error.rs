@@ -196,6 +196,8 @@ pub enum BrokerError {
     Listen(#[from] crate::listen::BindError),
     #[error("STOMP listener")]
     StompListen(#[source] crate::listen::BindError),
+    #[error("Web-STOMP listener")]
+    StompWsListen(#[source] crate::listen::BindError),
     #[error("exchange '{name}' of the configuration")]
     Exchange {
         name: String,

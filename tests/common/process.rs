@@ -42,6 +42,8 @@ pub fn start_in(cwd: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
             "127.0.0.1:0",
             "--stomp-listen",
             "127.0.0.1:0",
+            "--stomp-ws-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data)

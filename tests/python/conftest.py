@@ -33,7 +33,7 @@ def start_server(data_dir, *extra):
     ready = data_dir.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--speech-listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0", "--stomp-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
+        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--speech-listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0", "--stomp-listen", "127.0.0.1:0", "--stomp-ws-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
          "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -49,6 +49,7 @@ def start_server(data_dir, *extra):
     server.speech = f"ws://{listeners['speech']}"
     server.management = f"http://{listeners['management']}" if listeners.get("management") else None
     server.stomp = listeners.get("stomp")
+    server.stomp_ws = listeners.get("stomp_ws")
     return server
 
 

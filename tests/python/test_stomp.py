@@ -200,3 +200,43 @@ def test_management_api_lists_stomp_connections(bloodbank, client):
 
     conns = requests.get(bloodbank.management + "/api/connections", auth=("guest", "guest")).json()
     assert any(c["protocol"] == "STOMP" and c["user"] == "guest" for c in conns)
+
+
+def test_theboardrooms_client_over_web_stomp(bloodbank, amqp):
+    """@stomp/stompjs exactly as theboardroom configures it, over WebSocket: the seven
+    meeting events published over AMQP and the HTTP gateway arrive in order with their JSON
+    bodies; other routing keys do not."""
+    import os
+    import subprocess
+    import urllib.request
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    node = subprocess.Popen(["node", os.path.join(root, "tests", "browser", "stomp_board.mjs"),
+                             f"ws://{bloodbank.stomp_ws}/ws", "7"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout.readline().strip() == "subscribed", node.stderr.read()
+        meeting = {"event_type": "theboard.meeting.created", "timestamp": "2024-01-15T10:30:00Z",
+                   "meeting_id": "550e8400-e29b-41d4-a716-446655440000", "topic": "STOMP sees it",
+                   "strategy": "simple", "max_rounds": 3}
+        request = urllib.request.Request(bloodbank.http + "/events/theboard.meeting.created",
+                                         data=json.dumps(meeting).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request) as r:
+            assert r.status == 200
+        others = ["started", "round_completed", "comment_extracted", "converged", "completed", "failed"]
+        amqp.basic_publish("events", "theboardroom.viewer.joined", b'{"not": "for the board"}')
+        for i, name in enumerate(others):
+            amqp.basic_publish("events", f"theboard.meeting.{name}", json.dumps({"n": i}).encode(),
+                               pika.BasicProperties(content_type="application/json"))
+        shown = json.loads(node.stdout.readline())
+        assert node.wait(timeout=30) == 0, node.stderr.read()
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert shown["version"] == "1.2" and shown["server"].startswith("Bloodbank/")
+    keys = [m["destination"].removeprefix("/exchange/events/") for m in shown["received"]]
+    assert keys == ["theboard.meeting.created"] + [f"theboard.meeting.{n}" for n in others]
+    envelope = shown["received"][0]["body"]  # the gateway's envelope around the payload
+    assert envelope["event_type"] == "theboard.meeting.created" and "STOMP sees it" in json.dumps(envelope)
+    assert [m["body"] for m in shown["received"][1:]] == [{"n": i} for i in range(6)]

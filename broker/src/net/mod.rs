@@ -68,6 +68,7 @@ impl Shared {
 pub struct Broker {
     addrs: Vec<SocketAddr>,
     stomp_addrs: Vec<SocketAddr>,
+    stomp_ws_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -107,16 +108,12 @@ impl Broker {
         core.close_connection(boot.conn);
         let listeners = config.amqp_listen.bind().await?;
         let addrs = config.amqp_listen.local_addrs(&listeners)?;
-        let (stomp_listeners, stomp_addrs) = match &config.stomp_listen {
-            Some(listen) => {
-                let bound = listen.bind().await.map_err(BrokerError::StompListen)?;
-                let addrs = listen
-                    .local_addrs(&bound)
-                    .map_err(BrokerError::StompListen)?;
-                (bound, addrs)
-            }
-            None => (Vec::new(), Vec::new()),
-        };
+        let (stomp_listeners, stomp_addrs) = bind_optional(&config.stomp_listen)
+            .await
+            .map_err(BrokerError::StompListen)?;
+        let (ws_listeners, stomp_ws_addrs) = bind_optional(&config.stomp_ws_listen)
+            .await
+            .map_err(BrokerError::StompWsListen)?;
         let (alarm_tx, alarm) = watch::channel(None);
         let alarm_config = alarm::AlarmConfig {
             memory_high_watermark: config.memory_high_watermark,
@@ -156,12 +153,20 @@ impl Broker {
                 .into_iter()
                 .map(|l| tokio::spawn(stomp::accept_loop(l, shared.clone(), shutdown_rx.clone()))),
         );
+        servers.extend(ws_listeners.into_iter().map(|l| {
+            tokio::spawn(stomp::serve_websocket(
+                l,
+                shared.clone(),
+                shutdown_rx.clone(),
+            ))
+        }));
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
             .map_err(|e| BrokerError::Thread("alarm", e))?;
         Ok(Broker {
             addrs,
             stomp_addrs,
+            stomp_ws_addrs,
             shared,
             shutdown,
             servers,
@@ -181,6 +186,11 @@ impl Broker {
     /// Every address the STOMP listeners are bound to (none when STOMP is off).
     pub fn stomp_addrs(&self) -> &[SocketAddr] {
         &self.stomp_addrs
+    }
+
+    /// Every address the Web-STOMP listeners are bound to (none when it is off).
+    pub fn stomp_ws_addrs(&self) -> &[SocketAddr] {
+        &self.stomp_ws_addrs
     }
 
     /// A publisher inside the process (the gateway's and speech's way in).
@@ -239,6 +249,18 @@ fn open_store(
         })?;
     core.restore(defs, log, recovery)?;
     Ok(users)
+}
+
+/// Binds a listener that may be switched off.
+async fn bind_optional(
+    listen: &Option<crate::Listen>,
+) -> Result<(Vec<tokio::net::TcpListener>, Vec<SocketAddr>), crate::BindError> {
+    let Some(listen) = listen else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let bound = listen.bind().await?;
+    let addrs = listen.local_addrs(&bound)?;
+    Ok((bound, addrs))
 }
 
 /// Runs time-driven expiry until shutdown.

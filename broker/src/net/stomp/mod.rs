@@ -1,10 +1,14 @@
-//! STOMP 1.0-1.2 over TCP, with RabbitMQ's STOMP semantics (`frame` splits and writes
-//! frames, `destination` maps destinations and headers onto AMQP, `session` drives the core).
-//! Web-STOMP (STOMP over WebSocket) is not built yet.
+//! STOMP 1.0-1.2 with RabbitMQ's STOMP semantics, over TCP and over WebSocket (`ws`, as
+//! RabbitMQ's Web-STOMP): `frame` splits and writes frames, `destination` maps destinations
+//! and headers onto AMQP, `session` drives the core, and one task per connection (`run`)
+//! reads, writes and keeps heart-beats over either transport.
 
 mod destination;
 mod frame;
 mod session;
+mod ws;
+
+pub(super) use ws::serve_websocket;
 
 use super::{Shared, OUTLET_BUDGET};
 use crate::core::{Outbound, Outlet};
@@ -53,14 +57,48 @@ pub(super) async fn accept_loop(
     while conns.join_next().await.is_some() {}
 }
 
+/// A byte stream STOMP frames travel over.
+pub(super) trait Transport {
+    /// Appends what arrived to `buf`; 0: the peer is gone. Cancel-safe.
+    async fn read(&mut self, buf: &mut BytesMut) -> std::io::Result<usize>;
+    /// Sends one frame's bytes (or a heart-beat's).
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    async fn close(&mut self);
+}
+
+impl Transport for TcpStream {
+    async fn read(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        self.read_buf(buf).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+
+    async fn close(&mut self) {
+        let _ = timeout(Duration::from_secs(1), self.shutdown()).await;
+    }
+}
+
 /// One TCP connection from the first byte to close.
 async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().ok();
+    run(stream, peer, local, shared, shutdown).await;
+}
+
+/// One STOMP connection over any transport, from CONNECT to close.
+pub(super) async fn run<T: Transport>(
+    mut stream: T,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let local = stream.local_addr().ok();
     let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let window = outlet.window();
     let mut session = Session::new(shared, outlet, peer, local);
@@ -129,7 +167,7 @@ async fn serve(
             }
         };
         tokio::select! {
-            read = stream.read_buf(&mut buf) => match read {
+            read = stream.read(&mut buf) => match read {
                 Ok(n) if n > 0 => last_read = Instant::now(),
                 _ => break 'conn,
             },
@@ -153,7 +191,7 @@ async fn serve(
                 }
             }
             _ = sleep(send_beat) => {
-                if stream.write_all(b"\n").await.is_err() {
+                if stream.write(b"\n").await.is_err() {
                     break 'conn;
                 }
                 last_write = Instant::now();
@@ -181,7 +219,7 @@ async fn serve(
         }
     }
     session.close();
-    let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
+    stream.close().await;
 }
 
 /// Waits for an operator's close (never, before CONNECT).
@@ -200,11 +238,11 @@ fn session_core(session: &Session) -> std::sync::MutexGuard<'_, crate::core::Cor
     session.shared().lock()
 }
 
-/// Writes one frame; false if the socket is gone.
-async fn write(stream: &mut TcpStream, out: &mut BytesMut, f: &Frame, escapes: bool) -> bool {
+/// Writes one frame; false if the peer is gone (or has not read for 30 s).
+async fn write<T: Transport>(stream: &mut T, out: &mut BytesMut, f: &Frame, escapes: bool) -> bool {
     out.clear();
     frame::encode(f, escapes, out);
-    timeout(Duration::from_secs(30), stream.write_all(out))
+    timeout(Duration::from_secs(30), stream.write(out))
         .await
         .is_ok_and(|r| r.is_ok())
 }
