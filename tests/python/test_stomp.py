@@ -240,3 +240,33 @@ def test_theboardrooms_client_over_web_stomp(bloodbank, amqp):
     envelope = shown["received"][0]["body"]  # the gateway's envelope around the payload
     assert envelope["event_type"] == "theboard.meeting.created" and "STOMP sees it" in json.dumps(envelope)
     assert [m["body"] for m in shown["received"][1:]] == [{"n": i} for i in range(6)]
+
+
+def test_transactions_hold_sends_and_acks_until_commit(client, amqp):
+    conn, inbox = client
+    q = fresh()
+    amqp.queue_declare(q, durable=True)
+    conn.begin("tx1")
+    conn.send(f"/queue/{q}", "one", transaction="tx1")
+    conn.send(f"/queue/{q}", "two", transaction="tx1")
+    assert amqp.queue_declare(q, passive=True).method.message_count == 0
+    conn.commit("tx1", headers={"receipt": "c1"})
+    assert inbox.next()[1].headers["receipt-id"] == "c1"
+    assert amqp.queue_declare(q, passive=True).method.message_count == 2
+    conn.begin("tx2")
+    conn.send(f"/queue/{q}", "never", transaction="tx2")
+    conn.abort("tx2", headers={"receipt": "a2"})
+    assert inbox.next()[1].headers["receipt-id"] == "a2"
+    assert amqp.queue_declare(q, passive=True).method.message_count == 2
+    # An ACK inside a transaction settles at COMMIT.
+    conn.subscribe(f"/queue/{q}", id="t", ack="client-individual", headers={"prefetch-count": "1"})
+    _, first = inbox.next()
+    conn.begin("tx3")
+    conn.ack(first.headers["ack"], transaction="tx3")
+    inbox.none()
+    conn.commit("tx3")
+    _, second = inbox.next()
+    assert (first.body, second.body) == ("one", "two")
+    conn.send(f"/queue/{q}", "x", transaction="nope", headers={"receipt": "bad"})
+    kind, error = inbox.next()
+    assert kind == "ERROR" and error.headers["message"] == "Bad transaction"

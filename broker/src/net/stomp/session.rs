@@ -22,6 +22,9 @@ use std::sync::{Arc, MutexGuard};
 const SEND_CHANNEL: u16 = 1;
 /// Most subscriptions one connection may hold.
 const MAX_SUBSCRIPTIONS: usize = 1024;
+/// Most transactions open at once, and frames one transaction may hold.
+const MAX_TRANSACTIONS: usize = 64;
+const MAX_TRANSACTION_FRAMES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AckMode {
@@ -108,6 +111,8 @@ pub(crate) struct Session {
     next_message: u64,
     /// The switch an operator closes the connection with (set once connected).
     pub(crate) details: Option<Arc<Details>>,
+    /// Open transactions: the SENDs, ACKs and NACKs held until COMMIT.
+    transactions: HashMap<String, Vec<Frame>>,
 }
 
 fn error_frame(message: &str, body: &str) -> Frame {
@@ -153,6 +158,7 @@ impl Session {
             unacked: HashMap::new(),
             next_message: 0,
             details: None,
+            transactions: HashMap::new(),
         }
     }
 
@@ -182,6 +188,11 @@ impl Session {
                 };
             }
         };
+        let held = matches!(frame.command.as_str(), "SEND" | "ACK" | "NACK");
+        if let (true, Some(tx)) = (held, frame.header("transaction")) {
+            let step = self.hold(tx.to_string(), frame.clone());
+            return self.with_receipt(step, &frame);
+        }
         let step = match frame.command.as_str() {
             "SEND" => self.send(conn, &vhost, &frame),
             "SUBSCRIBE" => self.subscribe(conn, &frame),
@@ -193,10 +204,9 @@ impl Session {
                 close: true,
                 ..Default::default()
             },
-            "BEGIN" | "COMMIT" | "ABORT" => Step::send(vec![error_frame(
-                "Not implemented",
-                "Bloodbank does not support STOMP transactions yet",
-            )]),
+            "BEGIN" => self.begin(&frame),
+            "COMMIT" => self.commit(&frame),
+            "ABORT" => self.abort(&frame),
             "CONNECT" | "STOMP" => Step::send(vec![error_frame(
                 "Already connected",
                 "This session is already connected",
@@ -207,6 +217,96 @@ impl Session {
             )]),
         };
         self.with_receipt(step, &frame)
+    }
+
+    fn transaction_id<'f>(&self, frame: &'f Frame) -> Result<&'f str, Step> {
+        frame.header("transaction").ok_or_else(|| {
+            Step::send(vec![error_frame(
+                "Missing transaction",
+                &format!("{} must include a 'transaction' header", frame.command),
+            )])
+        })
+    }
+
+    fn begin(&mut self, frame: &Frame) -> Step {
+        let tx = match self.transaction_id(frame) {
+            Ok(tx) => tx,
+            Err(step) => return step,
+        };
+        if self.transactions.contains_key(tx) {
+            return Step::send(vec![error_frame(
+                "Bad transaction",
+                &format!("Transaction '{tx}' is already open"),
+            )]);
+        }
+        if self.transactions.len() >= MAX_TRANSACTIONS {
+            return Step::send(vec![error_frame(
+                "Too many transactions",
+                &format!("At most {MAX_TRANSACTIONS} transactions at once"),
+            )]);
+        }
+        self.transactions.insert(tx.to_string(), Vec::new());
+        Step::default()
+    }
+
+    /// Holds a SEND, ACK or NACK of a transaction until COMMIT.
+    fn hold(&mut self, tx: String, mut frame: Frame) -> Step {
+        let Some(held) = self.transactions.get_mut(&tx) else {
+            return Step::send(vec![error_frame(
+                "Bad transaction",
+                &format!("Invalid transaction identifier: {tx}"),
+            )]);
+        };
+        if held.len() >= MAX_TRANSACTION_FRAMES {
+            return Step::send(vec![error_frame(
+                "Transaction too large",
+                &format!("At most {MAX_TRANSACTION_FRAMES} frames in one transaction"),
+            )]);
+        }
+        frame
+            .headers
+            .retain(|(k, _)| k != "transaction" && k != "receipt");
+        held.push(frame);
+        Step::default()
+    }
+
+    /// Applies a transaction's frames in order.
+    fn commit(&mut self, frame: &Frame) -> Step {
+        let tx = match self.transaction_id(frame) {
+            Ok(tx) => tx,
+            Err(step) => return step,
+        };
+        let Some(held) = self.transactions.remove(tx) else {
+            return Step::send(vec![error_frame(
+                "Bad transaction",
+                &format!("Invalid transaction identifier: {tx}"),
+            )]);
+        };
+        let mut out = Step::default();
+        for f in held {
+            let step = self.handle(f);
+            out.frames.extend(step.frames);
+            out.wait_for = out.wait_for.max(step.wait_for);
+            if step.close {
+                out.close = true;
+                break;
+            }
+        }
+        out
+    }
+
+    fn abort(&mut self, frame: &Frame) -> Step {
+        let tx = match self.transaction_id(frame) {
+            Ok(tx) => tx,
+            Err(step) => return step,
+        };
+        match self.transactions.remove(tx) {
+            Some(_) => Step::default(),
+            None => Step::send(vec![error_frame(
+                "Bad transaction",
+                &format!("Invalid transaction identifier: {tx}"),
+            )]),
+        }
     }
 
     /// Adds the RECEIPT a frame asked for to a step that went well.
