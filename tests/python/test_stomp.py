@@ -270,3 +270,30 @@ def test_transactions_hold_sends_and_acks_until_commit(client, amqp):
     conn.send(f"/queue/{q}", "x", transaction="nope", headers={"receipt": "bad"})
     kind, error = inbox.next()
     assert kind == "ERROR" and error.headers["message"] == "Bad transaction"
+
+
+def test_a_browser_page_receives_events_over_web_stomp(bloodbank, amqp):
+    """Headless Chromium: a page using @stomp/stompjs over ws:// shows the events published
+    over AMQP (screenshot in target/screenshots/web-stomp-page.png)."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    node = subprocess.Popen(["node", os.path.join(root, "tests", "browser", "stomp_page.mjs"),
+                             f"ws://{bloodbank.stomp_ws}/ws", "2"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout.readline().strip() == "subscribed", node.stderr.read()
+        amqp.basic_publish("events", "theboard.meeting.started", b'{"meeting_id": "m-9"}')
+        amqp.basic_publish("events", "elsewhere.thing", b"{}")
+        amqp.basic_publish("events", "theboard.round.completed", b'{"round": 3}')
+        node.stdin.write("published\n")
+        node.stdin.flush()
+        shown = json.loads(node.stdout.readline())
+        node.stdin.close()
+        assert node.wait(timeout=30) == 0, node.stderr.read()
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert shown == [{"key": "theboard.meeting.started", "body": '{"meeting_id":"m-9"}'},
+                     {"key": "theboard.round.completed", "body": '{"round":3}'}]
