@@ -6,6 +6,7 @@ mod admin;
 mod alarm;
 mod amqp;
 mod auth;
+mod listener;
 mod publisher;
 mod stomp;
 mod subscriber;
@@ -146,13 +147,17 @@ impl Broker {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut servers: Vec<_> = listeners
             .into_iter()
-            .map(|l| tokio::spawn(amqp::accept_loop(l, shared.clone(), shutdown_rx.clone())))
+            .map(|l| {
+                let accept =
+                    listener::accept_loop(l, shared.clone(), shutdown_rx.clone(), amqp::serve);
+                tokio::spawn(accept)
+            })
             .collect();
-        servers.extend(
-            stomp_listeners
-                .into_iter()
-                .map(|l| tokio::spawn(stomp::accept_loop(l, shared.clone(), shutdown_rx.clone()))),
-        );
+        servers.extend(stomp_listeners.into_iter().map(|l| {
+            let accept =
+                listener::accept_loop(l, shared.clone(), shutdown_rx.clone(), stomp::serve);
+            tokio::spawn(accept)
+        }));
         servers.extend(ws_listeners.into_iter().map(|l| {
             tokio::spawn(stomp::serve_websocket(
                 l,
