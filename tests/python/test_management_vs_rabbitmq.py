@@ -2,67 +2,12 @@
 its management plugin (Debian's rabbitmq-server, started here on free ports). Both must answer
 with the same status codes, the same error fields, and the fields clients read."""
 
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
 import uuid
 
 import pika
 import pytest
 import requests
-
-RABBITMQ_SERVER = "/usr/sbin/rabbitmq-server"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def rabbitmq():
-    if not os.path.exists(RABBITMQ_SERVER):
-        pytest.fail("needs Debian's rabbitmq-server (scripts/test installs it)")
-    tmp = tempfile.mkdtemp(prefix="rmq-mgmt-")
-    amqp_port, mgmt_port, dist_port = free_port(), free_port(), free_port()
-    with open(os.path.join(tmp, "rabbitmq.conf"), "w") as f:
-        f.write(f"listeners.tcp.default = 127.0.0.1:{amqp_port}\nmanagement.tcp.port = {mgmt_port}\n"
-                "management.tcp.ip = 127.0.0.1\n")
-    with open(os.path.join(tmp, "enabled_plugins"), "w") as f:
-        f.write("[rabbitmq_management].\n")
-    for sub in ("mnesia", "log"):
-        os.makedirs(os.path.join(tmp, sub))
-    # Debian's rabbitmq-server drops to the rabbitmq user when started as root.
-    subprocess.run(["chmod", "-R", "755", tmp], check=False)
-    subprocess.run(["chown", "-R", "rabbitmq:", tmp], check=False)
-    env = {**os.environ,
-           "RABBITMQ_NODENAME": f"bbmgmt{os.getpid()}@localhost",
-           "RABBITMQ_NODE_PORT": str(amqp_port),
-           "RABBITMQ_DIST_PORT": str(dist_port),
-           "RABBITMQ_MNESIA_BASE": os.path.join(tmp, "mnesia"),
-           "RABBITMQ_LOG_BASE": os.path.join(tmp, "log"),
-           "RABBITMQ_CONFIG_FILE": os.path.join(tmp, "rabbitmq.conf"),
-           "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(tmp, "enabled_plugins")}
-    proc = subprocess.Popen([RABBITMQ_SERVER], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{mgmt_port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if requests.get(base + "/api/overview", auth=("guest", "guest"), timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, "RabbitMQ's management plugin did not come up"
-        time.sleep(0.5)
-    yield {"base": base, "amqp": amqp_port}
-    subprocess.run(["rabbitmqctl", "-q", "stop"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    proc.kill()
-    proc.wait()
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""STOMP over TCP against a real Bloodbank process: stomp.py as a client, pika on the AMQP side,
-raw sockets where the point is the exact frames. (Web-STOMP, transactions and durable topic
-subscriptions are not built yet.)"""
+"""STOMP over TCP and Web-STOMP against a real Bloodbank process: stomp.py as a client, pika on
+the AMQP side, raw sockets where the point is the exact frames, theboardroom's own
+@stomp/stompjs client in Node and in headless Chromium. Comparisons with a real RabbitMQ are in
+test_stomp_vs_rabbitmq.py."""
 
 import json
 import queue
@@ -270,6 +271,62 @@ def test_transactions_hold_sends_and_acks_until_commit(client, amqp):
     conn.send(f"/queue/{q}", "x", transaction="nope", headers={"receipt": "bad"})
     kind, error = inbox.next()
     assert kind == "ERROR" and error.headers["message"] == "Bad transaction"
+
+
+def test_durable_topic_subscription_survives_a_reconnect(bloodbank, amqp):
+    key = fresh("dur")
+    sub = {"durable": "true", "auto-delete": "false"}
+
+    def connect():
+        conn = stomp.Connection12([address(bloodbank)], heartbeats=(0, 0))
+        inbox = Inbox()
+        conn.set_listener("inbox", inbox)
+        conn.connect("guest", "guest", wait=True)
+        conn.subscribe(f"/topic/{key}.#", id="tracker", ack="client-individual",
+                       headers={**sub, "receipt": "s"})
+        assert inbox.next()[0] == "RECEIPT"
+        return conn, inbox
+
+    conn, inbox = connect()
+    amqp.confirm_delivery()
+    amqp.basic_publish("amq.topic", f"{key}.one", b"1", pika.BasicProperties(delivery_mode=2))
+    _, first = inbox.next()
+    assert first.body == "1"
+    conn.disconnect()  # unacknowledged: it stays in the subscription's queue
+    amqp.basic_publish("amq.topic", f"{key}.two", b"2", pika.BasicProperties(delivery_mode=2))
+    conn, inbox = connect()
+    got = [inbox.next()[1] for _ in range(2)]
+    assert [(m.body, m.headers["redelivered"]) for m in got] == [("1", "true"), ("2", "false")]
+    for m in got:
+        conn.ack(m.headers["ack"])
+    conn.unsubscribe("tracker", headers={"durable": "true", "receipt": "u"})
+    assert inbox.next()[1].headers["receipt-id"] == "u"
+    amqp.basic_publish("amq.topic", f"{key}.three", b"3")
+    conn.disconnect()
+    conn, inbox = connect()
+    inbox.none()  # UNSUBSCRIBE durable:true deleted the queue: nothing was kept
+    conn.disconnect()
+
+
+def test_temp_queue_request_and_reply(client, amqp):
+    """A requester names `/temp-queue/answers` as reply-to; the service (over AMQP) replies to
+    the queue name it sees, and the reply comes back on the temp-queue subscription."""
+    conn, inbox = client
+    service = fresh("svc")
+    amqp.queue_declare(service, durable=True)
+    conn.send(f"/queue/{service}", "what time is it", headers={"reply-to": "/temp-queue/answers",
+                                                                "correlation-id": "q1", "receipt": "r"})
+    assert inbox.next()[0] == "RECEIPT"
+    method, props, body = amqp.basic_get(service, auto_ack=True)
+    assert props.reply_to.startswith("amq.gen-") and props.correlation_id == "q1"
+    amqp.basic_publish("", props.reply_to, b"noon", pika.BasicProperties(correlation_id="q1"))
+    _, reply = inbox.next()
+    assert reply.body == "noon" and reply.headers["subscription"] == "/temp-queue/answers"
+    assert reply.headers["correlation-id"] == "q1"
+    # The same temp-queue name reuses the same queue for the whole session.
+    conn.send(f"/queue/{service}", "again", headers={"reply-to": "/temp-queue/answers"})
+    time.sleep(0.3)
+    assert amqp.basic_get(service, auto_ack=True)[1].reply_to == props.reply_to
 
 
 def test_a_browser_page_receives_events_over_web_stomp(bloodbank, amqp):

@@ -40,6 +40,30 @@ pub(crate) fn render(value: Option<&AMQPValue>) -> String {
     }
 }
 
+/// How RabbitMQ's `inequivalent arg` error shows the two values of an argument; None when
+/// they are equivalent.
+pub(crate) fn argument_difference(
+    received: Option<&AMQPValue>,
+    current: Option<&AMQPValue>,
+) -> Option<String> {
+    let (r, c) = (render(received), render(current));
+    if r == c {
+        return None;
+    }
+    Some(match (received, current) {
+        (None, Some(c)) => format!(
+            "received none but current is the value '{r}' of type '{}'",
+            type_name(c),
+            r = render(current)
+        ),
+        (Some(v), None) => format!(
+            "received the value '{r}' of type '{}' but current is none",
+            type_name(v)
+        ),
+        _ => format!("received '{r}' but current is '{c}'"),
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueType {
     Classic,
@@ -179,7 +203,16 @@ pub(crate) fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArg
             }
         };
         match key {
-            "x-queue-type" => parsed.quorum = one_of(&["classic", "quorum"])? == "quorum",
+            "x-queue-type" => {
+                parsed.quorum = match string()?.as_str() {
+                    "classic" => false,
+                    "quorum" => true,
+                    other => {
+                        let reason = format!("\"unsupported queue type '{other}'\"");
+                        return Err(invalid(key, reason));
+                    }
+                }
+            }
             "x-message-ttl" => parsed.message_ttl = Some(int(0, u32::MAX as i128)?),
             "x-expires" => parsed.expires = Some(int(1, u32::MAX as i128)?),
             "x-max-length" => parsed.max_length = Some(int(0, i64::MAX as i128)?),

@@ -1,7 +1,7 @@
 //! Declaring, binding and deleting exchanges and queues, with RabbitMQ's checks and error texts.
 
 use super::access::{Perm, Resource};
-use super::args::{parse_queue_args, render, QueueType, EQUIVALENCE_CHECKED};
+use super::args::{argument_difference, parse_queue_args, render, QueueType, EQUIVALENCE_CHECKED};
 use super::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use super::permitted;
 use super::queue::Queue;
@@ -366,10 +366,12 @@ impl Core {
                 ));
             }
             for arg in EQUIVALENCE_CHECKED {
-                let current = render(existing.arguments.inner().get(*arg));
-                let received = render(spec.arguments.inner().get(*arg));
-                if current != received {
-                    return Err(inequivalent(arg, &what, received, current));
+                let current = existing.arguments.inner().get(*arg);
+                let received = spec.arguments.inner().get(*arg);
+                if let Some(difference) = argument_difference(received, current) {
+                    return Err(AmqpError::precondition(format!(
+                        "inequivalent arg '{arg}' for {what}: {difference}"
+                    )));
                 }
             }
             existing.last_used_ms = (self.clock)();

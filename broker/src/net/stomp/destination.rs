@@ -1,10 +1,14 @@
-//! STOMP destinations and headers as RabbitMQ maps them onto AMQP (facts measured against
-//! RabbitMQ 3.10's STOMP plugins): where a SEND publishes, what a SUBSCRIBE consumes, the
-//! `destination` a MESSAGE shows, and headers to properties and back. Pure functions.
+//! STOMP destinations as RabbitMQ's STOMP plugin maps them onto AMQP (facts measured against
+//! RabbitMQ 3.10): where a SEND publishes and which queue it declares first, what a SUBSCRIBE
+//! consumes and declares, queue arguments from `x-` headers, and the `destination` a MESSAGE
+//! shows. Pure functions.
 
-use crate::message::Message;
-use amq_protocol::protocol::BasicProperties;
+use super::frame::{Frame, Refused};
+use crate::core::declare::QueueSpec;
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use base64::Engine;
+use rand::distr::{Alphanumeric, SampleString};
+use sha2::{Digest, Sha256};
 
 /// A destination header, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,42 +21,233 @@ pub(crate) enum Destination {
     AmqQueue(String),
     /// `/topic/<key>`: `amq.topic` with that routing key or pattern.
     Topic(String),
+    /// `/temp-queue/<name>`: valid only as a SEND's `reply-to`, where it stands for a queue
+    /// of this session's own.
+    TempQueue(String),
+    /// `/reply-queue/<queue>`: the queue a `reply-to` named, reached through the default
+    /// exchange; not declared.
+    ReplyQueue(String),
 }
 
-/// The ERROR body for a destination that is none of the kinds (RabbitMQ's wording).
-pub(crate) const VALID: &str =
-    "Invalid destination: must be one of /exchange/…, /queue/…, /amq/queue/… or /topic/…";
+/// The ERROR for a destination that is none of the kinds (RabbitMQ's wording).
+pub(crate) fn unknown(d: &str) -> Refused {
+    Refused::new(
+        "Unknown destination",
+        format!(
+            "'{d}' is not a valid destination.\nValid destination types are: /temp-queue, \
+             /exchange, /topic, /queue, /amq/queue, /reply-queue/."
+        ),
+    )
+}
+
+/// The ERROR for a destination used where it cannot be.
+fn invalid_for(d: &str, command: &str) -> Refused {
+    Refused::new(
+        "Invalid destination",
+        format!("'{d}' is not a valid destination for '{command}'"),
+    )
+}
 
 impl Destination {
-    pub(crate) fn parse(d: &str) -> Option<Destination> {
-        let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    pub(crate) fn parse(d: &str) -> Result<Destination, Refused> {
+        let named = |rest: &str, kind: fn(String) -> Destination| match rest.is_empty() {
+            true => Err(unknown(d)),
+            false => Ok(kind(rest.to_string())),
+        };
         if let Some(rest) = d.strip_prefix("/exchange/") {
             let (name, pattern) = rest.split_once('/').unwrap_or((rest, ""));
-            return Some(Destination::Exchange {
-                name: nonempty(name)?,
+            if name.is_empty() {
+                return Err(unknown(d));
+            }
+            return Ok(Destination::Exchange {
+                name: name.to_string(),
                 pattern: pattern.to_string(),
             });
         }
         if let Some(rest) = d.strip_prefix("/queue/") {
-            return nonempty(rest).map(Destination::Queue);
+            return named(rest, Destination::Queue);
         }
         if let Some(rest) = d.strip_prefix("/amq/queue/") {
-            return nonempty(rest).map(Destination::AmqQueue);
+            return named(rest, Destination::AmqQueue);
         }
         if let Some(rest) = d.strip_prefix("/topic/") {
-            return nonempty(rest).map(Destination::Topic);
+            return named(rest, Destination::Topic);
         }
-        None
+        if let Some(rest) = d.strip_prefix("/temp-queue/") {
+            return named(rest, Destination::TempQueue);
+        }
+        if let Some(rest) = d.strip_prefix("/reply-queue/") {
+            return match rest.is_empty() {
+                true => Err(Refused::new(
+                    "Invalid destination",
+                    "'/' is not a valid reply_queue destination",
+                )),
+                false => Ok(Destination::ReplyQueue(rest.to_string())),
+            };
+        }
+        Err(unknown(d))
     }
 
-    /// Where a SEND to this destination publishes: (exchange, routing key).
-    pub(crate) fn publish_to(&self) -> (&str, &str) {
-        match self {
-            Destination::Exchange { name, pattern } => (name, pattern),
-            Destination::Queue(q) | Destination::AmqQueue(q) => ("", q),
-            Destination::Topic(key) => ("amq.topic", key),
+    /// Where a SEND to this destination publishes, (exchange, routing key), and the queue
+    /// it declares first.
+    pub(crate) fn send_target(
+        &self,
+        frame: &Frame,
+    ) -> Result<(&str, &str, Option<QueueSpec>), Refused> {
+        Ok(match self {
+            Destination::Exchange { name, pattern } => (name, pattern, None),
+            Destination::Queue(q) => ("", q, Some(durable_queue(q, frame)?)),
+            Destination::AmqQueue(q) | Destination::ReplyQueue(q) => ("", q, None),
+            Destination::Topic(key) => ("amq.topic", key, None),
+            Destination::TempQueue(_) => {
+                return Err(invalid_for(
+                    frame.header("destination").unwrap_or(""),
+                    "SEND",
+                ))
+            }
+        })
+    }
+
+    /// What a SUBSCRIBE with this destination consumes from (`id`: the subscription's).
+    pub(crate) fn source(&self, frame: &Frame, id: &str) -> Result<Source, Refused> {
+        let existing = |q: &String| QueueSpec {
+            name: q.clone(),
+            passive: true,
+            ..Default::default()
+        };
+        Ok(match self {
+            Destination::Queue(q) => Source::Queue(durable_queue(q, frame)?),
+            Destination::AmqQueue(q) | Destination::ReplyQueue(q) => Source::Queue(existing(q)),
+            Destination::Exchange { name, pattern } => Source::Bound {
+                queue: subscription_queue(frame, id)?,
+                exchange: name.clone(),
+                pattern: pattern.clone(),
+            },
+            Destination::Topic(key) => Source::Bound {
+                queue: subscription_queue(frame, id)?,
+                exchange: "amq.topic".to_string(),
+                pattern: key.clone(),
+            },
+            Destination::TempQueue(_) => {
+                return Err(invalid_for(
+                    frame.header("destination").unwrap_or(""),
+                    "SUBSCRIBE",
+                ))
+            }
+        })
+    }
+}
+
+/// Where a subscription's messages come from.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// A queue declared (or, passively, checked) and consumed as it is.
+    Queue(QueueSpec),
+    /// A queue of the subscription's own, bound to `exchange` with `pattern`.
+    Bound {
+        queue: QueueSpec,
+        exchange: String,
+        pattern: String,
+    },
+}
+
+fn header_true(frame: &Frame, name: &str) -> bool {
+    frame.header(name) == Some("true")
+}
+
+/// A `/queue/` destination's queue: durable, with the frame's `x-` arguments.
+fn durable_queue(name: &str, frame: &Frame) -> Result<QueueSpec, Refused> {
+    Ok(QueueSpec {
+        name: name.to_string(),
+        durable: true,
+        arguments: queue_arguments(frame)?,
+        ..Default::default()
+    })
+}
+
+/// The queue of an `/exchange/` or `/topic/` subscription. `durable:true` (or the older
+/// `persistent:true`) makes a durable queue whose name follows from the destination and the
+/// subscription id, so a client that subscribes again after a reconnect finds its messages;
+/// it is auto-delete unless `auto-delete:false`. Otherwise a fresh auto-delete queue,
+/// exclusive with `exclusive:true`. `x-queue-name` names the queue.
+fn subscription_queue(frame: &Frame, id: &str) -> Result<QueueSpec, Refused> {
+    let durable = header_true(frame, "durable") || header_true(frame, "persistent");
+    if durable && frame.header("id").is_none() {
+        return Err(Refused::new(
+            "Missing Header",
+            "Header 'id' is required for durable subscriptions",
+        ));
+    }
+    let name = match (frame.header("x-queue-name"), durable) {
+        (Some(name), _) => name.to_string(),
+        (None, true) => durable_subscription_name(frame.header("destination").unwrap_or(""), id),
+        (None, false) => format!(
+            "stomp-subscription-{}",
+            Alphanumeric.sample_string(&mut rand::rng(), 22)
+        ),
+    };
+    Ok(QueueSpec {
+        name,
+        durable,
+        exclusive: !durable && header_true(frame, "exclusive"),
+        auto_delete: frame.header("auto-delete") != Some("false"),
+        arguments: queue_arguments(frame)?,
+        ..Default::default()
+    })
+}
+
+/// The queue name of a durable subscription: the same for the same destination and id.
+pub(crate) fn durable_subscription_name(destination: &str, id: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(destination.as_bytes())
+        .chain_update([0])
+        .chain_update(id.as_bytes())
+        .finalize();
+    format!(
+        "stomp-subscription-{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    )
+}
+
+/// Queue arguments RabbitMQ takes from SEND and SUBSCRIBE headers; other `x-` headers are
+/// ignored, as there.
+const INTEGER_ARGUMENTS: &[&str] = &[
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-stream-max-segment-size-bytes",
+];
+const STRING_ARGUMENTS: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-age",
+    "x-queue-type",
+];
+
+/// The queue arguments a frame's headers ask for (the core then checks their values).
+pub(crate) fn queue_arguments(frame: &Frame) -> Result<FieldTable, Refused> {
+    let mut table = FieldTable::default();
+    for (k, v) in &frame.headers {
+        let value = if INTEGER_ARGUMENTS.contains(&k.as_str()) {
+            let n = v.trim().parse::<i64>().map_err(|_| {
+                Refused::new(
+                    "Processing error",
+                    format!("Header '{k}' must be an integer, not '{v}'"),
+                )
+            })?;
+            AMQPValue::LongLongInt(n)
+        } else if STRING_ARGUMENTS.contains(&k.as_str()) {
+            AMQPValue::LongString(LongString::from(v.as_str()))
+        } else {
+            continue;
+        };
+        if !table.inner().contains_key(k.as_str()) {
+            table.insert(ShortString::from(k.clone()), value);
         }
     }
+    Ok(table)
 }
 
 /// The `destination` of a MESSAGE: from the delivery's exchange and routing key.
@@ -64,194 +259,130 @@ pub(crate) fn message_destination(exchange: &str, routing_key: &str) -> String {
     }
 }
 
-/// Headers that become properties on SEND (everything else goes to the AMQP header table).
-const MAPPED: &[&str] = &[
-    "content-type",
-    "content-encoding",
-    "persistent",
-    "priority",
-    "correlation-id",
-    "reply-to",
-    "expiration",
-    "amqp-message-id",
-    "timestamp",
-    "type",
-    "user-id",
-    "app-id",
-    "destination",
-];
-
-/// The properties of a message sent with these headers, as RabbitMQ builds them.
-pub(crate) fn properties(headers: &[(String, String)]) -> BasicProperties {
-    let get = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let short = |v: &str| ShortString::from(v.chars().take(255).collect::<String>());
-    let mut p = BasicProperties::default();
-    if let Some(v) = get("content-type") {
-        p = p.with_content_type(short(v));
-    }
-    if let Some(v) = get("content-encoding") {
-        p = p.with_content_encoding(short(v));
-    }
-    if get("persistent") == Some("true") {
-        p = p.with_delivery_mode(2);
-    }
-    if let Some(n) = get("priority").and_then(|v| v.parse::<u8>().ok()) {
-        p = p.with_priority(n);
-    }
-    if let Some(v) = get("correlation-id") {
-        p = p.with_correlation_id(short(v));
-    }
-    if let Some(v) = get("reply-to") {
-        p = p.with_reply_to(short(v));
-    }
-    if let Some(v) = get("expiration") {
-        p = p.with_expiration(short(v));
-    }
-    if let Some(v) = get("amqp-message-id") {
-        p = p.with_message_id(short(v));
-    }
-    if let Some(n) = get("timestamp").and_then(|v| v.parse::<u64>().ok()) {
-        p = p.with_timestamp(n);
-    }
-    if let Some(v) = get("type") {
-        p = p.with_type(short(v));
-    }
-    if let Some(v) = get("user-id") {
-        p = p.with_user_id(short(v));
-    }
-    if let Some(v) = get("app-id") {
-        p = p.with_app_id(short(v));
-    }
-    let mut table = FieldTable::default();
-    for (k, v) in headers {
-        if MAPPED.contains(&k.as_str()) || table.inner().contains_key(k.as_str()) {
-            continue;
-        }
-        table.insert(
-            short(k),
-            AMQPValue::LongString(LongString::from(v.as_str())),
-        );
-    }
-    if !table.inner().is_empty() {
-        p = p.with_headers(table);
-    }
-    p
-}
-
-/// A delivered message's headers after the fixed ones (`subscription`, `destination`,
-/// `message-id`, `redelivered`, `ack`): the string and integer entries of its header table,
-/// then its properties, as RabbitMQ writes them.
-pub(crate) fn message_headers(message: &Message) -> Vec<(String, String)> {
-    let p = &message.properties;
-    let mut out = Vec::new();
-    if let Some(table) = p.headers() {
-        for (k, v) in table.inner() {
-            let value = match v {
-                AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                AMQPValue::ShortString(s) => s.as_str().to_string(),
-                AMQPValue::LongInt(n) => n.to_string(),
-                AMQPValue::LongLongInt(n) => n.to_string(),
-                _ => continue,
-            };
-            out.push((k.as_str().to_string(), value));
-        }
-    }
-    let mut put = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            out.push((k.to_string(), v));
-        }
-    };
-    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_string());
-    put("content-type", s(p.content_type()));
-    put("content-encoding", s(p.content_encoding()));
-    put(
-        "persistent",
-        (p.delivery_mode() == &Some(2)).then(|| "true".to_string()),
-    );
-    put("priority", p.priority().map(|n| n.to_string()));
-    put("correlation-id", s(p.correlation_id()));
-    put(
-        "reply-to",
-        s(p.reply_to()).map(|r| match r.starts_with('/') {
-            true => r,
-            false => format!("/reply-queue/{r}"),
-        }),
-    );
-    put("expiration", s(p.expiration()));
-    put("amqp-message-id", s(p.message_id()));
-    put("timestamp", p.timestamp().map(|n| n.to_string()));
-    put("type", s(p.kind()));
-    put("user-id", s(p.user_id()));
-    put("app-id", s(p.app_id()));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+
+    fn frame(headers: &[(&str, &str)]) -> Frame {
+        headers
+            .iter()
+            .fold(Frame::new("SUBSCRIBE"), |f, (k, v)| f.with(k, *v))
+    }
 
     #[test]
     fn destinations_parse_and_map_as_rabbitmq_does() {
-        let ex = Destination::parse("/exchange/events/theboard.#").unwrap();
-        assert_eq!(ex.publish_to(), ("events", "theboard.#"));
+        let send = |d: &str| {
+            let f = frame(&[("destination", d)]);
+            let dest = Destination::parse(d).unwrap();
+            let (x, rk, declare) = dest.send_target(&f).unwrap();
+            (x.to_string(), rk.to_string(), declare.map(|q| q.name))
+        };
+        let s = |v: &str| v.to_string();
         assert_eq!(
-            Destination::parse("/exchange/events").unwrap().publish_to(),
-            ("events", "")
+            send("/exchange/events/theboard.#"),
+            (s("events"), s("theboard.#"), None)
         );
+        assert_eq!(send("/exchange/events"), (s("events"), s(""), None));
+        assert_eq!(send("/queue/a/b"), (s(""), s("a/b"), Some(s("a/b"))));
+        assert_eq!(send("/amq/queue/q"), (s(""), s("q"), None));
         assert_eq!(
-            Destination::parse("/queue/a/b").unwrap(),
-            Destination::Queue("a/b".into())
+            send("/reply-queue/amq.gen-1"),
+            (s(""), s("amq.gen-1"), None)
         );
-        assert_eq!(
-            Destination::parse("/amq/queue/q").unwrap().publish_to(),
-            ("", "q")
-        );
-        assert_eq!(
-            Destination::parse("/topic/x.y").unwrap().publish_to(),
-            ("amq.topic", "x.y")
-        );
-        for bad in ["/queue/", "/nowhere/x", "queue/a", "/exchange/"] {
-            assert_eq!(Destination::parse(bad), None, "{bad}");
+        assert_eq!(send("/topic/x.y"), (s("amq.topic"), s("x.y"), None));
+        let temp = Destination::parse("/temp-queue/t").unwrap();
+        let refused = temp.send_target(&frame(&[("destination", "/temp-queue/t")]));
+        assert_eq!(refused.unwrap_err().message, "Invalid destination");
+        for bad in [
+            "/queue/",
+            "/nowhere/x",
+            "queue/a",
+            "/exchange/",
+            "/temp-queue/",
+        ] {
+            assert_eq!(
+                Destination::parse(bad).unwrap_err().message,
+                "Unknown destination",
+                "{bad}"
+            );
         }
+        assert_eq!(
+            Destination::parse("/reply-queue/").unwrap_err().message,
+            "Invalid destination"
+        );
         assert_eq!(message_destination("", "q"), "/queue/q");
         assert_eq!(message_destination("amq.topic", "a.b"), "/topic/a.b");
         assert_eq!(message_destination("events", "a.b"), "/exchange/events/a.b");
     }
 
+    fn bound_queue(headers: &[(&str, &str)]) -> Result<QueueSpec, Refused> {
+        let f = frame(headers);
+        let dest = Destination::parse(f.header("destination").unwrap()).unwrap();
+        match dest.source(&f, f.header("id").unwrap_or("d"))? {
+            Source::Bound { queue, .. } => Ok(queue),
+            Source::Queue(q) => panic!("not bound: {q:?}"),
+        }
+    }
+
     #[test]
-    fn headers_become_properties_and_come_back() {
-        let h = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let sent = [
-            h("destination", "/queue/q"),
-            h("content-type", "application/json"),
-            h("persistent", "true"),
-            h("priority", "5"),
-            h("reply-to", "replies"),
-            h("amqp-message-id", "m1"),
-            h("receipt", "r1"),
-            h("custom", "12"),
+    fn durable_subscriptions_have_stable_names_and_need_an_id() {
+        let d = [
+            ("destination", "/topic/a.#"),
+            ("id", "s1"),
+            ("durable", "true"),
+            ("auto-delete", "false"),
         ];
-        let p = properties(&sent);
-        assert_eq!(p.delivery_mode(), &Some(2));
-        assert_eq!(p.priority(), &Some(5));
-        let table = p.headers().clone().unwrap();
-        assert_eq!(
-            table.inner().len(),
-            2,
-            "receipt and custom leak into the table, as in RabbitMQ"
+        let q = bound_queue(&d).unwrap();
+        assert!(q.durable && !q.auto_delete && !q.exclusive);
+        assert_eq!(q.name, bound_queue(&d).unwrap().name);
+        assert_eq!(q.name, durable_subscription_name("/topic/a.#", "s1"));
+        assert_ne!(q.name, durable_subscription_name("/topic/a.#", "s2"));
+        let old_style = bound_queue(&[
+            ("destination", "/topic/a"),
+            ("id", "s"),
+            ("persistent", "true"),
+        ]);
+        let old_style = old_style.unwrap();
+        assert!(old_style.durable && old_style.auto_delete);
+        let no_id = bound_queue(&[("destination", "/topic/a"), ("durable", "true")]);
+        assert_eq!(no_id.unwrap_err().message, "Missing Header");
+        let plain = bound_queue(&[("destination", "/exchange/x/k"), ("id", "1")]).unwrap();
+        assert!(!plain.durable && plain.auto_delete && !plain.exclusive);
+        assert_ne!(
+            plain.name,
+            bound_queue(&[("destination", "/exchange/x/k"), ("id", "1")])
+                .unwrap()
+                .name
         );
-        let message = Message::new("", "q", p, Bytes::new());
-        let back = message_headers(&message);
-        assert!(back.contains(&h("custom", "12")));
-        assert!(back.contains(&h("content-type", "application/json")));
-        assert!(back.contains(&h("persistent", "true")));
-        assert!(back.contains(&h("reply-to", "/reply-queue/replies")));
-        assert!(back.contains(&h("amqp-message-id", "m1")));
+        let exclusive = bound_queue(&[("destination", "/topic/a"), ("exclusive", "true")]).unwrap();
+        assert!(exclusive.exclusive);
+        let named = bound_queue(&[("destination", "/topic/a"), ("x-queue-name", "mine")]).unwrap();
+        assert_eq!(named.name, "mine");
+    }
+
+    #[test]
+    fn x_headers_become_queue_arguments() {
+        let f = frame(&[
+            ("x-message-ttl", "5000"),
+            ("x-max-length", "10"),
+            ("x-dead-letter-exchange", "dlx"),
+            ("x-queue-type", "classic"),
+            ("x-foo", "ignored"),
+            ("custom", "ignored"),
+        ]);
+        let table = queue_arguments(&f).unwrap();
+        let inner = table.inner();
+        assert_eq!(inner.len(), 4);
+        assert_eq!(
+            inner.get("x-message-ttl"),
+            Some(&AMQPValue::LongLongInt(5000))
+        );
+        assert_eq!(
+            inner.get("x-dead-letter-exchange"),
+            Some(&AMQPValue::LongString("dlx".into()))
+        );
+        let bad = queue_arguments(&frame(&[("x-max-length", "ten")])).unwrap_err();
+        assert_eq!(bad.message, "Processing error");
+        assert!(bad.body.contains("x-max-length"));
     }
 }

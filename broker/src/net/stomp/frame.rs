@@ -45,6 +45,37 @@ impl Frame {
     }
 }
 
+/// A frame the server refuses without ending the session: the ERROR's `message` header and
+/// body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    pub message: &'static str,
+    pub body: String,
+}
+
+impl Refused {
+    pub(crate) fn new(message: &'static str, body: impl Into<String>) -> Refused {
+        Refused {
+            message,
+            body: body.into(),
+        }
+    }
+
+    pub(crate) fn frame(&self) -> Frame {
+        error(self.message, &self.body)
+    }
+}
+
+/// An ERROR frame as RabbitMQ writes them: a short `message`, the versions it speaks, and a
+/// plain-text body saying what went wrong.
+pub(crate) fn error(message: &str, body: &str) -> Frame {
+    Frame::new("ERROR")
+        .with("message", message)
+        .with("content-type", "text/plain")
+        .with("version", "1.0,1.1,1.2")
+        .with_body(Bytes::from(format!("{body}\n")))
+}
+
 /// What the splitter found at the front of the buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Parsed {

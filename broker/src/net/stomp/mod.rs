@@ -1,11 +1,15 @@
 //! STOMP 1.0-1.2 with RabbitMQ's STOMP semantics, over TCP and over WebSocket (`ws`, as
 //! RabbitMQ's Web-STOMP): `frame` splits and writes frames, `destination` maps destinations
-//! and headers onto AMQP, `session` drives the core, and one task per connection (`run`)
+//! onto exchanges and queues, `headers` maps headers to properties and back, `session` drives
+//! the core with `subscribe` and `transaction` beside it, and one task per connection (`run`)
 //! reads, writes and keeps heart-beats over either transport.
 
 mod destination;
 mod frame;
+mod headers;
 mod session;
+mod subscribe;
+mod transaction;
 mod ws;
 
 pub(super) use ws::serve_websocket;
@@ -99,9 +103,10 @@ pub(super) async fn run<T: Transport>(
                             .await
                             .is_err()
                         {
-                            let e = Frame::new("ERROR")
-                                .with("message", "not stored")
-                                .with("content-type", "text/plain");
+                            let e = frame::error(
+                                "not stored",
+                                "The message could not be written to disk",
+                            );
                             write(&mut stream, &mut out, &e, session.escapes()).await;
                             break 'conn;
                         }
@@ -118,10 +123,7 @@ pub(super) async fn run<T: Transport>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let f = Frame::new("ERROR")
-                        .with("message", "Invalid frame")
-                        .with("content-type", "text/plain")
-                        .with_body(bytes::Bytes::from(format!("{e}\n")));
+                    let f = frame::error("Invalid frame", &e.to_string());
                     write(&mut stream, &mut out, &f, session.escapes()).await;
                     break 'conn;
                 }
@@ -175,17 +177,12 @@ pub(super) async fn run<T: Transport>(
                     .as_ref()
                     .and_then(|c| c.borrow().clone())
                     .unwrap_or_default();
-                let f = Frame::new("ERROR")
-                    .with("message", "Connection closed")
-                    .with("content-type", "text/plain")
-                    .with_body(bytes::Bytes::from(format!("{reason}\n")));
+                let f = frame::error("Connection closed", &reason);
                 write(&mut stream, &mut out, &f, session.escapes()).await;
                 break 'conn;
             }
             _ = shutdown.changed() => {
-                let f = Frame::new("ERROR")
-                    .with("message", "Server shutdown")
-                    .with("content-type", "text/plain");
+                let f = frame::error("Server shutdown", "The broker is shutting down");
                 write(&mut stream, &mut out, &f, session.escapes()).await;
                 break 'conn;
             }

@@ -4,30 +4,20 @@
 //! task feeds frames in and writes what comes out.
 
 use super::destination::{self, Destination};
-use super::frame::Frame;
-use crate::core::declare::QueueSpec;
-use crate::core::deliver::ConsumeSpec;
-use crate::core::{
-    ChanKey, ConnId, Core, Destination as Bound, Details, Message, Outbound, Outlet, Peer, Protocol,
-};
+use super::frame::{error, Frame, Refused};
+use super::headers;
+use super::subscribe::SEND_CHANNEL;
+use super::transaction::Transactions;
+use crate::core::{ChanKey, ConnId, Core, Details, Message, Outbound, Outlet, Peer, Protocol};
 use crate::error::AmqpError;
 use crate::net::Shared;
-use amq_protocol::types::FieldTable;
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, MutexGuard};
 
-/// The channel SENDs publish on; subscriptions take the ones after it.
-const SEND_CHANNEL: u16 = 1;
-/// Most subscriptions one connection may hold.
-const MAX_SUBSCRIPTIONS: usize = 1024;
-/// Most transactions open at once, and frames one transaction may hold.
-const MAX_TRANSACTIONS: usize = 64;
-const MAX_TRANSACTION_FRAMES: usize = 10_000;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AckMode {
+pub(super) enum AckMode {
     Auto,
     /// An ACK settles that message and every earlier one of the subscription.
     Client,
@@ -35,9 +25,15 @@ enum AckMode {
 }
 
 #[derive(Debug)]
-struct Subscription {
-    channel: u16,
-    ack: AckMode,
+pub(super) struct Subscription {
+    /// The `id` header it was made with (MESSAGE frames then carry it as `subscription`).
+    pub id: Option<String>,
+    pub channel: u16,
+    pub ack: AckMode,
+    /// The queue it consumes.
+    pub queue: String,
+    /// A durable subscription's queue (deleted by UNSUBSCRIBE with `durable:true`).
+    pub durable: bool,
 }
 
 /// The negotiated protocol version.
@@ -78,7 +74,7 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    fn send(frames: Vec<Frame>) -> Step {
+    pub(super) fn send(frames: Vec<Frame>) -> Step {
         Step {
             frames,
             ..Default::default()
@@ -89,47 +85,56 @@ impl Step {
 #[derive(Debug)]
 enum State {
     AwaitingConnect,
-    Connected {
-        conn: ConnId,
-        vhost: String,
-        session: String,
-    },
+    Connected { conn: ConnId, session: String },
 }
 
 pub(crate) struct Session {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     outlet: Outlet,
     addr: SocketAddr,
     local: Option<SocketAddr>,
     state: State,
     pub(crate) version: Version,
     pub(crate) heart_beats: HeartBeats,
-    subscriptions: HashMap<String, Subscription>,
-    next_channel: u16,
+    /// By consumer tag.
+    pub(super) subscriptions: HashMap<String, Subscription>,
+    pub(super) next_channel: u16,
+    /// `/temp-queue/<name>` -> the queue made for it in this session.
+    pub(super) temp_queues: HashMap<String, String>,
     /// `ack` header value -> (channel, delivery tag), for client ack modes.
-    unacked: HashMap<String, (u16, u64)>,
+    pub(super) unacked: HashMap<String, (u16, u64)>,
     next_message: u64,
     /// The switch an operator closes the connection with (set once connected).
     pub(crate) details: Option<Arc<Details>>,
-    /// Open transactions: the SENDs, ACKs and NACKs held until COMMIT.
-    transactions: HashMap<String, Vec<Frame>>,
-}
-
-fn error_frame(message: &str, body: &str) -> Frame {
-    Frame::new("ERROR")
-        .with("message", message)
-        .with("content-type", "text/plain")
-        .with_body(bytes::Bytes::from(format!("{body}\n")))
+    transactions: Transactions,
 }
 
 /// An AMQP error from the core as RabbitMQ's STOMP adapter reports it, ending the session.
-fn fatal(e: &AmqpError) -> Step {
+pub(super) fn fatal(e: &AmqpError) -> Step {
     let message = crate::error::code::name(e.code).to_ascii_lowercase();
     Step {
-        frames: vec![error_frame(&message, &e.text)],
+        frames: vec![error(&message, &e.text)],
         close: true,
         ..Default::default()
     }
+}
+
+/// A refusal as a step that sends its ERROR and goes on.
+fn refusal(result: Result<(), Refused>) -> Step {
+    match result {
+        Ok(()) => Step::default(),
+        Err(refused) => Step::send(vec![refused.frame()]),
+    }
+}
+
+/// The `transaction` header BEGIN, COMMIT and ABORT need.
+fn transaction(frame: &Frame) -> Result<&str, Refused> {
+    frame.header("transaction").ok_or_else(|| {
+        Refused::new(
+            "Missing transaction",
+            format!("{} must include a 'transaction' header", frame.command),
+        )
+    })
 }
 
 fn receipt(frame: &Frame) -> Option<Frame> {
@@ -155,10 +160,11 @@ impl Session {
             heart_beats: HeartBeats::default(),
             subscriptions: HashMap::new(),
             next_channel: SEND_CHANNEL + 1,
+            temp_queues: HashMap::new(),
             unacked: HashMap::new(),
             next_message: 0,
             details: None,
-            transactions: HashMap::new(),
+            transactions: Transactions::default(),
         }
     }
 
@@ -172,13 +178,13 @@ impl Session {
     }
 
     pub(crate) fn handle(&mut self, frame: Frame) -> Step {
-        let (conn, vhost) = match &self.state {
-            State::Connected { conn, vhost, .. } => (*conn, vhost.clone()),
+        let conn = match &self.state {
+            State::Connected { conn, .. } => *conn,
             State::AwaitingConnect => {
                 return match frame.command.as_str() {
                     "CONNECT" | "STOMP" => self.connect(&frame),
                     _ => Step {
-                        frames: vec![error_frame(
+                        frames: vec![error(
                             "Illegal command",
                             "You must log in using CONNECT first",
                         )],
@@ -190,11 +196,11 @@ impl Session {
         };
         let held = matches!(frame.command.as_str(), "SEND" | "ACK" | "NACK");
         if let (true, Some(tx)) = (held, frame.header("transaction")) {
-            let step = self.hold(tx.to_string(), frame.clone());
+            let step = refusal(self.transactions.hold(tx, frame.clone()));
             return self.with_receipt(step, &frame);
         }
         let step = match frame.command.as_str() {
-            "SEND" => self.send(conn, &vhost, &frame),
+            "SEND" => self.send(conn, &frame),
             "SUBSCRIBE" => self.subscribe(conn, &frame),
             "UNSUBSCRIBE" => self.unsubscribe(conn, &frame),
             "ACK" => self.settle(conn, &frame, true),
@@ -204,14 +210,14 @@ impl Session {
                 close: true,
                 ..Default::default()
             },
-            "BEGIN" => self.begin(&frame),
+            "BEGIN" => refusal(transaction(&frame).and_then(|tx| self.transactions.begin(tx))),
             "COMMIT" => self.commit(&frame),
-            "ABORT" => self.abort(&frame),
-            "CONNECT" | "STOMP" => Step::send(vec![error_frame(
+            "ABORT" => refusal(transaction(&frame).and_then(|tx| self.transactions.abort(tx))),
+            "CONNECT" | "STOMP" => Step::send(vec![error(
                 "Already connected",
                 "This session is already connected",
             )]),
-            other => Step::send(vec![error_frame(
+            other => Step::send(vec![error(
                 "Bad command",
                 &format!("Could not interpret command {other}"),
             )]),
@@ -219,68 +225,11 @@ impl Session {
         self.with_receipt(step, &frame)
     }
 
-    fn transaction_id<'f>(&self, frame: &'f Frame) -> Result<&'f str, Step> {
-        frame.header("transaction").ok_or_else(|| {
-            Step::send(vec![error_frame(
-                "Missing transaction",
-                &format!("{} must include a 'transaction' header", frame.command),
-            )])
-        })
-    }
-
-    fn begin(&mut self, frame: &Frame) -> Step {
-        let tx = match self.transaction_id(frame) {
-            Ok(tx) => tx,
-            Err(step) => return step,
-        };
-        if self.transactions.contains_key(tx) {
-            return Step::send(vec![error_frame(
-                "Bad transaction",
-                &format!("Transaction '{tx}' is already open"),
-            )]);
-        }
-        if self.transactions.len() >= MAX_TRANSACTIONS {
-            return Step::send(vec![error_frame(
-                "Too many transactions",
-                &format!("At most {MAX_TRANSACTIONS} transactions at once"),
-            )]);
-        }
-        self.transactions.insert(tx.to_string(), Vec::new());
-        Step::default()
-    }
-
-    /// Holds a SEND, ACK or NACK of a transaction until COMMIT.
-    fn hold(&mut self, tx: String, mut frame: Frame) -> Step {
-        let Some(held) = self.transactions.get_mut(&tx) else {
-            return Step::send(vec![error_frame(
-                "Bad transaction",
-                &format!("Invalid transaction identifier: {tx}"),
-            )]);
-        };
-        if held.len() >= MAX_TRANSACTION_FRAMES {
-            return Step::send(vec![error_frame(
-                "Transaction too large",
-                &format!("At most {MAX_TRANSACTION_FRAMES} frames in one transaction"),
-            )]);
-        }
-        frame
-            .headers
-            .retain(|(k, _)| k != "transaction" && k != "receipt");
-        held.push(frame);
-        Step::default()
-    }
-
     /// Applies a transaction's frames in order.
     fn commit(&mut self, frame: &Frame) -> Step {
-        let tx = match self.transaction_id(frame) {
-            Ok(tx) => tx,
-            Err(step) => return step,
-        };
-        let Some(held) = self.transactions.remove(tx) else {
-            return Step::send(vec![error_frame(
-                "Bad transaction",
-                &format!("Invalid transaction identifier: {tx}"),
-            )]);
+        let held = match transaction(frame).and_then(|tx| self.transactions.commit(tx)) {
+            Ok(held) => held,
+            Err(refused) => return Step::send(vec![refused.frame()]),
         };
         let mut out = Step::default();
         for f in held {
@@ -293,20 +242,6 @@ impl Session {
             }
         }
         out
-    }
-
-    fn abort(&mut self, frame: &Frame) -> Step {
-        let tx = match self.transaction_id(frame) {
-            Ok(tx) => tx,
-            Err(step) => return step,
-        };
-        match self.transactions.remove(tx) {
-            Some(_) => Step::default(),
-            None => Step::send(vec![error_frame(
-                "Bad transaction",
-                &format!("Invalid transaction identifier: {tx}"),
-            )]),
-        }
     }
 
     /// Adds the RECEIPT a frame asked for to a step that went well.
@@ -325,7 +260,7 @@ impl Session {
             .find(|v| accepted.split(',').any(|a| a.trim() == v.as_str()));
         let Some(version) = version else {
             return Step {
-                frames: vec![error_frame(
+                frames: vec![error(
                     "Version mismatch",
                     "Supported protocol versions are 1.0,1.1,1.2",
                 )
@@ -351,7 +286,7 @@ impl Session {
         let Some(access) = access else {
             self.shared.logins.failed(ip, std::time::Instant::now());
             // As RabbitMQ: the socket stays open for another CONNECT.
-            return Step::send(vec![error_frame(
+            return Step::send(vec![error(
                 "Bad CONNECT",
                 &format!("Access refused for user '{login}'"),
             )
@@ -390,7 +325,7 @@ impl Session {
         });
         let peer = Peer {
             user: login.clone(),
-            vhost: vhost.clone(),
+            vhost,
             protocol: Protocol::Stomp,
             addr: Some(self.addr),
             cancel_notify: true,
@@ -413,7 +348,6 @@ impl Session {
         );
         self.state = State::Connected {
             conn,
-            vhost,
             session: session.clone(),
         };
         let connected = Frame::new("CONNECTED")
@@ -427,204 +361,61 @@ impl Session {
         Step::send(vec![connected])
     }
 
-    fn destination(&self, frame: &Frame) -> Result<Destination, Step> {
-        let Some(d) = frame.header("destination") else {
-            return Err(Step::send(vec![error_frame(
-                "Missing destination",
-                "The frame has no destination header",
-            )]));
-        };
-        Destination::parse(d)
-            .ok_or_else(|| Step::send(vec![error_frame("Unknown destination", destination::VALID)]))
-    }
-
-    /// Declares a `/queue/` destination's queue as RabbitMQ's plugin does: durable.
-    fn declare_queue(core: &mut Core, ck: ChanKey, name: &str) -> Result<(), AmqpError> {
-        core.queue_declare(
-            ck,
-            QueueSpec {
-                name: name.to_string(),
-                durable: true,
+    fn send(&mut self, conn: ConnId, frame: &Frame) -> Step {
+        match self.try_send(conn, frame) {
+            Ok(Ok(wait_for)) => Step {
+                wait_for,
                 ..Default::default()
             },
-        )
-        .map(drop)
+            Ok(Err(e)) => fatal(&e),
+            Err(refused) => Step::send(vec![refused.frame()]),
+        }
     }
 
-    fn send(&mut self, conn: ConnId, _vhost: &str, frame: &Frame) -> Step {
+    /// Publishes a SEND; the log position its RECEIPT waits for.
+    fn try_send(
+        &mut self,
+        conn: ConnId,
+        frame: &Frame,
+    ) -> Result<Result<Option<u64>, AmqpError>, Refused> {
         if frame.header("message-id").is_some() {
-            return Step::send(vec![error_frame(
+            return Err(Refused::new(
                 "Invalid header",
                 "'message-id' is not allowed on 'SEND'.",
-            )]);
+            ));
         }
-        let dest = match self.destination(frame) {
-            Ok(d) => d,
-            Err(step) => return step,
-        };
+        let dest = self.destination(frame)?;
+        let (exchange, key, declare) = dest.send_target(frame)?;
+        let mut sent = headers::properties(&frame.headers);
+        if let Some(reply_to) = frame
+            .header("reply-to")
+            .filter(|r| r.starts_with("/temp-queue/"))
+        {
+            let Destination::TempQueue(name) = Destination::parse(reply_to)? else {
+                return Err(destination::unknown(reply_to));
+            };
+            match self.temp_queue(conn, &name)? {
+                Ok(queue) => sent = sent.with_reply_to(queue.into()),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        let message = Message::new(exchange, key, sent, frame.body.clone());
         let ck = ChanKey {
             conn,
             channel: SEND_CHANNEL,
         };
-        let (exchange, key) = dest.publish_to();
-        let properties = destination::properties(&frame.headers);
-        let message = Message::new(exchange, key, properties, frame.body.clone());
         let mut core = self.core();
-        if let Destination::Queue(q) = &dest {
-            if let Err(e) = Self::declare_queue(&mut core, ck, q) {
-                return fatal(&e);
+        if let Some(queue) = declare {
+            if let Err(e) = core.queue_declare(ck, queue) {
+                return Ok(Err(e));
             }
         }
-        match core.publish(ck, false, message) {
-            Ok(published) => {
-                if published.wait_for.is_some() {
-                    core.flush_log();
-                }
-                Step {
-                    wait_for: published.wait_for,
-                    ..Default::default()
-                }
+        Ok(core.publish(ck, false, message).map(|published| {
+            if published.wait_for.is_some() {
+                core.flush_log();
             }
-            Err(e) => fatal(&e),
-        }
-    }
-
-    fn subscribe(&mut self, conn: ConnId, frame: &Frame) -> Step {
-        let dest = match self.destination(frame) {
-            Ok(d) => d,
-            Err(step) => return step,
-        };
-        let id = match (frame.header("id"), self.version) {
-            (Some(id), _) => id.to_string(),
-            (None, Version::V10) => frame.header("destination").unwrap_or("").to_string(),
-            (None, _) => {
-                return Step::send(vec![error_frame(
-                    "Missing 'id' header",
-                    "SUBSCRIBE needs an 'id' header",
-                )])
-            }
-        };
-        if self.subscriptions.contains_key(&id) {
-            return Step::send(vec![error_frame(
-                "Duplicated subscription identifier",
-                &format!("A subscription identified by '{id}' already exists."),
-            )]);
-        }
-        if self.subscriptions.len() >= MAX_SUBSCRIPTIONS {
-            return Step::send(vec![error_frame(
-                "Too many subscriptions",
-                &format!("At most {MAX_SUBSCRIPTIONS} subscriptions per connection"),
-            )]);
-        }
-        let ack = match frame.header("ack").unwrap_or("auto") {
-            "auto" => AckMode::Auto,
-            "client" => AckMode::Client,
-            "client-individual" => AckMode::ClientIndividual,
-            other => {
-                return Step::send(vec![error_frame(
-                    "Invalid ack header",
-                    &format!("'{other}' is not auto, client or client-individual"),
-                )])
-            }
-        };
-        let prefetch = frame
-            .header("prefetch-count")
-            .and_then(|p| p.parse::<u16>().ok());
-        let channel = self.next_channel;
-        self.next_channel = self.next_channel.wrapping_add(1).max(SEND_CHANNEL + 1);
-        let ck = ChanKey { conn, channel };
-        let shared = self.shared.clone();
-        let mut core = shared.lock();
-        core.open_channel(ck);
-        if let Some(n) = prefetch {
-            core.basic_qos(ck, n, false);
-        }
-        let consumed = (|| {
-            let queue = match &dest {
-                Destination::Queue(q) => {
-                    Self::declare_queue(&mut core, ck, q)?;
-                    q.clone()
-                }
-                Destination::AmqQueue(q) => {
-                    core.queue_declare(
-                        ck,
-                        QueueSpec {
-                            name: q.clone(),
-                            passive: true,
-                            ..Default::default()
-                        },
-                    )?
-                    .name
-                }
-                Destination::Exchange { .. } | Destination::Topic(_) => {
-                    let (exchange, pattern) = dest.publish_to();
-                    let name = format!(
-                        "stomp-subscription-{}",
-                        Alphanumeric.sample_string(&mut rand::rng(), 22)
-                    );
-                    core.queue_declare(
-                        ck,
-                        QueueSpec {
-                            name: name.clone(),
-                            auto_delete: true,
-                            ..Default::default()
-                        },
-                    )?;
-                    core.bind(
-                        ck,
-                        exchange,
-                        Bound::Queue(name.clone()),
-                        pattern,
-                        FieldTable::default(),
-                    )?;
-                    name
-                }
-            };
-            core.basic_consume(
-                ck,
-                ConsumeSpec {
-                    queue,
-                    tag: id.clone(),
-                    no_ack: ack == AckMode::Auto,
-                    exclusive: false,
-                    nowait: true,
-                },
-            )
-        })();
-        match consumed {
-            Ok(_) => {
-                self.subscriptions.insert(id, Subscription { channel, ack });
-                Step::default()
-            }
-            Err(e) => {
-                core.close_channel(ck);
-                fatal(&e)
-            }
-        }
-    }
-
-    fn unsubscribe(&mut self, conn: ConnId, frame: &Frame) -> Step {
-        let id = frame
-            .header("id")
-            .or_else(|| frame.header("destination"))
-            .unwrap_or("");
-        let Some(sub) = self.subscriptions.remove(id) else {
-            return Step::send(vec![error_frame(
-                "Missing subscription",
-                &format!("Subscription to '{id}' not found."),
-            )]);
-        };
-        let ck = ChanKey {
-            conn,
-            channel: sub.channel,
-        };
-        let shared = self.shared.clone();
-        let mut core = shared.lock();
-        core.basic_cancel(ck, id);
-        // Its unacknowledged messages go back to the queue, as when a channel closes.
-        core.close_channel(ck);
-        self.unacked.retain(|_, (ch, _)| *ch != sub.channel);
-        Step::default()
+            published.wait_for
+        }))
     }
 
     fn settle(&mut self, conn: ConnId, frame: &Frame, ack: bool) -> Step {
@@ -633,13 +424,13 @@ impl Session {
             _ => "message-id",
         };
         let Some(id) = frame.header(name) else {
-            return Step::send(vec![error_frame(
+            return Step::send(vec![error(
                 &format!("Missing '{name}' header"),
                 &format!("{} needs a '{name}' header", frame.command),
             )]);
         };
         let Some(&(channel, tag)) = self.unacked.get(id) else {
-            return Step::send(vec![error_frame(
+            return Step::send(vec![error(
                 "Unknown message",
                 &format!("No message to {} with id '{id}'", frame.command),
             )]);
@@ -685,9 +476,12 @@ impl Session {
             } => {
                 let sub = self.subscriptions.get(&*consumer_tag)?;
                 self.next_message += 1;
-                let id = format!("T_{consumer_tag}@@{session}@@{}", self.next_message);
-                let mut f = Frame::new("MESSAGE")
-                    .with("subscription", &*consumer_tag)
+                let id = format!("{consumer_tag}@@{session}@@{}", self.next_message);
+                let mut f = Frame::new("MESSAGE");
+                if let Some(sub_id) = &sub.id {
+                    f = f.with("subscription", sub_id);
+                }
+                f = f
                     .with(
                         "destination",
                         destination::message_destination(&message.exchange, &message.routing_key),
@@ -698,16 +492,17 @@ impl Session {
                     f = f.with("ack", id.clone());
                     self.unacked.insert(id, (channel, delivery_tag));
                 }
-                for (k, v) in destination::message_headers(&message) {
+                for (k, v) in headers::message_headers(&message) {
                     f = f.with(&k, v);
                 }
                 Some(f.with_body(message.body.clone()))
             }
             Outbound::Cancelled { consumer_tag, .. } => {
-                self.subscriptions.remove(&*consumer_tag)?;
-                Some(error_frame(
+                let sub = self.subscriptions.remove(&*consumer_tag)?;
+                let name = sub.id.unwrap_or_else(|| consumer_tag.to_string());
+                Some(error(
                     "Server cancelled subscription",
-                    &format!("The queue of subscription '{consumer_tag}' was deleted"),
+                    &format!("The queue of subscription '{name}' was deleted"),
                 ))
             }
             _ => None,
