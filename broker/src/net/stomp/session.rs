@@ -132,7 +132,7 @@ fn transaction(frame: &Frame) -> Result<&str, Refused> {
     frame.header("transaction").ok_or_else(|| {
         Refused::new(
             "Missing transaction",
-            format!("{} must include a 'transaction' header", frame.command),
+            format!("\"{}\" must include a 'transaction' header", frame.command),
         )
     })
 }
@@ -219,7 +219,7 @@ impl Session {
             )]),
             other => Step::send(vec![error(
                 "Bad command",
-                &format!("Could not interpret command {other}"),
+                &format!("Could not interpret command \"{other}\""),
             )]),
         };
         self.with_receipt(step, &frame)
@@ -431,8 +431,8 @@ impl Session {
         };
         let Some(&(channel, tag)) = self.unacked.get(id) else {
             return Step::send(vec![error(
-                "Unknown message",
-                &format!("No message to {} with id '{id}'", frame.command),
+                "Invalid header",
+                &format!("\"{}\" must include a valid \"{name}\" header", frame.command),
             )]);
         };
         let cumulative = self

@@ -122,6 +122,18 @@ impl Session {
     }
 
     pub(super) fn subscribe(&mut self, conn: ConnId, frame: &Frame) -> Step {
+        if let Some(tag) = consumer_tag(frame).filter(|t| self.subscriptions.contains_key(t)) {
+            // RabbitMQ ends the session here.
+            let refused = Refused::new(
+                "Duplicated subscription identifier",
+                format!("A subscription identified by '{tag}' already exists."),
+            );
+            return Step {
+                frames: vec![refused.frame()],
+                close: true,
+                ..Default::default()
+            };
+        }
         match self.try_subscribe(conn, frame) {
             Ok(Ok(())) => Step::default(),
             Ok(Err(e)) => fatal(&e),
@@ -141,12 +153,6 @@ impl Session {
                 "The frame has no destination header",
             ));
         };
-        if self.subscriptions.contains_key(&tag) {
-            return Err(Refused::new(
-                "Duplicated subscription identifier",
-                format!("A subscription identified by '{tag}' already exists."),
-            ));
-        }
         self.room()?;
         let ack = match frame.header("ack").unwrap_or("auto") {
             "auto" => AckMode::Auto,
@@ -172,10 +178,16 @@ impl Session {
     pub(super) fn unsubscribe(&mut self, conn: ConnId, frame: &Frame) -> Step {
         let tag = consumer_tag(frame).unwrap_or_default();
         let Some(sub) = self.subscriptions.remove(&tag) else {
-            let id = frame.header("id").or(frame.header("destination"));
+            let named = match (frame.header("id"), frame.header("destination")) {
+                (Some(id), _) => format!("id='{id}'"),
+                (None, d) => format!("destination='{}'", d.unwrap_or("")),
+            };
             return Step::send(vec![Refused::new(
-                "Missing subscription",
-                format!("Subscription to '{}' not found.", id.unwrap_or("")),
+                "No subscription found",
+                format!(
+                    "UNSUBSCRIBE must refer to an existing subscription.\n\
+                     Subscription to \"{named}\" not found."
+                ),
             )
             .frame()]);
         };

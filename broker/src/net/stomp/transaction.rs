@@ -17,7 +17,7 @@ fn refused(message: &'static str, body: String) -> Refused {
 fn invalid(tx: &str) -> Refused {
     refused(
         "Bad transaction",
-        format!("Invalid transaction identifier: {tx}"),
+        format!("Invalid transaction identifier: \"{tx}\""),
     )
 }
 
