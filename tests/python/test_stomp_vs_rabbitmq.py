@@ -321,3 +321,78 @@ def test_x_headers_declare_queue_arguments(brokers):
     assert out[3]["arguments"]["x-message-ttl"] == 5000 and out[3]["durable"]
     assert out[5] == {"durable": False, "auto_delete": True, "exclusive": False,
                       "arguments": {"x-message-ttl": 1000}}
+
+
+def web_stomp(b, subprotocols=("v10.stomp", "v11.stomp", "v12.stomp")):
+    from websockets.sync.client import connect
+    return connect(f"ws://127.0.0.1:{b['stomp_ws']}/ws", subprotocols=list(subprotocols) or None,
+                   open_timeout=5)
+
+
+def ws_frame(ws, wait=3):
+    """The next STOMP frame over Web-STOMP as (command, headers, raw message), skipping
+    heart-beats; "closed (code, reason)" when the server closed."""
+    from websockets.exceptions import ConnectionClosed
+    try:
+        while True:
+            message = ws.recv(timeout=wait)
+            if message != "\n":
+                break
+    except TimeoutError:
+        return None
+    except ConnectionClosed as closed:
+        return ("closed", closed.rcvd.code if closed.rcvd else None, closed.rcvd.reason if closed.rcvd else None)
+    head = message.split("\n\n", 1)[0].split("\n")
+    headers = [tuple(h.split(":", 1)) for h in head[1:]]
+    return head[0], [(k, v) for k, v in headers if k not in VARYING], type(message).__name__, message[-2:]
+
+
+def test_web_stomp_handshake_heart_beats_and_framing(brokers, rabbitmq, bloodbank):
+    brokers["rabbitmq"]["stomp_ws"] = rabbitmq["stomp_ws"]
+    brokers["bloodbank"]["stomp_ws"] = int(bloodbank.stomp_ws.rsplit(":", 1)[1])
+
+    def scenario(b, p):
+        out = []
+        for offer in [("v10.stomp", "v11.stomp", "v12.stomp"), ("v12.stomp", "v11.stomp"), ()]:
+            with web_stomp(b, offer) as ws:
+                out.append(ws.subprotocol)
+        for beats in ["0,500", "10000,10000", "1000,0", "0,0"]:
+            with web_stomp(b) as ws:
+                ws.send(f"CONNECT\naccept-version:1.1,1.2\nlogin:guest\npasscode:guest\nheart-beat:{beats}\n\n\0")
+                out.append(ws_frame(ws))
+        with web_stomp(b) as ws:
+            ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:wrong\n\n\0")
+            out.append(ws_frame(ws)[0])
+            ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0")
+            out.append(ws_frame(ws)[0])  # the socket stayed open for a second try
+            ws.send(f"SUBSCRIBE\nid:s\ndestination:/queue/{p}\nreceipt:r\n\n\0")
+            out.append(ws_frame(ws))
+            ws.send(f"SEND\ndestination:/queue/{p}\ncontent-type:application/json\n\n{{\"n\": 1}}\0")
+            out.append(ws_frame(ws))
+        return out
+
+    out = both(brokers, scenario)
+    assert out[:3] == ["v12.stomp", "v12.stomp", None]
+    assert ("heart-beat", "1000,0") in out[3][1]
+    assert out[-1][0] == "MESSAGE" and out[-1][3] == "\0\n"
+
+
+def test_web_stomp_broker_side_failure_closes_the_socket(brokers, rabbitmq, bloodbank):
+    """Both close with 1000 "STOMP died"; RabbitMQ without a word, Bloodbank after an ERROR
+    frame saying why (a documented difference)."""
+    results = {}
+    for name, port in (("rabbitmq", rabbitmq["stomp_ws"]), ("bloodbank", int(bloodbank.stomp_ws.rsplit(":", 1)[1]))):
+        with web_stomp({"stomp_ws": port}) as ws:
+            ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0")
+            ws_frame(ws)
+            ws.send("SUBSCRIBE\nid:s\ndestination:/amq/queue/no-such-queue\n\n\0")
+            frames = []
+            while (f := ws_frame(ws)) is not None:
+                frames.append(f)
+                if f[0] == "closed":
+                    break
+            results[name] = frames
+    assert results["rabbitmq"] == [("closed", 1000, "STOMP died")]
+    error, closed = results["bloodbank"]
+    assert error[0] == "ERROR" and ("message", "not_found") in error[1]
+    assert closed == ("closed", 1000, "STOMP died")

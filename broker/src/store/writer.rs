@@ -65,6 +65,23 @@ impl Progress {
     }
 }
 
+#[cfg(test)]
+impl Progress {
+    pub(crate) fn at(durable: u64) -> Progress {
+        Progress {
+            durable,
+            failed: (0, 0),
+        }
+    }
+
+    pub(crate) fn failed_after(durable: u64, upto: u64) -> Progress {
+        Progress {
+            durable,
+            failed: (durable, upto),
+        }
+    }
+}
+
 enum Chunk {
     /// Records for the current segment, ending at this position.
     Data(Bytes, u64),

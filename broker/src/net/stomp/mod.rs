@@ -10,12 +10,14 @@ mod headers;
 mod session;
 mod subscribe;
 mod transaction;
+mod waiting;
 mod ws;
 
 pub(super) use ws::serve_websocket;
 
 use super::{Shared, OUTLET_BUDGET};
 use crate::core::{Outbound, Outlet};
+use crate::store::Progress;
 use bytes::BytesMut;
 use frame::{Frame, Parsed};
 use session::Session;
@@ -26,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
+use waiting::{NotStored, Waiting};
 
 /// How long a client has to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,49 +88,66 @@ pub(super) async fn run<T: Transport>(
     let mut last_read = Instant::now();
     let mut last_write = Instant::now();
     let mut closed: Option<watch::Receiver<Option<String>>> = None;
+    let mut waiting = Waiting::default();
+    let mut progress: Option<watch::Receiver<Progress>> = None;
+    let mut closing = false;
     'conn: loop {
-        // Frames already buffered first.
-        loop {
-            match frame::parse(&mut buf, MAX_BODY, session.escapes()) {
-                Ok(Some(Parsed::HeartBeat)) => {}
-                Ok(Some(Parsed::Frame(f))) => {
-                    let step = session.handle(f);
-                    if closed.is_none() {
-                        closed = session.details.as_ref().map(|d| d.close.subscribe());
-                    }
-                    if let (Some(position), Some(writer)) =
-                        (step.wait_for, shared_log_writer(&session))
-                    {
-                        // A SEND's RECEIPT comes after the message is on disk.
-                        if super::publisher::wait_durable(&writer, position)
-                            .await
-                            .is_err()
-                        {
-                            let e = frame::error(
-                                "not stored",
-                                "The message could not be written to disk",
-                            );
-                            write(&mut stream, &mut out, &e, session.escapes()).await;
-                            break 'conn;
-                        }
-                    }
-                    for f in &step.frames {
-                        if !write(&mut stream, &mut out, f, session.escapes()).await {
-                            break 'conn;
-                        }
-                    }
-                    last_write = Instant::now();
-                    if step.close {
-                        break 'conn;
-                    }
-                }
+        // Frames already buffered first, while there is room for replies that must wait.
+        while !closing && !waiting.is_full() {
+            let f = match frame::parse(&mut buf, MAX_BODY, session.escapes()) {
+                Ok(Some(Parsed::HeartBeat)) => continue,
+                Ok(Some(Parsed::Frame(f))) => f,
                 Ok(None) => break,
                 Err(e) => {
                     let f = frame::error("Invalid frame", &e.to_string());
                     write(&mut stream, &mut out, &f, session.escapes()).await;
                     break 'conn;
                 }
+            };
+            let step = session.handle(f);
+            if closed.is_none() {
+                closed = session.details.as_ref().map(|d| d.close.subscribe());
             }
+            // A SEND's RECEIPT goes out after its message is on disk.
+            let writer = step
+                .wait_for
+                .and_then(|_| session_core(&session).log_writer());
+            let wait_for = match (step.wait_for, writer) {
+                (Some(position), Some(writer)) => {
+                    writer.request(position);
+                    progress.get_or_insert_with(|| writer.subscribe());
+                    Some(position)
+                }
+                _ => None,
+            };
+            closing = step.close;
+            if let Some(frames) = waiting.admit(wait_for, step.frames) {
+                for f in &frames {
+                    if !write(&mut stream, &mut out, f, session.escapes()).await {
+                        break 'conn;
+                    }
+                }
+                last_write = Instant::now();
+            }
+        }
+        if let Some(now) = progress.as_mut().map(|p| *p.borrow_and_update()) {
+            let released = match waiting.release(&now) {
+                Ok(frames) => frames,
+                Err(NotStored) => {
+                    let e = frame::error("not stored", "The message could not be written to disk");
+                    write(&mut stream, &mut out, &e, session.escapes()).await;
+                    break 'conn;
+                }
+            };
+            for f in &released {
+                if !write(&mut stream, &mut out, f, session.escapes()).await {
+                    break 'conn;
+                }
+                last_write = Instant::now();
+            }
+        }
+        if closing && waiting.is_empty() {
+            break 'conn;
         }
         let beats = session.heart_beats;
         let send_beat = match beats.send {
@@ -142,7 +162,7 @@ pub(super) async fn run<T: Transport>(
             }
         };
         tokio::select! {
-            read = stream.read(&mut buf) => match read {
+            read = stream.read(&mut buf), if !closing && !waiting.is_full() => match read {
                 Ok(n) if n > 0 => last_read = Instant::now(),
                 _ => break 'conn,
             },
@@ -172,6 +192,7 @@ pub(super) async fn run<T: Transport>(
                 last_write = Instant::now();
             }
             _ = sleep(silence) => break 'conn,
+            Some(()) = changed(&mut progress), if !waiting.is_empty() => {}
             Some(()) = changed(&mut closed) => {
                 let reason = closed
                     .as_ref()
@@ -192,16 +213,13 @@ pub(super) async fn run<T: Transport>(
     stream.close().await;
 }
 
-/// Waits for an operator's close (never, before CONNECT).
-async fn changed(closed: &mut Option<watch::Receiver<Option<String>>>) -> Option<()> {
-    match closed {
+/// Waits for a change (never, without a receiver: an operator's close before CONNECT, the
+/// log's progress before the first persistent SEND).
+async fn changed<T>(watched: &mut Option<watch::Receiver<T>>) -> Option<()> {
+    match watched {
         Some(rx) => rx.changed().await.ok(),
         None => std::future::pending().await,
     }
-}
-
-fn shared_log_writer(session: &Session) -> Option<Arc<crate::store::LogWriter>> {
-    session_core(session).log_writer()
 }
 
 fn session_core(session: &Session) -> std::sync::MutexGuard<'_, crate::core::Core> {

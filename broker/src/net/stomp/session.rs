@@ -432,7 +432,10 @@ impl Session {
         let Some(&(channel, tag)) = self.unacked.get(id) else {
             return Step::send(vec![error(
                 "Invalid header",
-                &format!("\"{}\" must include a valid \"{name}\" header", frame.command),
+                &format!(
+                    "\"{}\" must include a valid \"{name}\" header",
+                    frame.command
+                ),
             )]);
         };
         let cumulative = self
