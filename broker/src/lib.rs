@@ -23,6 +23,7 @@ mod message;
 mod net;
 mod pidlock;
 mod store;
+pub mod tls;
 mod users;
 pub mod wire;
 
