@@ -2,7 +2,8 @@
 //! the same keys. A flag or variable wins over the file, the file over the defaults.
 
 use anyhow::Context;
-use bloodbank_broker::{BrokerConfig, ExchangeDecl, Listen};
+use bloodbank_broker::tls::{CertLoginFrom, Tls, TlsSettings};
+use bloodbank_broker::{BrokerConfig, ExchangeDecl, Listen, Switch};
 use bloodbank_gateway::{ApiKey, Auth, GatewayConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,49 @@ pub struct ServeArgs {
     /// listen addresses are checked).
     #[arg(long, env = "BLOODBANK_INSTALL_MODEL")]
     pub install_model: bool,
+    /// PEM certificate chain for TLS; with it (and --tls-key) the TLS listeners below start.
+    /// Re-read on SIGHUP and when the file changes.
+    #[arg(long, env = "BLOODBANK_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, RSA or EC).
+    #[arg(long, env = "BLOODBANK_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to.
+    #[arg(long, env = "BLOODBANK_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate and verify it (RabbitMQ's verify_peer; needs
+    /// --tls-ca); a verified certificate can log in to AMQP with EXTERNAL.
+    #[arg(long, env = "BLOODBANK_TLS_VERIFY_PEER")]
+    pub tls_verify_peer: bool,
+    /// Refuse TLS clients without a certificate (RabbitMQ's fail_if_no_peer_cert).
+    #[arg(long, env = "BLOODBANK_TLS_FAIL_IF_NO_PEER_CERT")]
+    pub tls_fail_if_no_peer_cert: bool,
+    /// The user an EXTERNAL login is: the client certificate's distinguished_name or its
+    /// common_name [default: distinguished_name].
+    #[arg(long, env = "BLOODBANK_SSL_CERT_LOGIN_FROM")]
+    pub ssl_cert_login_from: Option<CertLoginFrom>,
+    /// AMQP over TLS, like --amqp-listen, or off [default with a certificate:
+    /// 0.0.0.0:5671,[::]:5671].
+    #[arg(long, env = "BLOODBANK_AMQPS_LISTEN")]
+    pub amqps_listen: Option<Switch>,
+    /// STOMP over TLS, or off [default with a certificate: 0.0.0.0:61614,[::]:61614].
+    #[arg(long, env = "BLOODBANK_STOMPS_LISTEN")]
+    pub stomps_listen: Option<Switch>,
+    /// Web-STOMP over TLS (wss://HOST:PORT/ws), or off [default with a certificate:
+    /// 0.0.0.0:15673,[::]:15673].
+    #[arg(long, env = "BLOODBANK_STOMP_WSS_LISTEN")]
+    pub stomp_wss_listen: Option<Switch>,
+    /// The management API over HTTPS, or off [default with a certificate:
+    /// 0.0.0.0:15671,[::]:15671].
+    #[arg(long, env = "BLOODBANK_MANAGEMENT_TLS_LISTEN")]
+    pub management_tls_listen: Option<Switch>,
+    /// The HTTP gateway over HTTPS, or off [default with a certificate: 0.0.0.0:8443,[::]:8443].
+    #[arg(long, env = "BLOODBANK_GATEWAY_TLS_LISTEN")]
+    pub gateway_tls_listen: Option<Switch>,
+    /// Speech over HTTPS and wss://, or off [default with a certificate:
+    /// 0.0.0.0:8889,[::]:8889].
+    #[arg(long, env = "BLOODBANK_SPEECH_TLS_LISTEN")]
+    pub speech_tls_listen: Option<Switch>,
 }
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
@@ -140,6 +184,24 @@ struct FileConfig {
     /// `[[api_keys]]` with `name`, `key` and `patterns` (topic patterns of the event types the
     /// key may publish).
     api_keys: Option<Vec<FileApiKey>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_verify_peer: Option<bool>,
+    tls_fail_if_no_peer_cert: Option<bool>,
+    #[serde(default, deserialize_with = "login_from")]
+    ssl_cert_login_from: Option<CertLoginFrom>,
+    amqps_listen: Option<Switch>,
+    stomps_listen: Option<Switch>,
+    stomp_wss_listen: Option<Switch>,
+    management_tls_listen: Option<Switch>,
+    gateway_tls_listen: Option<Switch>,
+    speech_tls_listen: Option<Switch>,
+}
+
+fn login_from<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CertLoginFrom>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[derive(Deserialize, Debug)]
@@ -180,6 +242,12 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     pub speech_model: String,
     pub install_model: bool,
+    /// The certificate of every TLS listener; None: no TLS.
+    pub tls: Option<Tls>,
+    /// HTTPS for the management API (with `tls`).
+    pub management_tls_listen: Option<Listen>,
+    /// HTTPS and wss:// for speech (with `tls`).
+    pub speech_tls_listen: Option<Listen>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -214,9 +282,56 @@ pub fn local_amqp_url(config: Option<&Path>) -> anyhow::Result<String> {
     Ok(format!("amqp://guest:guest@{host}:{}/%2f", addr.port()))
 }
 
+/// TLS from the settings: None without a certificate; the files are read now, so a bad one
+/// stops the start with an error naming it.
+fn tls(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Option<Tls>> {
+    let cert = args.tls_cert.clone().or(file.tls_cert.clone());
+    let key = args.tls_key.clone().or(file.tls_key.clone());
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (BLOODBANK_TLS_KEY)"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (BLOODBANK_TLS_CERT)"),
+    };
+    let settings = TlsSettings {
+        cert,
+        key,
+        ca: args.tls_ca.clone().or(file.tls_ca.clone()),
+        verify_peer: args.tls_verify_peer || file.tls_verify_peer.unwrap_or(false),
+        fail_if_no_peer_cert: args.tls_fail_if_no_peer_cert
+            || file.tls_fail_if_no_peer_cert.unwrap_or(false),
+        login_from: args
+            .ssl_cert_login_from
+            .or(file.ssl_cert_login_from)
+            .unwrap_or_default(),
+    };
+    Ok(Some(Tls::load(settings).context("TLS")?))
+}
+
+/// A TLS listener's addresses: the setting, else `default_port` on every address; None when
+/// switched off or without a certificate.
+fn tls_listen(
+    tls: &Option<Tls>,
+    flag: Option<Switch>,
+    file: Option<Switch>,
+    default_port: u16,
+) -> Option<Listen> {
+    tls.as_ref()?;
+    flag.or(file)
+        .unwrap_or_else(|| Switch::On(Listen::any(default_port)))
+        .on()
+}
+
 pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     let file = read_file(args.config.as_deref())?;
-    let mut broker = BrokerConfig::default();
+    let tls = tls(&args, &file)?;
+    let mut broker = BrokerConfig {
+        amqps_listen: tls_listen(&tls, args.amqps_listen, file.amqps_listen, 5671),
+        stomps_listen: tls_listen(&tls, args.stomps_listen, file.stomps_listen, 61614),
+        stomp_wss_listen: tls_listen(&tls, args.stomp_wss_listen, file.stomp_wss_listen, 15673),
+        tls: tls.clone(),
+        ..Default::default()
+    };
     if let Some(addr) = args.amqp_listen.or(file.amqp_listen) {
         broker.amqp_listen = addr;
     }
@@ -291,6 +406,8 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(addr) = args.gateway_listen.or(file.gateway_listen) {
         gateway.listen = addr;
     }
+    gateway.tls_listen = tls_listen(&tls, args.gateway_tls_listen, file.gateway_tls_listen, 8443);
+    gateway.tls = tls.clone();
     if let Some(limit) = file.gateway_body_limit {
         gateway.body_limit = limit;
     }
@@ -331,6 +448,14 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
             .or(file.speech_model)
             .unwrap_or_else(|| "tiny.en".into()),
         install_model: args.install_model,
+        management_tls_listen: tls_listen(
+            &tls,
+            args.management_tls_listen,
+            file.management_tls_listen,
+            15671,
+        ),
+        speech_tls_listen: tls_listen(&tls, args.speech_tls_listen, file.speech_tls_listen, 8889),
+        tls,
     })
 }
 

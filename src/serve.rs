@@ -8,6 +8,16 @@ use bloodbank_management::Management;
 use bloodbank_speech::SpeechError;
 use std::sync::Arc;
 
+/// The broker's listeners besides plain AMQP: protocol, and the name `serve` prints and the
+/// ready file uses.
+const BROKER_LISTENERS: [(&str, &str); 5] = [
+    ("stomp", "stomp"),
+    ("http/web-stomp", "stomp-ws"),
+    ("amqp/ssl", "amqps"),
+    ("stomp/ssl", "stomps"),
+    ("https/web-stomp", "stomp-wss"),
+];
+
 /// Held in the data directory while a `serve` runs there.
 const DATA_DIR_LOCK: &str = "bloodbank.pid";
 
@@ -30,18 +40,44 @@ struct Listener<'a> {
 
 impl Listener<'_> {
     fn explain(&self, e: BindError) -> anyhow::Error {
-        let hint = match e.in_use() {
-            true => "Another program is using it: stop that program, or choose another address",
-            false => "Choose another address",
-        };
-        anyhow::anyhow!(
-            "{} cannot listen on {}: {}. {hint} with {} or {}",
-            self.what,
-            e.addr,
-            e.source,
-            self.flag,
-            self.env
-        )
+        explain(self.what, self.flag, self.env, e)
+    }
+}
+
+fn explain(what: &str, flag: &str, env: &str, e: BindError) -> anyhow::Error {
+    let hint = match e.in_use() {
+        true => "Another program is using it: stop that program, or choose another address",
+        false => "Choose another address",
+    };
+    anyhow::anyhow!(
+        "{what} cannot listen on {}: {}. {hint} with {flag} or {env}",
+        e.addr,
+        e.source,
+    )
+}
+
+/// What a broker listener is, and the flag and variable that set its address, by the
+/// protocol name the broker gives it.
+fn broker_listener(protocol: &str) -> (&'static str, &'static str, &'static str) {
+    match protocol {
+        "stomp" => ("STOMP", "--stomp-listen", "BLOODBANK_STOMP_LISTEN"),
+        "http/web-stomp" => (
+            "Web-STOMP",
+            "--stomp-ws-listen",
+            "BLOODBANK_STOMP_WS_LISTEN",
+        ),
+        "amqp/ssl" => ("AMQP over TLS", "--amqps-listen", "BLOODBANK_AMQPS_LISTEN"),
+        "stomp/ssl" => (
+            "STOMP over TLS",
+            "--stomps-listen",
+            "BLOODBANK_STOMPS_LISTEN",
+        ),
+        "https/web-stomp" => (
+            "Web-STOMP over TLS",
+            "--stomp-wss-listen",
+            "BLOODBANK_STOMP_WSS_LISTEN",
+        ),
+        _ => ("AMQP", "--amqp-listen", "BLOODBANK_AMQP_LISTEN"),
     }
 }
 
@@ -79,14 +115,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         flag: "--stomp-listen",
         env: "BLOODBANK_STOMP_LISTEN",
         listen: &stomp_listen,
-    };
-    let stomp_ws_listen =
-        (settings.broker.stomp_ws_listen.clone()).unwrap_or_else(|| Listen::any(15674));
-    let stomp_ws_listener = Listener {
-        what: "Web-STOMP",
-        flag: "--stomp-ws-listen",
-        env: "BLOODBANK_STOMP_WS_LISTEN",
-        listen: &stomp_ws_listen,
     };
     let management_listener = Listener {
         what: "the management API",
@@ -128,29 +156,35 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| match e {
                     BrokerError::Listen(e) => amqp.explain(e),
-                    BrokerError::StompListen(e) => stomp_listener.explain(e),
-                    BrokerError::StompWsListen(e) => stomp_ws_listener.explain(e),
+                    BrokerError::OtherListen { protocol, source } => {
+                        let (what, flag, env) = broker_listener(protocol);
+                        explain(what, flag, env, source)
+                    }
                     e => anyhow::Error::new(e),
                 })?;
             println!("listening amqp {}", join(broker.addrs()));
-            println!("listening stomp {}", join(broker.stomp_addrs()));
-            println!("listening web-stomp {}", join(broker.stomp_ws_addrs()));
-            let amqp_listeners = broker.addrs().iter().map(|a| ("amqp", *a));
-            let stomp_listeners = broker.stomp_addrs().iter().map(|a| ("stomp", *a));
-            let ws_listeners = broker
-                .stomp_ws_addrs()
-                .iter()
-                .map(|a| ("http/web-stomp", *a));
-            let listeners = amqp_listeners
-                .chain(stomp_listeners)
-                .chain(ws_listeners)
-                .map(|(p, a)| (p.to_string(), a))
+            for (protocol, name) in BROKER_LISTENERS {
+                let addrs = broker.listening(protocol);
+                if !addrs.is_empty() || protocol == "stomp" || protocol == "http/web-stomp" {
+                    println!("listening {name} {}", join(&addrs));
+                }
+            }
+            let listeners = (broker.listeners().iter())
+                .map(|(p, a)| (p.to_string(), *a))
                 .collect();
-            let management =
-                Management::start(&settings.management_listen, broker.admin(), listeners)
-                    .await
-                    .map_err(|e| management_listener.explain(e))?;
+            let management = Management::start(
+                &settings.management_listen,
+                settings.management_tls_listen.as_ref(),
+                settings.tls.clone(),
+                broker.admin(),
+                listeners,
+            )
+            .await
+            .map_err(|e| management_listener.explain(e))?;
             println!("listening management {}", join(management.addrs()));
+            if !management.tls_addrs().is_empty() {
+                println!("listening management-tls {}", join(management.tls_addrs()));
+            }
             managed = Some(management);
             let sink = Sink::Embedded(broker.publisher());
             (Some(broker), sink)
@@ -160,41 +194,47 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .map_err(|e| match e {
             GatewayError::Listen(e) => http.explain(e),
+            GatewayError::TlsListen(e) => explain(
+                "the HTTPS gateway",
+                "--gateway-tls-listen",
+                "BLOODBANK_GATEWAY_TLS_LISTEN",
+                e,
+            ),
             e => anyhow::Error::new(e),
         })?;
     let gateway = Arc::new(gateway);
     println!("listening http {}", join(gateway.addrs()));
-    let speech = crate::speech::start(
-        &settings.models,
-        settings.speech_listen.clone(),
-        settings.speech_workers,
-        settings.speech_max_sessions,
-        settings.webhook_url.as_deref(),
-        &settings.speech_model,
-        gateway.clone(),
-    )
-    .await
-    .map_err(|e| match e.downcast::<SpeechError>() {
-        Ok(SpeechError::Listen(e)) => speech_listener.explain(e),
-        Ok(e) => anyhow::Error::new(e),
-        Err(e) => e,
-    })?;
+    if !gateway.tls_addrs().is_empty() {
+        println!("listening https {}", join(gateway.tls_addrs()));
+    }
+    let speech = crate::speech::start(&settings, gateway.clone())
+        .await
+        .map_err(|e| match e.downcast::<SpeechError>() {
+            Ok(SpeechError::Listen(e)) => speech_listener.explain(e),
+            Ok(e) => anyhow::Error::new(e),
+            Err(e) => e,
+        })?;
     println!("listening speech {}", join(speech.addrs()));
+    if !speech.tls_addrs().is_empty() {
+        println!("listening speech-tls {}", join(speech.tls_addrs()));
+    }
+    let (stop_watching, stopped) = tokio::sync::watch::channel(false);
+    let _reloads = settings.tls.as_ref().map(|tls| tls.watch(stopped));
     if let Some(path) = &settings.ready_file {
-        let amqp = broker.as_ref().map(|b| b.addr().to_string());
-        let stomp = broker
-            .as_ref()
-            .and_then(|b| b.stomp_addrs().first())
-            .map(|a| a.to_string());
-        let management = managed.as_ref().map(|m| m.addr().to_string());
-        let ready = serde_json::json!({
-            "amqp": amqp,
-            "management": management,
-            "stomp": stomp,
-            "stomp_ws": broker.as_ref().and_then(|b| b.stomp_ws_addrs().first()).map(|a| a.to_string()),
+        let first = |addrs: &[std::net::SocketAddr]| addrs.first().map(|a| a.to_string());
+        let mut ready = serde_json::json!({
+            "amqp": broker.as_ref().map(|b| b.addr().to_string()),
+            "management": managed.as_ref().map(|m| m.addr().to_string()),
+            "management_tls": managed.as_ref().and_then(|m| first(m.tls_addrs())),
             "http": gateway.addr().to_string(),
+            "https": first(gateway.tls_addrs()),
             "speech": speech.addr().to_string(),
+            "speech_tls": first(speech.tls_addrs()),
         });
+        for (protocol, name) in BROKER_LISTENERS {
+            let addr = broker.as_ref().and_then(|b| first(&b.listening(protocol)));
+            ready[name.replace('-', "_")] = serde_json::json!(addr);
+        }
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, ready.to_string())
             .and_then(|_| std::fs::rename(&tmp, path))
@@ -202,6 +242,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    let _ = stop_watching.send(true);
     speech.stop();
     gateway.stop();
     if let Some(management) = &managed {

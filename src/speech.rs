@@ -1,7 +1,7 @@
 //! `bloodbank speech ...`: install the Whisper model; transcribe a WAV file with it.
 
+use crate::config::Settings;
 use anyhow::Context;
-use bloodbank_broker::Listen;
 use bloodbank_gateway::Gateway;
 use bloodbank_speech::install::{install_model, model_dir};
 use bloodbank_speech::resample::{To16k, TARGET};
@@ -17,15 +17,13 @@ const MAX_SESSION: Duration = Duration::from_secs(3600);
 
 /// Starts the `/asr` listener; without an installed model it still starts, answers sessions
 /// with how to install one, and says so in one log line.
-pub async fn start(
-    models: &Path,
-    listen: Listen,
-    workers: usize,
-    max_sessions: usize,
-    webhook_url: Option<&str>,
-    size: &str,
-    gateway: Arc<Gateway>,
-) -> anyhow::Result<SpeechServer> {
+pub async fn start(settings: &Settings, gateway: Arc<Gateway>) -> anyhow::Result<SpeechServer> {
+    let models = settings.models.as_path();
+    let (workers, max_sessions) = (settings.speech_workers, settings.speech_max_sessions);
+    let (webhook_url, size) = (
+        settings.webhook_url.as_deref(),
+        settings.speech_model.as_str(),
+    );
     let webhook = match webhook_url {
         Some(url) => Some(Arc::new(
             Webhook::start(url)
@@ -78,7 +76,9 @@ pub async fn start(
         })
     });
     let config = SpeechConfig {
-        listen,
+        listen: settings.speech_listen.clone(),
+        tls_listen: settings.speech_tls_listen.clone(),
+        tls: settings.tls.clone(),
         max_session: MAX_SESSION,
         max_sessions,
     };

@@ -2,6 +2,7 @@
 
 use crate::core::Limits;
 use crate::listen::Listen;
+use crate::tls::Tls;
 use std::path::PathBuf;
 
 /// An exchange that exists from the start (durable).
@@ -18,6 +19,14 @@ pub struct BrokerConfig {
     pub stomp_listen: Option<Listen>,
     /// STOMP over WebSocket (`/ws`, Web-STOMP); None: off.
     pub stomp_ws_listen: Option<Listen>,
+    /// The certificate of the TLS listeners below; None: no TLS listener starts.
+    pub tls: Option<Tls>,
+    /// AMQP over TLS (`amqps`); None: off.
+    pub amqps_listen: Option<Listen>,
+    /// STOMP over TLS; None: off.
+    pub stomps_listen: Option<Listen>,
+    /// Web-STOMP over TLS (`wss://…/ws`); None: off.
+    pub stomp_wss_listen: Option<Listen>,
     /// Where users, durable definitions and persistent messages live. None: nothing survives
     /// a restart, and the one user is RabbitMQ's default `guest` (for tests that embed a
     /// broker).
@@ -44,6 +53,10 @@ impl Default for BrokerConfig {
             amqp_listen: Listen::any(5672),
             stomp_listen: None,
             stomp_ws_listen: None,
+            tls: None,
+            amqps_listen: None,
+            stomps_listen: None,
+            stomp_wss_listen: None,
             data_dir: None,
             segment_bytes: 64 * 1024 * 1024,
             memory_high_watermark: crate::net::default_memory_high_watermark(),

@@ -194,10 +194,14 @@ pub fn exchange_ref(name: &str, vhost: &str) -> String {
 pub enum BrokerError {
     #[error("AMQP listener")]
     Listen(#[from] crate::listen::BindError),
-    #[error("STOMP listener")]
-    StompListen(#[source] crate::listen::BindError),
-    #[error("Web-STOMP listener")]
-    StompWsListen(#[source] crate::listen::BindError),
+    /// A listener other than plain AMQP's, by the protocol name RabbitMQ gives it
+    /// (`stomp`, `amqp/ssl`, `https/web-stomp`...).
+    #[error("{protocol} listener")]
+    OtherListen {
+        protocol: &'static str,
+        #[source]
+        source: crate::listen::BindError,
+    },
     #[error("exchange '{name}' of the configuration")]
     Exchange {
         name: String,

@@ -37,7 +37,7 @@ pub use crate::core::{clock, topic, Details, Protocol};
 pub use config::{BrokerConfig, ExchangeDecl};
 pub use error::{AmqpError, BrokerError};
 pub use import::{check_import, ImportError};
-pub use listen::{BindError, Listen, ListenParseError};
+pub use listen::{BindError, Listen, ListenParseError, Switch};
 pub use message::Message;
 pub use net::{
     feed_frames, same_secret, AckMode, Admin, AdminError, Broker, Delivered, Got, PublishError,

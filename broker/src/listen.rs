@@ -213,9 +213,52 @@ impl<'de> serde::Deserialize<'de> for Listen {
     }
 }
 
+/// A listener that may be switched off: `off`, or addresses as for `Listen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Switch {
+    Off,
+    On(Listen),
+}
+
+impl Switch {
+    /// The addresses, or None when off.
+    pub fn on(self) -> Option<Listen> {
+        match self {
+            Switch::Off => None,
+            Switch::On(listen) => Some(listen),
+        }
+    }
+}
+
+impl FromStr for Switch {
+    type Err = ListenParseError;
+
+    fn from_str(text: &str) -> Result<Switch, ListenParseError> {
+        match text.trim() {
+            "off" => Ok(Switch::Off),
+            _ => text.parse().map(Switch::On),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Switch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Switch, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_is_off_or_addresses() {
+        assert_eq!("off".parse::<Switch>().unwrap(), Switch::Off);
+        let on = "127.0.0.1:5671".parse::<Switch>().unwrap().on().unwrap();
+        assert_eq!(on.addrs().len(), 1);
+        assert!("nowhere".parse::<Switch>().is_err());
+    }
 
     #[test]
     fn addresses_host_names_and_lists() {

@@ -250,6 +250,12 @@ impl Users {
         matches && (!LOOPBACK_USERS.contains(&user) || peer.is_loopback())
     }
 
+    /// Whether `user` exists and may log in from `peer` without a password check (EXTERNAL:
+    /// a verified client certificate named it).
+    pub(crate) fn may_log_in(&self, user: &str, peer: IpAddr) -> bool {
+        self.accounts.contains_key(user) && (!LOOPBACK_USERS.contains(&user) || peer.is_loopback())
+    }
+
     /// What `user` may do in `vhost`; None: it may not open connections there.
     pub(crate) fn access(&self, user: &str, vhost: &str) -> Option<Access> {
         self.permissions

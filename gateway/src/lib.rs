@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use bloodbank_broker::tls::{serve_app, Tls};
 use bloodbank_broker::{BindError, Listen};
 use bloodbank_registry::live::Live;
 
@@ -40,6 +41,9 @@ const DAY_MS: u64 = 24 * 3600 * 1000;
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub listen: Listen,
+    /// HTTPS, with `tls`'s certificate; None: no HTTPS listener.
+    pub tls_listen: Option<Listen>,
+    pub tls: Option<Tls>,
     /// The exchange events are published to (routing key = event type).
     pub exchange: String,
     /// Largest request body accepted (413 beyond).
@@ -61,6 +65,8 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: Listen::any(8000),
+            tls_listen: None,
+            tls: None,
             exchange: "events".into(),
             body_limit: 1024 * 1024,
             allow_unregistered: false,
@@ -77,6 +83,8 @@ impl Default for GatewayConfig {
 pub enum GatewayError {
     #[error("HTTP gateway listener")]
     Listen(#[from] BindError),
+    #[error("HTTPS gateway listener")]
+    TlsListen(#[source] BindError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -97,6 +105,7 @@ pub(crate) struct AppState {
 /// A running gateway.
 pub struct Gateway {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     state: Arc<AppState>,
 }
@@ -121,6 +130,17 @@ impl Gateway {
         )?;
         let listeners = config.listen.bind().await?;
         let addrs = config.listen.local_addrs(&listeners)?;
+        let (tls_listeners, tls_addrs) = match (&config.tls_listen, &config.tls) {
+            (Some(listen), Some(_)) => {
+                let bound = listen.bind().await.map_err(GatewayError::TlsListen)?;
+                let addrs = listen
+                    .local_addrs(&bound)
+                    .map_err(GatewayError::TlsListen)?;
+                (bound, addrs)
+            }
+            _ => Default::default(),
+        };
+        let tls = config.tls.clone();
         let auth = config.auth.clone();
         let state = Arc::new(AppState {
             config,
@@ -134,14 +154,14 @@ impl Gateway {
         });
         tokio::spawn(prune(state.clone()));
         let app: Router = routes::router(state.clone());
-        let tasks = listeners
-            .into_iter()
-            .map(|listener| {
-                let service = app
-                    .clone()
-                    .into_make_service_with_connect_info::<SocketAddr>();
+        let plain = listeners.into_iter().map(|l| (l, None));
+        let secure = tls_listeners.into_iter().map(|l| (l, tls.clone()));
+        let tasks = plain
+            .chain(secure)
+            .map(|(listener, tls)| {
+                let app = app.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, service).await {
+                    if let Err(e) = serve_app(listener, tls, app).await {
                         tracing::error!(error = %e, "gateway stopped");
                     }
                 })
@@ -149,6 +169,7 @@ impl Gateway {
             .collect();
         Ok(Gateway {
             addrs,
+            tls_addrs,
             tasks,
             state,
         })
@@ -190,6 +211,11 @@ impl Gateway {
     /// Every address listened on.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Every HTTPS address listened on (none without TLS).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn stop(&self) {

@@ -23,7 +23,7 @@ mod routes;
 mod system;
 
 use axum::extract::Request;
-use axum::ServiceExt;
+use bloodbank_broker::tls::{serve_app, Tls};
 use bloodbank_broker::{Admin, BindError, Listen};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub struct App {
     /// The broker's listeners, as `/api/overview` reports them: (protocol, address).
     listeners: Vec<(String, SocketAddr)>,
     management_port: u16,
+    /// The TLS certificate of the node's listeners, for the expiry health check.
+    tls: Option<Tls>,
 }
 
 impl App {
@@ -56,19 +58,33 @@ impl App {
 /// A running management listener.
 pub struct Management {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Management {
-    /// Binds `listen` (port 0 picks one) and serves the API, metrics and dashboard for
-    /// `admin`'s broker. `listeners` are the broker's other listeners, for `/api/overview`.
+    /// Binds `listen` (port 0 picks one), and `https` with `tls`'s certificate, and serves the
+    /// API, metrics and dashboard for `admin`'s broker. `listeners` are the broker's other
+    /// listeners, for `/api/overview`.
     pub async fn start(
         listen: &Listen,
+        https: Option<&Listen>,
+        tls: Option<Tls>,
         admin: Admin,
-        listeners: Vec<(String, SocketAddr)>,
+        mut listeners: Vec<(String, SocketAddr)>,
     ) -> Result<Management, BindError> {
         let bound = listen.bind().await?;
         let addrs = listen.local_addrs(&bound)?;
+        let (tls_bound, tls_addrs) = match https.filter(|_| tls.is_some()) {
+            Some(listen) => {
+                let bound = listen.bind().await?;
+                let addrs = listen.local_addrs(&bound)?;
+                (bound, addrs)
+            }
+            None => Default::default(),
+        };
+        listeners.extend(addrs.iter().map(|a| ("http".to_string(), *a)));
+        listeners.extend(tls_addrs.iter().map(|a| ("https".to_string(), *a)));
         let (rates, sampler) = rates::Rates::start(admin.clone());
         let app = Arc::new(App {
             admin,
@@ -76,21 +92,31 @@ impl Management {
             started: Instant::now(),
             listeners,
             management_port: addrs.first().map_or(0, |a| a.port()),
+            tls: tls.clone(),
         });
         // Clients write `/api/connections/` as often as `/api/connections`; RabbitMQ serves both.
         let app = MapRequestLayer::new(without_trailing_slash).layer(routes::router(app));
         let mut tasks = vec![sampler];
-        for listener in bound {
-            let service = ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(
-                app.clone(),
-            );
+        let plain = bound.into_iter().map(|l| (l, None));
+        let secure = tls_bound.into_iter().map(|l| (l, tls.clone()));
+        for (listener, tls) in plain.chain(secure) {
+            let app = app.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, service).await {
+                if let Err(e) = serve_app(listener, tls, app).await {
                     tracing::error!(error = %e, "management listener stopped");
                 }
             }));
         }
-        Ok(Management { addrs, tasks })
+        Ok(Management {
+            addrs,
+            tls_addrs,
+            tasks,
+        })
+    }
+
+    /// Every HTTPS address listened on (none without TLS).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn addr(&self) -> SocketAddr {

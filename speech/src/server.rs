@@ -14,6 +14,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::clock::rfc3339;
+use bloodbank_broker::tls::{serve_app, Tls};
 use bloodbank_broker::Listen;
 use serde_json::Value;
 use uuid::Uuid;
@@ -49,6 +50,9 @@ pub type OnFinal = Arc<
 #[derive(Clone)]
 pub struct SpeechConfig {
     pub listen: Listen,
+    /// `wss://` (and the page over HTTPS) with `tls`'s certificate; None: none.
+    pub tls_listen: Option<Listen>,
+    pub tls: Option<Tls>,
     /// Longest session; it is ended (with a message) past this.
     pub max_session: Duration,
     /// Most `/asr` sessions at once; one more is told to try again later (close 1013).
@@ -83,6 +87,7 @@ struct Shared {
 
 pub struct SpeechServer {
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -97,6 +102,15 @@ impl SpeechServer {
     ) -> Result<SpeechServer, SpeechError> {
         let listeners = config.listen.bind().await?;
         let addrs = config.listen.local_addrs(&listeners)?;
+        let (tls_listeners, tls_addrs) = match (&config.tls_listen, &config.tls) {
+            (Some(listen), Some(_)) => {
+                let bound = listen.bind().await?;
+                let addrs = listen.local_addrs(&bound)?;
+                (bound, addrs)
+            }
+            _ => Default::default(),
+        };
+        let tls = config.tls.clone();
         let shared = Arc::new(Shared {
             counters: Counters::default(),
             active: Default::default(),
@@ -112,18 +126,24 @@ impl SpeechServer {
             .route("/asr", get(asr))
             .route("/metrics", get(metrics))
             .with_state(shared);
-        let tasks = listeners
-            .into_iter()
-            .map(|listener| {
+        let plain = listeners.into_iter().map(|l| (l, None));
+        let secure = tls_listeners.into_iter().map(|l| (l, tls.clone()));
+        let tasks = plain
+            .chain(secure)
+            .map(|(listener, tls)| {
                 let app = app.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
+                    if let Err(e) = serve_app(listener, tls, app).await {
                         tracing::error!(error = %e, "speech listener stopped");
                     }
                 })
             })
             .collect();
-        Ok(SpeechServer { addrs, tasks })
+        Ok(SpeechServer {
+            addrs,
+            tls_addrs,
+            tasks,
+        })
     }
 
     /// The address of the first listener.
@@ -134,6 +154,11 @@ impl SpeechServer {
     /// Every address listened on.
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Every `wss://` address listened on (none without TLS).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
     }
 
     pub fn stop(self) {

@@ -92,6 +92,10 @@ pub struct Details {
     pub channel_max: u16,
     /// The server address the client connected to.
     pub local: Option<std::net::SocketAddr>,
+    /// The connection runs over TLS.
+    pub tls: bool,
+    /// How the client logged in (`PLAIN`, `AMQPLAIN`, `EXTERNAL`).
+    pub auth_mechanism: String,
     /// Set to a reason when an operator closes the connection; its task watches this.
     pub close: tokio::sync::watch::Sender<Option<String>>,
 }
@@ -106,6 +110,8 @@ impl Default for Details {
             heartbeat: 0,
             channel_max: 0,
             local: None,
+            tls: false,
+            auth_mechanism: "PLAIN".into(),
             close: tokio::sync::watch::channel(None).0,
         }
     }

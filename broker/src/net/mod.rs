@@ -9,6 +9,7 @@ mod auth;
 mod listener;
 mod publisher;
 mod stomp;
+mod stream;
 mod subscriber;
 
 pub use admin::{AckMode, Admin, AdminError, Got, Session};
@@ -68,8 +69,9 @@ impl Shared {
 /// A running broker.
 pub struct Broker {
     addrs: Vec<SocketAddr>,
-    stomp_addrs: Vec<SocketAddr>,
-    stomp_ws_addrs: Vec<SocketAddr>,
+    /// Every listener's address by protocol as RabbitMQ names them (`amqp`, `amqp/ssl`,
+    /// `stomp`, `stomp/ssl`, `http/web-stomp`, `https/web-stomp`).
+    listeners: Vec<(&'static str, SocketAddr)>,
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
@@ -109,12 +111,23 @@ impl Broker {
         core.close_connection(boot.conn);
         let listeners = config.amqp_listen.bind().await?;
         let addrs = config.amqp_listen.local_addrs(&listeners)?;
-        let (stomp_listeners, stomp_addrs) = bind_optional(&config.stomp_listen)
-            .await
-            .map_err(BrokerError::StompListen)?;
-        let (ws_listeners, stomp_ws_addrs) = bind_optional(&config.stomp_ws_listen)
-            .await
-            .map_err(BrokerError::StompWsListen)?;
+        let tls = config.tls.clone();
+        let with_tls = |listen: &Option<crate::Listen>| listen.clone().filter(|_| tls.is_some());
+        let others = [
+            ("stomp", config.stomp_listen.clone()),
+            ("http/web-stomp", config.stomp_ws_listen.clone()),
+            ("amqp/ssl", with_tls(&config.amqps_listen)),
+            ("stomp/ssl", with_tls(&config.stomps_listen)),
+            ("https/web-stomp", with_tls(&config.stomp_wss_listen)),
+        ];
+        let mut bound = Vec::new();
+        for (protocol, listen) in others {
+            let Some(listen) = listen else { continue };
+            let map = |source| BrokerError::OtherListen { protocol, source };
+            let sockets = listen.bind().await.map_err(map)?;
+            let local = listen.local_addrs(&sockets).map_err(map)?;
+            bound.push((protocol, sockets, local));
+        }
         let (alarm_tx, alarm) = watch::channel(None);
         let alarm_config = alarm::AlarmConfig {
             memory_high_watermark: config.memory_high_watermark,
@@ -153,25 +166,41 @@ impl Broker {
                 tokio::spawn(accept)
             })
             .collect();
-        servers.extend(stomp_listeners.into_iter().map(|l| {
-            let accept =
-                listener::accept_loop(l, shared.clone(), shutdown_rx.clone(), stomp::serve);
-            tokio::spawn(accept)
-        }));
-        servers.extend(ws_listeners.into_iter().map(|l| {
-            tokio::spawn(stomp::serve_websocket(
-                l,
-                shared.clone(),
-                shutdown_rx.clone(),
-            ))
-        }));
+        let mut named: Vec<_> = addrs.iter().map(|a| ("amqp", *a)).collect();
+        for (protocol, sockets, local) in bound {
+            named.extend(local.into_iter().map(|a| (protocol, a)));
+            for l in sockets {
+                let (shared, stop) = (shared.clone(), shutdown_rx.clone());
+                let tls = tls.clone();
+                let server = match (protocol, tls) {
+                    ("stomp", _) => {
+                        tokio::spawn(listener::accept_loop(l, shared, stop, stomp::serve))
+                    }
+                    ("http/web-stomp", _) => {
+                        tokio::spawn(stomp::serve_websocket(l, None, shared, stop))
+                    }
+                    ("amqp/ssl", Some(tls)) => {
+                        tokio::spawn(listener::accept_tls_loop(l, tls, shared, stop, amqp::serve))
+                    }
+                    ("stomp/ssl", Some(tls)) => tokio::spawn(listener::accept_tls_loop(
+                        l,
+                        tls,
+                        shared,
+                        stop,
+                        stomp::serve,
+                    )),
+                    (_, tls) => tokio::spawn(stomp::serve_websocket(l, tls, shared, stop)),
+                };
+                servers.push(server);
+            }
+        }
+
         tokio::spawn(ticker(shared.clone(), shutdown_rx.clone()));
         alarm::start(alarm_config, alarm_tx, pressure, shutdown_rx)
             .map_err(|e| BrokerError::Thread("alarm", e))?;
         Ok(Broker {
             addrs,
-            stomp_addrs,
-            stomp_ws_addrs,
+            listeners: named,
             shared,
             shutdown,
             servers,
@@ -188,14 +217,18 @@ impl Broker {
         &self.addrs
     }
 
-    /// Every address the STOMP listeners are bound to (none when STOMP is off).
-    pub fn stomp_addrs(&self) -> &[SocketAddr] {
-        &self.stomp_addrs
+    /// Every listener's protocol (as RabbitMQ names them: `amqp`, `amqp/ssl`, `stomp`,
+    /// `stomp/ssl`, `http/web-stomp`, `https/web-stomp`) and address.
+    pub fn listeners(&self) -> &[(&'static str, SocketAddr)] {
+        &self.listeners
     }
 
-    /// Every address the Web-STOMP listeners are bound to (none when it is off).
-    pub fn stomp_ws_addrs(&self) -> &[SocketAddr] {
-        &self.stomp_ws_addrs
+    /// The addresses of one protocol's listeners (none when it is off).
+    pub fn listening(&self, protocol: &str) -> Vec<SocketAddr> {
+        (self.listeners.iter())
+            .filter(|(p, _)| *p == protocol)
+            .map(|(_, a)| *a)
+            .collect()
     }
 
     /// A publisher inside the process (the gateway's and speech's way in).
@@ -254,18 +287,6 @@ fn open_store(
         })?;
     core.restore(defs, log, recovery)?;
     Ok(users)
-}
-
-/// Binds a listener that may be switched off.
-async fn bind_optional(
-    listen: &Option<crate::Listen>,
-) -> Result<(Vec<tokio::net::TcpListener>, Vec<SocketAddr>), crate::BindError> {
-    let Some(listen) = listen else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let bound = listen.bind().await?;
-    let addrs = listen.local_addrs(&bound)?;
-    Ok((bound, addrs))
 }
 
 /// Runs time-driven expiry until shutdown.

@@ -1,8 +1,12 @@
-//! TLS under an axum server: a listener whose connections arrive after their handshake.
-//! Handshakes run in tasks of their own, each bounded by a timeout, so a slow or silent
-//! client holds up nobody else.
+//! TLS under an axum server: a listener whose connections arrive after their handshake, and
+//! `serve_app`, which serves an app over plain TCP or TLS. Handshakes run in tasks of their
+//! own, each bounded by a timeout, so a slow or silent client holds up nobody else.
 
 use super::{Tls, HANDSHAKE_TIMEOUT};
+use axum::extract::Request;
+use axum::response::Response;
+use axum::serve::ListenerExt;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -73,5 +77,25 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
+    }
+}
+
+/// Serves `app` on `listener`, over TLS with `tls`; handlers find the client's address as
+/// `ConnectInfo<SocketAddr>` either way.
+pub async fn serve_app<S>(listener: TcpListener, tls: Option<Tls>, app: S) -> std::io::Result<()>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let service =
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+    match tls {
+        None => axum::serve(listener, service).await,
+        // tap_io: axum hands the client's address to handlers for listeners wrapped so.
+        Some(tls) => axum::serve(TlsListener::new(listener, tls)?.tap_io(|_| ()), service).await,
     }
 }

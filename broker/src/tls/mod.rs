@@ -7,7 +7,7 @@
 mod http;
 mod identity;
 
-pub use http::TlsListener;
+pub use http::{serve_app, TlsListener};
 pub use identity::{CertLoginFrom, PeerIdentity};
 
 use rustls::server::WebPkiClientVerifier;

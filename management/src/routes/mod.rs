@@ -100,7 +100,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/health/checks/virtual-hosts", get(v::ok))
         .route("/health/checks/node-is-quorum-critical", get(v::ok))
         .route("/health/checks/node-is-mirror-sync-critical", get(v::ok))
-        .route("/health/checks/port-listener/{port}", get(v::ok))
+        .route("/health/checks/port-listener/{port}", get(v::port_listener))
+        .route(
+            "/health/checks/certificate-expiration/{within}/{unit}",
+            get(v::certificate_expiration),
+        )
         .route("/aliveness-test/{vhost}", get(v::aliveness))
         .route("/vhosts", get(a::vhosts))
         .route(

@@ -182,8 +182,70 @@ pub async fn alarms(State(app): Shared, _caller: Caller) -> Response {
     }
 }
 
+/// `/api/health/checks/certificate-expiration/{within}/{unit}`: 503 when the TLS certificate
+/// in use expires within that time (`unit`: days, weeks, months or years, as RabbitMQ).
+pub async fn certificate_expiration(
+    State(app): Shared,
+    _caller: Caller,
+    Path((within, unit)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let days: u64 = match unit.as_str() {
+        "days" => 1,
+        "weeks" => 7,
+        "months" => 30,
+        "years" => 365,
+        _ => return Err(ApiError::bad("unit must be days, weeks, months or years")),
+    };
+    let within: u64 = within
+        .parse()
+        .map_err(|_| ApiError::bad("within must be a whole number"))?;
+    let horizon = std::time::SystemTime::now()
+        + std::time::Duration::from_secs(within.saturating_mul(days).saturating_mul(86_400));
+    let expiring = app.tls.as_ref().filter(|tls| tls.not_after() <= horizon);
+    Ok(match expiring {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(tls) => {
+            let not_after = tls
+                .not_after()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "failed",
+                    "reason": "Certificates expiring",
+                    "expired": [{
+                        "node": NODE,
+                        "certfile": tls.settings().cert.display().to_string(),
+                        "expires_at": bloodbank_broker::clock::rfc3339(not_after * 1000),
+                    }],
+                })),
+            )
+                .into_response()
+        }
+    })
+}
+
+/// `/api/health/checks/port-listener/{port}`: whether some listener of the node is on it.
+pub async fn port_listener(State(app): Shared, _caller: Caller, Path(port): Path<u16>) -> Response {
+    let ports: Vec<u16> = app.listeners.iter().map(|(_, a)| a.port()).collect();
+    match ports.contains(&port) {
+        true => Json(json!({"status": "ok", "port": port})).into_response(),
+        false => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failed",
+                "reason": "No active listener",
+                "missing": port,
+                "ports": ports,
+            })),
+        )
+            .into_response(),
+    }
+}
+
 /// A check that always passes on a single node that answers at all (RabbitMQ's
-/// `virtual-hosts`, `node-is-quorum-critical`, `port-listener`... on one node).
+/// `virtual-hosts`, `node-is-quorum-critical`... on one node).
 pub async fn ok(_caller: Caller) -> Json<Value> {
     Json(json!({"status": "ok"}))
 }

@@ -33,6 +33,8 @@ pub(crate) struct Negotiated {
     pub frame_max: u32,
     /// What the client said about itself in `connection.start-ok`.
     pub client_properties: FieldTable,
+    /// How the client logged in.
+    pub mechanism: String,
 }
 
 /// Why a handshake did not finish.
@@ -99,20 +101,27 @@ async fn expect<R: AsyncRead + Unpin>(
     }
 }
 
+/// `certified`: the user a verified client certificate names, if any; only then is EXTERNAL
+/// offered (as `rabbitmq_auth_mechanism_ssl` does).
 pub(crate) async fn handshake<R: AsyncRead + Unpin>(
     shared: &Shared,
     reader: &mut FrameReader<R>,
     tx: &Outlet,
     peer: IpAddr,
+    certified: Option<&str>,
 ) -> Result<Negotiated, HandshakeError> {
     let config = &shared.config;
+    let mechanisms = match certified {
+        Some(_) => "PLAIN AMQPLAIN EXTERNAL",
+        None => "PLAIN AMQPLAIN",
+    };
     send(
         tx,
         connection::AMQPMethod::Start(connection::Start {
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(),
-            mechanisms: "PLAIN AMQPLAIN".into(),
+            mechanisms: mechanisms.into(),
             locales: "en_US".into(),
         }),
     );
@@ -133,13 +142,22 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         )
     };
     let mechanism = start_ok.mechanism.as_str();
-    let creds = credentials(mechanism, start_ok.response.as_bytes());
     let pause = shared.logins.pause(peer, Instant::now());
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
-    let user = match creds {
-        Some((user, pass)) if users(shared).authenticate(&user, &pass, peer) => {
+    let login = match (mechanism, certified) {
+        // The certificate was verified in the TLS handshake: the name is the proof.
+        ("EXTERNAL", Some(name)) => users(shared)
+            .may_log_in(name, peer)
+            .then(|| name.to_string()),
+        ("EXTERNAL", None) => None,
+        _ => credentials(mechanism, start_ok.response.as_bytes())
+            .filter(|(user, pass)| users(shared).authenticate(user, pass, peer))
+            .map(|(user, _)| user),
+    };
+    let user = match login {
+        Some(user) => {
             shared.logins.succeeded(peer);
             user
         }
@@ -236,6 +254,7 @@ pub(crate) async fn handshake<R: AsyncRead + Unpin>(
         access,
         frame_max,
         client_properties: start_ok.client_properties,
+        mechanism: start_ok.mechanism.to_string(),
     })
 }
 

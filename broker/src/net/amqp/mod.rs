@@ -11,10 +11,12 @@ mod writer;
 
 pub use feed::feed_frames;
 
+use super::stream::Stream;
 use super::{Shared, OUTLET_BUDGET};
 use crate::core::{Details, Outbound, Outlet, Peer, Protocol};
 use crate::error::AmqpError;
 use crate::store::json_args::table_to_json;
+use crate::tls::PeerIdentity;
 use crate::wire::PROTOCOL_HEADER;
 use handshake::HandshakeError;
 use reader::FrameReader;
@@ -23,16 +25,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::timeout;
 
 /// How long a client has to complete the handshake (RabbitMQ's default).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one TCP connection from protocol header to close.
-pub(super) async fn serve(
-    mut stream: TcpStream,
+/// Serves one connection (plain TCP or TLS) from protocol header to close.
+pub(super) async fn serve<S: Stream>(
+    mut stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
@@ -48,14 +49,19 @@ pub(super) async fn serve(
         }
         _ => return,
     }
-    let local = stream.local_addr().ok();
-    let (rd, wr) = stream.into_split();
+    let local = stream.local_addr();
+    let tls = stream.is_tls();
+    let certified = stream.peer_certificate().and_then(|cert| {
+        let from = shared.config.tls.as_ref()?.settings().login_from;
+        Some(PeerIdentity::of(&cert)?.login(from)?.to_string())
+    });
+    let (rd, wr) = stream.split();
     let (tx, rx) = Outlet::new(OUTLET_BUDGET);
     let writer = tokio::spawn(writer::run_writer(wr, rx, tx.window()));
     let mut reader = FrameReader::new(rd, shared.config.frame_max);
     match timeout(
         HANDSHAKE_TIMEOUT,
-        handshake::handshake(&shared, &mut reader, &tx, peer.ip()),
+        handshake::handshake(&shared, &mut reader, &tx, peer.ip(), certified.as_deref()),
     )
     .await
     {
@@ -71,6 +77,8 @@ pub(super) async fn serve(
                 heartbeat: negotiated.heartbeat,
                 channel_max: negotiated.channel_max,
                 local,
+                tls,
+                auth_mechanism: negotiated.mechanism.clone(),
                 ..Default::default()
             };
             let who = Peer {

@@ -15,6 +15,7 @@ mod ws;
 
 pub(super) use ws::serve_websocket;
 
+use super::stream::Stream;
 use super::{Shared, OUTLET_BUDGET};
 use crate::core::{Outbound, Outlet};
 use crate::store::Progress;
@@ -25,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 use waiting::{NotStored, Waiting};
@@ -46,7 +46,7 @@ pub(super) trait Transport {
     async fn close(&mut self);
 }
 
-impl Transport for TcpStream {
+impl<S: Stream> Transport for S {
     async fn read(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         self.read_buf(buf).await
     }
@@ -60,28 +60,37 @@ impl Transport for TcpStream {
     }
 }
 
-/// One TCP connection from the first byte to close.
-pub(super) async fn serve(
-    stream: TcpStream,
+/// One TCP (or TLS) connection from the first byte to close.
+pub(super) async fn serve<S: Stream>(
+    stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let local = stream.local_addr().ok();
-    run(stream, peer, local, shared, shutdown).await;
+    let local = stream.local_addr();
+    let tls = stream.is_tls();
+    run(stream, Origin { peer, local, tls }, shared, shutdown).await;
+}
+
+/// Where a connection comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    pub peer: SocketAddr,
+    /// The server address it reached.
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
 }
 
 /// One STOMP connection over any transport, from CONNECT to close.
 pub(super) async fn run<T: Transport>(
     mut stream: T,
-    peer: SocketAddr,
-    local: Option<SocketAddr>,
+    origin: Origin,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (outlet, mut outbox) = Outlet::new(OUTLET_BUDGET);
     let window = outlet.window();
-    let mut session = Session::new(shared, outlet, peer, local);
+    let mut session = Session::new(shared, outlet, origin);
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut out = BytesMut::new();
     let opened = Instant::now();

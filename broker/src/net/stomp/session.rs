@@ -8,12 +8,12 @@ use super::frame::{error, Frame, Refused};
 use super::headers;
 use super::subscribe::SEND_CHANNEL;
 use super::transaction::Transactions;
+use super::Origin;
 use crate::core::{ChanKey, ConnId, Core, Details, Message, Outbound, Outlet, Peer, Protocol};
 use crate::error::AmqpError;
 use crate::net::Shared;
 use rand::distr::{Alphanumeric, SampleString};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, MutexGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,8 +91,7 @@ enum State {
 pub(crate) struct Session {
     pub(super) shared: Arc<Shared>,
     outlet: Outlet,
-    addr: SocketAddr,
-    local: Option<SocketAddr>,
+    origin: Origin,
     state: State,
     pub(crate) version: Version,
     pub(crate) heart_beats: HeartBeats,
@@ -144,17 +143,11 @@ fn receipt(frame: &Frame) -> Option<Frame> {
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        outlet: Outlet,
-        addr: SocketAddr,
-        local: Option<SocketAddr>,
-    ) -> Session {
+    pub(crate) fn new(shared: Arc<Shared>, outlet: Outlet, origin: Origin) -> Session {
         Session {
             shared,
             outlet,
-            addr,
-            local,
+            origin,
             state: State::AwaitingConnect,
             version: Version::V12,
             heart_beats: HeartBeats::default(),
@@ -276,7 +269,7 @@ impl Session {
             .filter(|h| self.core().has_vhost(h))
             .unwrap_or("/")
             .to_string();
-        let ip = self.addr.ip();
+        let ip = self.origin.peer.ip();
         let users = self.shared.users.read().unwrap_or_else(|p| p.into_inner());
         let access = match users.authenticate(&login, passcode, ip) {
             true => users.access(&login, &vhost),
@@ -309,9 +302,9 @@ impl Session {
             send: round(cy),
             expect: round(cx),
         };
-        let name = match self.local {
-            Some(local) => format!("{} -> {local}", self.addr),
-            None => self.addr.to_string(),
+        let name = match self.origin.local {
+            Some(local) => format!("{} -> {local}", self.origin.peer),
+            None => self.origin.peer.to_string(),
         };
         let details = Arc::new(Details {
             name,
@@ -320,14 +313,15 @@ impl Session {
                 "version": version.as_str(),
             }),
             heartbeat: (self.heart_beats.expect / 1000) as u16,
-            local: self.local,
+            local: self.origin.local,
+            tls: self.origin.tls,
             ..Default::default()
         });
         let peer = Peer {
             user: login.clone(),
             vhost,
             protocol: Protocol::Stomp,
-            addr: Some(self.addr),
+            addr: Some(self.origin.peer),
             cancel_notify: true,
             access,
             details: details.clone(),

@@ -3,12 +3,14 @@
 //! the `ws` package refuse a server that ignores it), one frame per text message followed by
 //! an LF, heart-beats as messages holding only an LF.
 
-use super::{run, Transport};
+use super::{run, Origin, Transport};
 use crate::net::Shared;
+use crate::tls::{Tls, TlsListener};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -72,6 +74,8 @@ struct WsState {
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     local: Option<SocketAddr>,
+    /// Served over TLS (`wss://`).
+    tls: bool,
 }
 
 async fn upgrade(
@@ -79,15 +83,20 @@ async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let (shared, shutdown, local) = (state.shared.clone(), state.shutdown.clone(), state.local);
+    let (shared, shutdown) = (state.shared.clone(), state.shutdown.clone());
+    let (local, tls) = (state.local, state.tls);
     ws.protocols(["v12.stomp", "v11.stomp", "v10.stomp"])
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(Ws { socket }, peer, local, shared, shutdown))
+        .on_upgrade(move |socket| {
+            let origin = Origin { peer, local, tls };
+            run(Ws { socket }, origin, shared, shutdown)
+        })
 }
 
-/// Serves Web-STOMP on one listener until shutdown.
+/// Serves Web-STOMP on one listener until shutdown; over TLS (`wss://`) with `tls`.
 pub(in crate::net) async fn serve_websocket(
     listener: TcpListener,
+    tls: Option<Tls>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -95,17 +104,32 @@ pub(in crate::net) async fn serve_websocket(
         shared,
         shutdown: shutdown.clone(),
         local: listener.local_addr().ok(),
+        tls: tls.is_some(),
     });
     let app = Router::new()
         .route("/ws", get(upgrade))
         .with_state(state)
         .into_make_service_with_connect_info::<SocketAddr>();
     let mut stop = shutdown;
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.changed().await;
-        })
-        .await;
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(tls) => match TlsListener::new(listener, tls) {
+            // tap_io: axum gives the client's address to any listener wrapped so.
+            Ok(listener) => {
+                axum::serve(listener.tap_io(|_| ()), app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
+    };
     if let Err(e) = served {
         tracing::error!(error = %e, "Web-STOMP listener stopped");
     }
