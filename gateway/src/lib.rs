@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use bloodbank_broker::tls::{serve_app, Tls};
+use bloodbank_broker::tls::{self, Tls};
 use bloodbank_broker::{BindError, Listen};
 use bloodbank_registry::live::Live;
 
@@ -130,16 +130,9 @@ impl Gateway {
         )?;
         let listeners = config.listen.bind().await?;
         let addrs = config.listen.local_addrs(&listeners)?;
-        let (tls_listeners, tls_addrs) = match (&config.tls_listen, &config.tls) {
-            (Some(listen), Some(_)) => {
-                let bound = listen.bind().await.map_err(GatewayError::TlsListen)?;
-                let addrs = listen
-                    .local_addrs(&bound)
-                    .map_err(GatewayError::TlsListen)?;
-                (bound, addrs)
-            }
-            _ => Default::default(),
-        };
+        let (tls_listeners, tls_addrs) = tls::bind(config.tls_listen.as_ref(), config.tls.as_ref())
+            .await
+            .map_err(GatewayError::TlsListen)?;
         let tls = config.tls.clone();
         let auth = config.auth.clone();
         let state = Arc::new(AppState {
@@ -154,19 +147,7 @@ impl Gateway {
         });
         tokio::spawn(prune(state.clone()));
         let app: Router = routes::router(state.clone());
-        let plain = listeners.into_iter().map(|l| (l, None));
-        let secure = tls_listeners.into_iter().map(|l| (l, tls.clone()));
-        let tasks = plain
-            .chain(secure)
-            .map(|(listener, tls)| {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve_app(listener, tls, app).await {
-                        tracing::error!(error = %e, "gateway stopped");
-                    }
-                })
-            })
-            .collect();
+        let tasks = tls::spawn_app(listeners, tls_listeners, tls, app, "gateway");
         Ok(Gateway {
             addrs,
             tls_addrs,

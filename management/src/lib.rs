@@ -23,7 +23,7 @@ mod routes;
 mod system;
 
 use axum::extract::Request;
-use bloodbank_broker::tls::{serve_app, Tls};
+use bloodbank_broker::tls::{self, Tls};
 use bloodbank_broker::{Admin, BindError, Listen};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,14 +75,7 @@ impl Management {
     ) -> Result<Management, BindError> {
         let bound = listen.bind().await?;
         let addrs = listen.local_addrs(&bound)?;
-        let (tls_bound, tls_addrs) = match https.filter(|_| tls.is_some()) {
-            Some(listen) => {
-                let bound = listen.bind().await?;
-                let addrs = listen.local_addrs(&bound)?;
-                (bound, addrs)
-            }
-            None => Default::default(),
-        };
+        let (tls_bound, tls_addrs) = tls::bind(https, tls.as_ref()).await?;
         listeners.extend(addrs.iter().map(|a| ("http".to_string(), *a)));
         listeners.extend(tls_addrs.iter().map(|a| ("https".to_string(), *a)));
         let (rates, sampler) = rates::Rates::start(admin.clone());
@@ -97,16 +90,13 @@ impl Management {
         // Clients write `/api/connections/` as often as `/api/connections`; RabbitMQ serves both.
         let app = MapRequestLayer::new(without_trailing_slash).layer(routes::router(app));
         let mut tasks = vec![sampler];
-        let plain = bound.into_iter().map(|l| (l, None));
-        let secure = tls_bound.into_iter().map(|l| (l, tls.clone()));
-        for (listener, tls) in plain.chain(secure) {
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = serve_app(listener, tls, app).await {
-                    tracing::error!(error = %e, "management listener stopped");
-                }
-            }));
-        }
+        tasks.extend(tls::spawn_app(
+            bound,
+            tls_bound,
+            tls,
+            app,
+            "management listener",
+        ));
         Ok(Management {
             addrs,
             tls_addrs,

@@ -14,7 +14,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::clock::rfc3339;
-use bloodbank_broker::tls::{serve_app, Tls};
+use bloodbank_broker::tls::{self, Tls};
 use bloodbank_broker::Listen;
 use serde_json::Value;
 use uuid::Uuid;
@@ -102,14 +102,8 @@ impl SpeechServer {
     ) -> Result<SpeechServer, SpeechError> {
         let listeners = config.listen.bind().await?;
         let addrs = config.listen.local_addrs(&listeners)?;
-        let (tls_listeners, tls_addrs) = match (&config.tls_listen, &config.tls) {
-            (Some(listen), Some(_)) => {
-                let bound = listen.bind().await?;
-                let addrs = listen.local_addrs(&bound)?;
-                (bound, addrs)
-            }
-            _ => Default::default(),
-        };
+        let (tls_listeners, tls_addrs) =
+            tls::bind(config.tls_listen.as_ref(), config.tls.as_ref()).await?;
         let tls = config.tls.clone();
         let shared = Arc::new(Shared {
             counters: Counters::default(),
@@ -126,19 +120,7 @@ impl SpeechServer {
             .route("/asr", get(asr))
             .route("/metrics", get(metrics))
             .with_state(shared);
-        let plain = listeners.into_iter().map(|l| (l, None));
-        let secure = tls_listeners.into_iter().map(|l| (l, tls.clone()));
-        let tasks = plain
-            .chain(secure)
-            .map(|(listener, tls)| {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve_app(listener, tls, app).await {
-                        tracing::error!(error = %e, "speech listener stopped");
-                    }
-                })
-            })
-            .collect();
+        let tasks = tls::spawn_app(listeners, tls_listeners, tls, app, "speech listener");
         Ok(SpeechServer {
             addrs,
             tls_addrs,

@@ -293,6 +293,12 @@ def test_durable_topic_subscription_survives_a_reconnect(bloodbank, amqp):
     _, first = inbox.next()
     assert first.body == "1"
     conn.disconnect()  # unacknowledged: it stays in the subscription's queue
+    # stomp.py returns before the RECEIPT of its DISCONNECT; the broker sends it after the
+    # session has left, so once it is in, "2" below cannot reach the old session.
+    deadline = time.monotonic() + 5
+    while conn.is_connected():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     amqp.basic_publish("amq.topic", f"{key}.two", b"2", pika.BasicProperties(delivery_mode=2))
     conn, inbox = connect()
     got = [inbox.next()[1] for _ in range(2)]

@@ -99,3 +99,50 @@ where
         Some(tls) => axum::serve(TlsListener::new(listener, tls)?.tap_io(|_| ()), service).await,
     }
 }
+
+/// Binds the addresses of a TLS listener: none when it is off or there is no certificate.
+pub async fn bind(
+    listen: Option<&crate::Listen>,
+    tls: Option<&Tls>,
+) -> Result<(Vec<TcpListener>, Vec<SocketAddr>), crate::BindError> {
+    match (listen, tls) {
+        (Some(listen), Some(_)) => {
+            let bound = listen.bind().await?;
+            let addrs = listen.local_addrs(&bound)?;
+            Ok((bound, addrs))
+        }
+        _ => Ok(Default::default()),
+    }
+}
+
+/// Serves `app` on every plain listener and, with `tls`, on every TLS one, each in a task of
+/// its own; `what` names the server in the log if one stops.
+pub fn spawn_app<S>(
+    plain: Vec<TcpListener>,
+    secure: Vec<TcpListener>,
+    tls: Option<Tls>,
+    app: S,
+    what: &'static str,
+) -> Vec<tokio::task::JoinHandle<()>>
+where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+{
+    let plain = plain.into_iter().map(|l| (l, None));
+    let secure = secure.into_iter().map(|l| (l, tls.clone()));
+    plain
+        .chain(secure)
+        .map(|(listener, tls)| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = serve_app(listener, tls, app).await {
+                    tracing::error!(error = %e, "{what} stopped");
+                }
+            })
+        })
+        .collect()
+}

@@ -118,6 +118,19 @@ pub(super) fn fatal(e: &AmqpError) -> Step {
     }
 }
 
+/// What a frame came to: a refusal sends its ERROR and the session goes on, an error from
+/// the core ends it, and success is turned into a step by `ok`.
+pub(super) fn outcome<T>(
+    result: Result<Result<T, AmqpError>, Refused>,
+    ok: impl FnOnce(T) -> Step,
+) -> Step {
+    match result {
+        Ok(Ok(done)) => ok(done),
+        Ok(Err(e)) => fatal(&e),
+        Err(refused) => Step::send(vec![refused.frame()]),
+    }
+}
+
 /// A refusal as a step that sends its ERROR and goes on.
 fn refusal(result: Result<(), Refused>) -> Step {
     match result {
@@ -198,11 +211,16 @@ impl Session {
             "UNSUBSCRIBE" => self.unsubscribe(conn, &frame),
             "ACK" => self.settle(conn, &frame, true),
             "NACK" => self.settle(conn, &frame, false),
-            "DISCONNECT" => Step {
-                frames: receipt(&frame).into_iter().collect(),
-                close: true,
-                ..Default::default()
-            },
+            "DISCONNECT" => {
+                // Out of the core before the RECEIPT: once the client has it, nothing more is
+                // delivered to this session (what it left unacknowledged is back in its queues).
+                self.close();
+                Step {
+                    frames: receipt(&frame).into_iter().collect(),
+                    close: true,
+                    ..Default::default()
+                }
+            }
             "BEGIN" => refusal(transaction(&frame).and_then(|tx| self.transactions.begin(tx))),
             "COMMIT" => self.commit(&frame),
             "ABORT" => refusal(transaction(&frame).and_then(|tx| self.transactions.abort(tx))),
@@ -356,14 +374,10 @@ impl Session {
     }
 
     fn send(&mut self, conn: ConnId, frame: &Frame) -> Step {
-        match self.try_send(conn, frame) {
-            Ok(Ok(wait_for)) => Step {
-                wait_for,
-                ..Default::default()
-            },
-            Ok(Err(e)) => fatal(&e),
-            Err(refused) => Step::send(vec![refused.frame()]),
-        }
+        outcome(self.try_send(conn, frame), |wait_for| Step {
+            wait_for,
+            ..Default::default()
+        })
     }
 
     /// Publishes a SEND; the log position its RECEIPT waits for.

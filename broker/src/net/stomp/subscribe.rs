@@ -4,7 +4,7 @@
 
 use super::destination::{Destination, Source};
 use super::frame::{Frame, Refused};
-use super::session::{fatal, AckMode, Session, Step, Subscription};
+use super::session::{fatal, outcome, AckMode, Session, Step, Subscription};
 use crate::core::declare::QueueSpec;
 use crate::core::deliver::ConsumeSpec;
 use crate::core::{ChanKey, ConnId, Core, Destination as Bound};
@@ -134,11 +134,7 @@ impl Session {
                 ..Default::default()
             };
         }
-        match self.try_subscribe(conn, frame) {
-            Ok(Ok(())) => Step::default(),
-            Ok(Err(e)) => fatal(&e),
-            Err(refused) => Step::send(vec![refused.frame()]),
-        }
+        outcome(self.try_subscribe(conn, frame), |()| Step::default())
     }
 
     fn try_subscribe(
