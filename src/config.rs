@@ -17,10 +17,10 @@ pub struct ServeArgs {
     /// Where state is kept [default: ./data].
     #[arg(long, env = "BLOODBANK_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// AMQP listener: host:port, several comma-separated; port 0 picks a free port
-    /// [default: 0.0.0.0:5672,[::]:5672].
+    /// AMQP listener: host:port, several comma-separated, or off (AMQP over TLS only); port 0
+    /// picks a free port [default: 0.0.0.0:5672,[::]:5672].
     #[arg(long, env = "BLOODBANK_AMQP_LISTEN")]
-    pub amqp_listen: Option<Listen>,
+    pub amqp_listen: Option<Switch>,
     /// Once every listener is up, write their addresses here as JSON.
     #[arg(long, env = "BLOODBANK_READY_FILE")]
     pub ready_file: Option<PathBuf>,
@@ -146,7 +146,7 @@ const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
-    amqp_listen: Option<Listen>,
+    amqp_listen: Option<Switch>,
     ready_file: Option<PathBuf>,
     exchanges: Option<Vec<FileExchange>>,
     max_message_size: Option<u64>,
@@ -269,8 +269,11 @@ pub fn local_amqp_url(config: Option<&Path>) -> anyhow::Result<String> {
         return Ok(url.split(',').next().unwrap_or_default().trim().to_string());
     }
     let listen = match env("BLOODBANK_AMQP_LISTEN") {
-        Some(text) => text.parse::<Listen>().context("BLOODBANK_AMQP_LISTEN")?,
-        None => file.amqp_listen.unwrap_or_else(|| Listen::any(5672)),
+        Some(text) => text.parse::<Switch>().context("BLOODBANK_AMQP_LISTEN")?,
+        None => (file.amqp_listen).unwrap_or_else(|| Switch::On(Listen::any(5672))),
+    };
+    let Some(listen) = listen.on() else {
+        anyhow::bail!("plain AMQP is off (--amqp-listen off): give the command --url amqps://…");
     };
     let addr = listen.addrs()[0];
     let host = match addr.ip() {
@@ -332,8 +335,8 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         tls: tls.clone(),
         ..Default::default()
     };
-    if let Some(addr) = args.amqp_listen.or(file.amqp_listen) {
-        broker.amqp_listen = addr;
+    if let Some(switch) = args.amqp_listen.or(file.amqp_listen) {
+        broker.amqp_listen = switch.on().unwrap_or_else(Listen::none);
     }
     broker.stomp_listen = Some(
         args.stomp_listen

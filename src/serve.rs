@@ -223,7 +223,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if let Some(path) = &settings.ready_file {
         let first = |addrs: &[std::net::SocketAddr]| addrs.first().map(|a| a.to_string());
         let mut ready = serde_json::json!({
-            "amqp": broker.as_ref().map(|b| b.addr().to_string()),
+            "amqp": broker.as_ref().and_then(|b| first(b.addrs())),
             "management": managed.as_ref().map(|m| m.addr().to_string()),
             "management_tls": managed.as_ref().and_then(|m| first(m.tls_addrs())),
             "http": gateway.addr().to_string(),

@@ -14,6 +14,7 @@ pub struct ExchangeDecl {
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
+    /// Plain AMQP; `Listen::none()`: off (AMQP only over TLS, or only in-process).
     pub amqp_listen: Listen,
     /// STOMP over TCP; None: off.
     pub stomp_listen: Option<Listen>,

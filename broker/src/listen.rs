@@ -73,6 +73,11 @@ impl Listen {
         Ok(out)
     }
 
+    /// No address: the listener is off.
+    pub fn none() -> Listen {
+        Listen(Vec::new())
+    }
+
     /// Every address, IPv4 and IPv6, on `port`: the default of every listener.
     pub fn any(port: u16) -> Listen {
         Listen(vec![

@@ -47,7 +47,7 @@ def start_server(data_dir, *extra):
             raise RuntimeError(f"bloodbank did not start: {proc.stderr.read()}")
         time.sleep(0.01)
     listeners = json.loads(ready.read_text())
-    host, port = listeners["amqp"].rsplit(":", 1)
+    host, port = (listeners["amqp"] or ":0").rsplit(":", 1)
     server = Server(proc, host, int(port), data_dir, f"http://{listeners['http']}")
     server.speech = f"ws://{listeners['speech']}"
     server.management = f"http://{listeners['management']}" if listeners.get("management") else None

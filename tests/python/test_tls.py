@@ -262,6 +262,20 @@ def test_garbage_and_silent_handshakes_do_not_hold_up_others(server, certs):
         s.close()
 
 
+def test_plain_amqp_can_be_switched_off(certs, tmp_path):
+    s = start_server(tmp_path / "data", "--amqp-listen", "off", "--amqps-listen", "127.0.0.1:0",
+                     "--tls-cert", str(certs / "server.crt"), "--tls-key", str(certs / "server.key"))
+    try:
+        ready = json.loads((tmp_path / "data.ready").read_text())
+        assert ready["amqp"] is None and ready["amqps"]
+        s.port_of = lambda name: int(ready[name].rsplit(":", 1)[1])
+        with pika.BlockingConnection(pika_params(s, certs)) as conn:
+            assert round_trip(conn.channel()) == b"over tls"
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=10) == 0
+
+
 def test_a_bad_certificate_file_stops_the_start_with_its_name(certs, tmp_path):
     bad = tmp_path / "broken.crt"
     bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")

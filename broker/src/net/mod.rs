@@ -209,7 +209,8 @@ impl Broker {
 
     /// The address the (first) AMQP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
-        self.addrs[0]
+        let amqps = self.listening("amqp/ssl").first().copied();
+        (self.addrs.first().copied().or(amqps)).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Every address the AMQP listeners are bound to.
