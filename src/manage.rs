@@ -5,6 +5,7 @@ use anyhow::{bail, Context};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bloodbank_gateway::client;
+use bloodbank_management::path_segment;
 use serde_json::{json, Value};
 
 /// Where the management API is and who calls it.
@@ -57,18 +58,6 @@ impl Api {
 
 fn basic_auth(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-/// A path segment as the API wants it (`/` is `%2F`).
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -261,7 +250,7 @@ pub fn list(args: ListArgs) -> anyhow::Result<()> {
     let (path, columns) = args.what.spec();
     let per_vhost = !matches!(args.what, Kind::Users | Kind::Vhosts | Kind::Permissions);
     let path = match (&args.vhost, per_vhost) {
-        (Some(v), true) => format!("{path}/{}", seg(v)),
+        (Some(v), true) => format!("{path}/{}", path_segment(v)),
         (Some(_), false) => bail!("--vhost does not apply to {:?}", args.what),
         (None, _) => path.to_string(),
     };
@@ -338,7 +327,11 @@ pub fn queues(command: QueuesCommand) -> anyhow::Result<()> {
         QueuesCommand::Purge(q) => {
             q.api.call(
                 "DELETE",
-                &format!("/queues/{}/{}/contents", seg(&q.vhost), seg(&q.name)),
+                &format!(
+                    "/queues/{}/{}/contents",
+                    path_segment(&q.vhost),
+                    path_segment(&q.name)
+                ),
                 None,
             )?;
             eprintln!("purged queue '{}' in vhost '{}'", q.name, q.vhost);
@@ -346,7 +339,11 @@ pub fn queues(command: QueuesCommand) -> anyhow::Result<()> {
         QueuesCommand::Delete(q) => {
             q.api.call(
                 "DELETE",
-                &format!("/queues/{}/{}", seg(&q.vhost), seg(&q.name)),
+                &format!(
+                    "/queues/{}/{}",
+                    path_segment(&q.vhost),
+                    path_segment(&q.name)
+                ),
                 None,
             )?;
             eprintln!("deleted queue '{}' in vhost '{}'", q.name, q.vhost);
@@ -359,7 +356,7 @@ pub fn connections(command: ConnectionsCommand) -> anyhow::Result<()> {
     let ConnectionsCommand::Close { name, reason, api } = command;
     let (addr, prefix) = client::split_url(&api.url).map_err(anyhow::Error::msg)?;
     let auth = basic_auth(&api.user, &api.password);
-    let path = format!("{prefix}/api/connections/{}", seg(&name));
+    let path = format!("{prefix}/api/connections/{}", path_segment(&name));
     let response = client::request(
         &addr,
         "DELETE",
@@ -388,11 +385,15 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
             api,
         } => {
             let body = json!({"password": new_password, "tags": tags});
-            api.call("PUT", &format!("/users/{}", seg(&name)), Some(&body))?;
+            api.call(
+                "PUT",
+                &format!("/users/{}", path_segment(&name)),
+                Some(&body),
+            )?;
             eprintln!("user '{name}' saved");
         }
         UsersCommand::Delete { name, api } => {
-            api.call("DELETE", &format!("/users/{}", seg(&name)), None)?;
+            api.call("DELETE", &format!("/users/{}", path_segment(&name)), None)?;
             eprintln!("user '{name}' deleted");
         }
         UsersCommand::List { json, api } => {
@@ -410,7 +411,11 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
             let body = json!({"configure": configure, "write": write, "read": read});
             api.call(
                 "PUT",
-                &format!("/permissions/{}/{}", seg(&vhost), seg(&name)),
+                &format!(
+                    "/permissions/{}/{}",
+                    path_segment(&vhost),
+                    path_segment(&name)
+                ),
                 Some(&body),
             )?;
             eprintln!("permissions of '{name}' in vhost '{vhost}' set");
@@ -422,11 +427,11 @@ pub fn users(command: UsersCommand) -> anyhow::Result<()> {
 pub fn vhosts(command: VhostsCommand) -> anyhow::Result<()> {
     match command {
         VhostsCommand::Add { name, api } => {
-            api.call("PUT", &format!("/vhosts/{}", seg(&name)), None)?;
+            api.call("PUT", &format!("/vhosts/{}", path_segment(&name)), None)?;
             eprintln!("vhost '{name}' created");
         }
         VhostsCommand::Delete { name, api } => {
-            api.call("DELETE", &format!("/vhosts/{}", seg(&name)), None)?;
+            api.call("DELETE", &format!("/vhosts/{}", path_segment(&name)), None)?;
             eprintln!("vhost '{name}' deleted");
         }
         VhostsCommand::List { json, api } => {

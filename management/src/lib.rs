@@ -32,6 +32,8 @@ use tower::util::MapRequestLayer;
 use tower::Layer;
 
 pub use error::ApiError;
+/// A URL path segment as the API wants it (`/` is `%2F`), for clients of the API.
+pub use render::encode as path_segment;
 
 /// What every handler shares.
 pub struct App {
