@@ -1,7 +1,7 @@
 """TLS on every listener, against a real `bloodbank serve` with certificates made here by
 openssl: a CA, the server's certificate, client certificates (one the broker knows as a user,
 one it does not) and a second CA the broker does not trust. pika, aio-pika and amqplib over
-amqps, EXTERNAL logins, HTTPS to the gateway and the management API, wss:// to Web-STOMP and
+amqps, EXTERNAL logins, stomp.py over TLS, HTTPS to the gateway and the management API, wss:// to Web-STOMP and
 speech, certificate reload on SIGHUP, and clients that send garbage or nothing."""
 
 import asyncio
@@ -201,6 +201,33 @@ def test_wss_web_stomp_and_speech(server, certs):
     with ws_connect(f"wss://localhost:{server.port_of('speech_tls')}/asr", ssl=ctx, open_timeout=5) as ws:
         first = ws.recv(timeout=10)  # the config message, or why the model is missing
         assert first
+
+
+def test_stomp_over_tls(server, certs):
+    import stomp
+
+    port = server.port_of("stomps")
+    conn = stomp.Connection12([("localhost", port)], heartbeats=(0, 0))
+    conn.set_ssl(for_hosts=[("localhost", port)], ca_certs=str(certs / "ca.crt"))
+    got = []
+    listener = stomp.listener.WaitingListener("sub")
+    conn.set_listener("wait", listener)
+
+    class Collect(stomp.ConnectionListener):
+        def on_message(self, frame):
+            got.append(frame.body)
+
+    conn.set_listener("collect", Collect())
+    conn.connect("guest", "guest", wait=True)
+    conn.subscribe("/topic/tls.test", id="t", headers={"receipt": "sub"})
+    listener.wait_on_receipt()
+    conn.send("/topic/tls.test", "secret")
+    deadline = time.monotonic() + 5
+    while not got:
+        assert time.monotonic() < deadline, "nothing arrived over STOMP+TLS"
+        time.sleep(0.05)
+    assert got == ["secret"]
+    conn.disconnect()
 
 
 def served_certificate(port):
