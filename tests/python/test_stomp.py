@@ -314,6 +314,23 @@ def test_durable_topic_subscription_survives_a_reconnect(bloodbank, amqp):
     conn.disconnect()
 
 
+def test_a_deleted_queue_cancels_its_subscription_and_the_session_goes_on(client, amqp):
+    conn, inbox = client
+    q, other = fresh("gone"), fresh("next")
+    conn.subscribe(f"/queue/{q}", id="s", ack="client-individual", headers={"receipt": "r"})
+    assert inbox.next()[0] == "RECEIPT"
+    amqp.basic_publish("", q, b"held")
+    assert inbox.next()[1].body == "held"  # unacknowledged when the queue goes
+    amqp.queue_delete(q)
+    kind, error = inbox.next()
+    assert kind == "ERROR" and error.headers["message"] == "Server cancelled subscription"
+    # The id is free again and the session still works.
+    conn.subscribe(f"/queue/{other}", id="s", headers={"receipt": "r2"})
+    assert inbox.next()[1].headers["receipt-id"] == "r2"
+    amqp.basic_publish("", other, b"after")
+    assert inbox.next()[1].body == "after"
+
+
 def test_temp_queue_request_and_reply(client, amqp):
     """A requester names `/temp-queue/answers` as reply-to; the service (over AMQP) replies to
     the queue name it sees, and the reply comes back on the temp-queue subscription."""

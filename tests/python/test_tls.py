@@ -146,10 +146,11 @@ def test_untrusted_peers_fail_the_handshake(server, certs):
     assert time.monotonic() - started < 5
 
 
-def test_aio_pika_over_amqps(server, certs):
-    async def main():
+def test_aio_pika_over_amqps_with_and_without_a_client_certificate(server, certs):
+    async def main(client):
         conn = await aio_pika.connect(host="localhost", port=server.port_of("amqps"), login="guest",
-                                      password="guest", ssl=True, ssl_context=context(certs), timeout=5)
+                                      password="guest", ssl=True, ssl_context=context(certs, client),
+                                      timeout=5)
         async with conn:
             ch = await conn.channel(publisher_confirms=True)
             q = await ch.declare_queue(exclusive=True)
@@ -158,7 +159,8 @@ def test_aio_pika_over_amqps(server, certs):
             await msg.ack()
             return msg.body
 
-    assert asyncio.run(main()) == b"aio over tls"
+    for client in (None, "client"):
+        assert asyncio.run(main(client)) == b"aio over tls"
 
 
 def test_amqplib_over_amqps_plain_and_external(server, certs):

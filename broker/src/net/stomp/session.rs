@@ -510,6 +510,16 @@ impl Session {
             }
             Outbound::Cancelled { consumer_tag, .. } => {
                 let sub = self.subscriptions.remove(&*consumer_tag)?;
+                // A temp queue deleted under us is made anew at its next use.
+                self.temp_queues.retain(|_, q| *q != sub.queue);
+                if let State::Connected { conn, .. } = self.state {
+                    let ck = ChanKey {
+                        conn,
+                        channel: sub.channel,
+                    };
+                    self.core().close_channel(ck);
+                }
+                self.unacked.retain(|_, (ch, _)| *ch != sub.channel);
                 let name = sub.id.unwrap_or_else(|| consumer_tag.to_string());
                 Some(error(
                     "Server cancelled subscription",
