@@ -165,7 +165,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             println!("listening amqp {}", join(broker.addrs()));
             for (protocol, name) in BROKER_LISTENERS {
                 let addrs = broker.listening(protocol);
-                if !addrs.is_empty() || protocol == "stomp" || protocol == "http/web-stomp" {
+                if !addrs.is_empty() {
                     println!("listening {name} {}", join(&addrs));
                 }
             }

@@ -80,17 +80,32 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// Serves `app` on `listener`, over TLS with `tls`; handlers find the client's address as
-/// `ConnectInfo<SocketAddr>` either way.
-pub async fn serve_app<S>(listener: TcpListener, tls: Option<Tls>, app: S) -> std::io::Result<()>
-where
-    S: tower_service::Service<Request, Response = Response, Error = Infallible>
+/// An HTTP app `serve_app` serves: an axum `Router`, or one wrapped in layers.
+pub trait App:
+    tower_service::Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> App for S where
+    S: tower_service::Service<Request, Response = Response, Error = Infallible, Future: Send>
         + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send,
+        + 'static
 {
+}
+
+/// Serves `app` on `listener`, over TLS with `tls`; handlers find the client's address as
+/// `ConnectInfo<SocketAddr>` either way.
+pub async fn serve_app(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    app: impl App,
+) -> std::io::Result<()> {
     let service =
         axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     match tls {
@@ -117,21 +132,13 @@ pub async fn bind(
 
 /// Serves `app` on every plain listener and, with `tls`, on every TLS one, each in a task of
 /// its own; `what` names the server in the log if one stops.
-pub fn spawn_app<S>(
+pub fn spawn_app(
     plain: Vec<TcpListener>,
     secure: Vec<TcpListener>,
     tls: Option<Tls>,
-    app: S,
+    app: impl App,
     what: &'static str,
-) -> Vec<tokio::task::JoinHandle<()>>
-where
-    S: tower_service::Service<Request, Response = Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+) -> Vec<tokio::task::JoinHandle<()>> {
     let plain = plain.into_iter().map(|l| (l, None));
     let secure = secure.into_iter().map(|l| (l, tls.clone()));
     plain

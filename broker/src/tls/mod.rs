@@ -257,7 +257,11 @@ impl Tls {
         stamps(&self.inner.settings) != self.current().stamps
     }
 
+    /// Reloads when `why` is a signal, or when the files changed; logs either way.
     fn reload_logged(&self, why: &str) {
+        if why != "SIGHUP" && !self.changed_on_disk() {
+            return;
+        }
         match self.reload() {
             Ok(()) => tracing::info!(why, "TLS certificate and key reloaded"),
             Err(e) => tracing::error!(
@@ -269,7 +273,7 @@ impl Tls {
     }
 
     /// Reloads on SIGHUP and when the files change (checked every two seconds), until
-    /// shutdown.
+    /// shutdown. The files are read on a blocking thread, never on an async worker.
     pub fn watch(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let tls = self.clone();
         tokio::spawn(async move {
@@ -287,15 +291,13 @@ impl Tls {
                 };
                 #[cfg(not(unix))]
                 let hup = std::future::pending::<Option<()>>();
-                tokio::select! {
-                    _ = hup => tls.reload_logged("SIGHUP"),
-                    _ = tick.tick() => {
-                        if tls.changed_on_disk() {
-                            tls.reload_logged("files changed");
-                        }
-                    }
+                let why = tokio::select! {
+                    _ = hup => "SIGHUP",
+                    _ = tick.tick() => "files changed",
                     _ = shutdown.changed() => break,
-                }
+                };
+                let tls = tls.clone();
+                let _ = tokio::task::spawn_blocking(move || tls.reload_logged(why)).await;
             }
         })
     }

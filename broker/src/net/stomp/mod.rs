@@ -99,6 +99,8 @@ pub(super) async fn run<T: Transport>(
     let mut closed: Option<watch::Receiver<Option<String>>> = None;
     let mut waiting = Waiting::default();
     let mut progress: Option<watch::Receiver<Progress>> = None;
+    // The message log's writer, taken from the core at the first persistent SEND.
+    let mut writer: Option<Arc<crate::store::LogWriter>> = None;
     let mut closing = false;
     'conn: loop {
         // Frames already buffered first, while there is room for replies that must wait.
@@ -118,10 +120,10 @@ pub(super) async fn run<T: Transport>(
                 closed = session.details.as_ref().map(|d| d.close.subscribe());
             }
             // A SEND's RECEIPT goes out after its message is on disk.
-            let writer = step
-                .wait_for
-                .and_then(|_| session_core(&session).log_writer());
-            let wait_for = match (step.wait_for, writer) {
+            if step.wait_for.is_some() && writer.is_none() {
+                writer = session_core(&session).log_writer();
+            }
+            let wait_for = match (step.wait_for, &writer) {
                 (Some(position), Some(writer)) => {
                     writer.request(position);
                     progress.get_or_insert_with(|| writer.subscribe());
