@@ -27,6 +27,10 @@ pub mod tls;
 mod users;
 pub mod wire;
 
+/// The broker's maps, keyed by names and ids that clients choose and looked up several times
+/// per message: foldhash (seeded at random per map) costs a fraction of SipHash here.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 pub use crate::core::declare::{ExchangeSpec, QueueSpec};
 pub use crate::core::inspect::{
     BindingView, ChannelView, ConnectionView, ConsumerView, ExchangeView, QueueView,

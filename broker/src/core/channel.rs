@@ -3,8 +3,9 @@
 
 use super::queue::Entry;
 use super::ConnId;
+use super::Map;
 use crate::error::AmqpError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,14 +37,14 @@ pub(crate) struct Channel {
     pub vhost: String,
     next_tag: u64,
     pub unacked: BTreeMap<u64, Unacked>,
-    pub consumers: HashMap<Arc<str>, Consumer>,
+    pub consumers: Map<Arc<str>, Consumer>,
     /// Prefetch given to consumers started after `basic.qos(global=false)`.
     pub consumer_prefetch: u16,
     /// Limit shared by all consumers of the channel (`basic.qos(global=true)`).
     pub channel_prefetch: u16,
     /// `basic.get`s waiting for a queue's head to be read back from the log, by queue (a
     /// client may send the next before the first is answered; each gets its reply).
-    pub waiting_gets: HashMap<Arc<str>, u32>,
+    pub waiting_gets: Map<Arc<str>, u32>,
 }
 
 impl Channel {
@@ -67,10 +68,10 @@ impl Channel {
             vhost: vhost.into(),
             next_tag: 1,
             unacked: BTreeMap::new(),
-            consumers: HashMap::new(),
+            consumers: Map::default(),
             consumer_prefetch: 0,
             channel_prefetch: 0,
-            waiting_gets: HashMap::new(),
+            waiting_gets: Map::default(),
         }
     }
 

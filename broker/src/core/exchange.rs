@@ -2,8 +2,8 @@
 
 use super::headers::headers_match;
 use super::topic::TopicTrie;
+use super::Map;
 use amq_protocol::types::FieldTable;
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -61,7 +61,7 @@ pub struct Exchange {
     /// The alternate exchange its policy names (an argument wins over it).
     pub policy_alternate: Option<String>,
     bindings: Vec<Binding>,
-    direct: HashMap<String, Vec<Destination>>,
+    direct: Map<String, Vec<Destination>>,
     topic: TopicTrie<Destination>,
 }
 
@@ -84,7 +84,7 @@ impl Exchange {
             policy: None,
             policy_alternate: None,
             bindings: Vec::new(),
-            direct: HashMap::new(),
+            direct: Map::default(),
             topic: TopicTrie::default(),
         }
     }

@@ -36,7 +36,7 @@ pub(crate) use outbound::{Outbound, Outlet, Window};
 pub(crate) use vhost::VHost;
 
 use crate::store::{DefsWriter, LogWriter, MessageLog, Pager};
-use std::collections::HashMap;
+pub(crate) use crate::Map;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -47,8 +47,9 @@ pub(crate) type ConnId = u64;
 pub struct Limits {
     /// Largest message body accepted, in bytes.
     pub max_message_size: u64,
-    /// Past this many body bytes of ready messages in memory, persistent messages on durable
-    /// queues keep only their place in the queue; their bodies are read back from the log.
+    /// Past this much memory held by ready messages (bodies, and per message what its body
+    /// does not count: `queue::HELD_OVERHEAD`), persistent messages on durable queues keep
+    /// only their place in the queue; their bodies are read back from the log.
     pub resident_bytes: u64,
 }
 
@@ -149,9 +150,9 @@ pub(crate) struct Conn {
 
 #[derive(Debug)]
 pub struct Core {
-    vhosts: HashMap<String, VHost>,
-    channels: HashMap<ChanKey, channel::Channel>,
-    conns: HashMap<ConnId, Conn>,
+    vhosts: Map<String, VHost>,
+    channels: Map<ChanKey, channel::Channel>,
+    conns: Map<ConnId, Conn>,
     next_conn: ConnId,
     pub limits: Limits,
     log: Option<MessageLog>,
@@ -174,12 +175,12 @@ pub struct Core {
 impl Core {
     /// A core with the default vhost `/` and its standard exchanges.
     pub fn new(limits: Limits) -> Core {
-        let mut vhosts = HashMap::new();
+        let mut vhosts = Map::default();
         vhosts.insert("/".to_string(), VHost::new("/"));
         Core {
             vhosts,
-            channels: HashMap::new(),
-            conns: HashMap::new(),
+            channels: Map::default(),
+            conns: Map::default(),
             next_conn: 1,
             limits,
             log: None,
@@ -262,7 +263,7 @@ impl Core {
 /// 403 ACCESS_REFUSED unless the user of `ck`'s connection has `perm` on the resource. A free
 /// function over the connections, so that it can be called while a vhost is borrowed.
 pub(crate) fn permitted(
-    conns: &HashMap<ConnId, Conn>,
+    conns: &Map<ConnId, Conn>,
     ck: ChanKey,
     perm: access::Perm,
     kind: access::Resource,

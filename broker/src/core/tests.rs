@@ -316,7 +316,7 @@ proptest! {
             prop_assert_eq!(held, believed);
             let q = &h.core.vhost("/").unwrap().queues["q"];
             prop_assert_eq!(q.resident_bytes(), q.ready_bytes());
-            prop_assert_eq!(h.core.resident.load(Ordering::Relaxed), q.resident_bytes());
+            prop_assert_eq!(h.core.resident.load(Ordering::Relaxed), q.held_memory());
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Bindings live in a trie, so matching a key walks only the branches its words select: the
 //! cost does not grow with bindings that cannot match.
 
-use std::collections::HashMap;
+use super::Map;
 use std::hash::Hash;
 
 /// Splits a routing or binding key into words exactly as RabbitMQ does.
@@ -18,7 +18,7 @@ pub fn split_key(key: &str) -> Vec<&str> {
 
 #[derive(Debug)]
 struct Node<D> {
-    words: HashMap<String, usize>,
+    words: Map<String, usize>,
     star: Option<usize>,
     hash: Option<usize>,
     destinations: Vec<D>,
@@ -27,7 +27,7 @@ struct Node<D> {
 impl<D> Default for Node<D> {
     fn default() -> Self {
         Node {
-            words: HashMap::new(),
+            words: Map::default(),
             star: None,
             hash: None,
             destinations: Vec::new(),

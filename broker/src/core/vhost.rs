@@ -2,21 +2,21 @@
 
 use super::exchange::{Exchange, ExchangeKind};
 use super::queue::Queue;
+use super::Map;
 use crate::store::definitions::{DefOp, VhostDef};
 use amq_protocol::types::FieldTable;
-use std::collections::HashMap;
 
 #[derive(Debug)]
 pub struct VHost {
     pub name: String,
-    pub exchanges: HashMap<String, Exchange>,
-    pub queues: HashMap<String, Queue>,
+    pub exchanges: Map<String, Exchange>,
+    pub queues: Map<String, Queue>,
 }
 
 impl VHost {
     /// A vhost with the default exchange and the `amq.*` exchanges every broker has.
     pub fn new(name: &str) -> VHost {
-        let mut exchanges = HashMap::new();
+        let mut exchanges = Map::default();
         for (ename, kind) in [
             ("", ExchangeKind::Direct),
             ("amq.direct", ExchangeKind::Direct),
@@ -33,7 +33,7 @@ impl VHost {
         VHost {
             name: name.to_string(),
             exchanges,
-            queues: HashMap::new(),
+            queues: Map::default(),
         }
     }
 }

@@ -21,8 +21,9 @@ use super::replay::{Live, Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
 use super::writer::LogWriter;
 use crate::message::Message;
+use crate::Map;
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,11 +74,11 @@ pub struct MessageLog {
     writer: Arc<LogWriter>,
     writer_thread: Option<JoinHandle<()>>,
     names: Names,
-    live: HashMap<u64, Live>,
+    live: Map<u64, Live>,
     segments: BTreeMap<u64, SegStats>,
     next_id: u64,
     /// The segments read from, each opened once; a segment in use is deleted by its last user.
-    readers: HashMap<u64, Arc<SegmentFile>>,
+    readers: Map<u64, Arc<SegmentFile>>,
     /// Copy-forward reads are handed out ([`MessageLog::take_copy_job`]) instead of done here.
     offload_copies: bool,
     /// The segment whose live messages are being copied forward, and the job not yet taken.
@@ -195,7 +196,7 @@ impl MessageLog {
             live,
             segments,
             next_id: max_id.map_or(1, |m| m + 1),
-            readers: HashMap::new(),
+            readers: Map::default(),
             offload_copies: false,
             copying: None,
             copy_job: None,

@@ -6,7 +6,8 @@
 use super::record::{Holder, Record};
 use super::segment::Location;
 use crate::wire::parse_properties;
-use std::collections::{BTreeMap, HashMap};
+use crate::Map;
+use std::collections::BTreeMap;
 
 /// A queue as the log names it, interned as a small number.
 pub(crate) type QueueId = u32;
@@ -15,7 +16,7 @@ pub(crate) type QueueId = u32;
 /// lookup borrows the names instead of allocating a key.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    ids: HashMap<String, HashMap<String, QueueId>>,
+    ids: Map<String, Map<String, QueueId>>,
     names: Vec<(String, String)>,
 }
 
@@ -65,8 +66,8 @@ pub struct Meta {
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub names: Names,
-    pub live: HashMap<u64, Live>,
-    pub queues: HashMap<QueueId, BTreeMap<u64, Meta>>,
+    pub live: Map<u64, Live>,
+    pub queues: Map<QueueId, BTreeMap<u64, Meta>>,
     pub max_id: Option<u64>,
 }
 

@@ -5,7 +5,7 @@
 use super::{frame_type, is_known_method, FRAME_END};
 use crate::error::AmqpError;
 use amq_protocol::frame::parsing::parse_content_header;
-use amq_protocol::protocol::{parse_class, AMQPClass, BasicProperties};
+use amq_protocol::protocol::{basic, parse_class, AMQPClass, BasicProperties};
 use bytes::{Buf, Bytes, BytesMut};
 
 /// Type (1) + channel (2) + size (4).
@@ -94,18 +94,9 @@ fn decode_raw(buf: &mut BytesMut, frame_max: u32) -> Result<Option<(u8, u16, Byt
 fn parse_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
     match kind {
         frame_type::METHOD => parse_method(channel, &payload),
-        frame_type::HEADER => match parse_content_header(&payload[..]) {
-            Ok(([], header)) => Ok(Frame::Header(
-                channel,
-                Box::new(ContentHeader {
-                    class_id: header.class_id,
-                    body_size: header.body_size,
-                    properties: header.properties,
-                    // class id (2) + weight (2) + body size (8) precede the property flags.
-                    raw_properties: payload.slice(12..),
-                }),
-            )),
-            _ => Err(AmqpError::frame_error("malformed content header frame")),
+        frame_type::HEADER => match plain_content_header(&payload) {
+            Some(header) => Ok(Frame::Header(channel, Box::new(header))),
+            None => parse_full_content_header(channel, payload),
         },
         frame_type::BODY => Ok(Frame::Body(channel, payload)),
         _ => {
@@ -117,6 +108,47 @@ fn parse_payload(kind: u8, channel: u16, payload: Bytes) -> Result<Frame, AmqpEr
         }
     }
 }
+
+fn parse_full_content_header(channel: u16, payload: Bytes) -> Result<Frame, AmqpError> {
+    match parse_content_header(&payload[..]) {
+        Ok(([], header)) => Ok(Frame::Header(
+            channel,
+            Box::new(ContentHeader {
+                class_id: header.class_id,
+                body_size: header.body_size,
+                properties: header.properties,
+                // class id (2) + weight (2) + body size (8) precede the property flags.
+                raw_properties: payload.slice(12..),
+            }),
+        )),
+        _ => Err(AmqpError::frame_error("malformed content header frame")),
+    }
+}
+
+/// The content header of most messages (no properties, or only a delivery mode) read
+/// without the general parser: it arrives once per message.
+fn plain_content_header(payload: &Bytes) -> Option<ContentHeader> {
+    if payload.len() < 14 {
+        return None;
+    }
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let body_size = u64::from_be_bytes(payload[4..12].try_into().ok()?);
+    let flags = u16::from_be_bytes([payload[12], payload[13]]);
+    let properties = match (flags, &payload[14..]) {
+        (0, []) => BasicProperties::default(),
+        (DELIVERY_MODE_ONLY, [mode]) => BasicProperties::default().with_delivery_mode(*mode),
+        _ => return None,
+    };
+    Some(ContentHeader {
+        class_id,
+        body_size,
+        properties,
+        raw_properties: payload.slice(12..),
+    })
+}
+
+/// Property flags with only `delivery-mode` set.
+const DELIVERY_MODE_ONLY: u16 = 0x1000;
 
 fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
     if payload.len() < 4 {
@@ -140,6 +172,9 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
             );
         }
     }
+    if (class_id, method_id) == (60, 40) {
+        return parse_publish(channel, &payload[4..]);
+    }
     match parse_class(payload) {
         Ok(([], method)) => Ok(Frame::Method(channel, method)),
         Ok(_) => Err(AmqpError::syntax(format!(
@@ -151,6 +186,36 @@ fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
         ))
         .on((class_id, method_id))),
     }
+}
+
+/// `basic.publish`, read without the general parser: it arrives once per message.
+fn parse_publish(channel: u16, args: &[u8]) -> Result<Frame, AmqpError> {
+    let syntax = |what: &str| AmqpError::syntax(format!("{what} in basic.publish")).on((60, 40));
+    let rest = args.get(2..).ok_or_else(|| syntax("truncated arguments"))?;
+    let (exchange, rest) = short_string(rest).ok_or_else(|| syntax("malformed exchange"))?;
+    let (routing_key, rest) = short_string(rest).ok_or_else(|| syntax("malformed routing key"))?;
+    let bits = match rest {
+        [bits] => *bits,
+        [] => return Err(syntax("truncated arguments")),
+        _ => return Err(syntax("trailing bytes")),
+    };
+    let publish = basic::Publish {
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    };
+    Ok(Frame::Method(
+        channel,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(publish)),
+    ))
+}
+
+/// A short string (length octet, UTF-8 bytes) and what follows it.
+fn short_string(input: &[u8]) -> Option<(&str, &[u8])> {
+    let (&len, rest) = input.split_first()?;
+    let bytes = rest.get(..len as usize)?;
+    Some((std::str::from_utf8(bytes).ok()?, &rest[len as usize..]))
 }
 
 /// Content properties encoded as in a content header (flags, then the present fields), as the

@@ -16,6 +16,88 @@ pub fn encode_method(buf: &mut BytesMut, channel: u16, method: &AMQPClass) {
     put_frame(buf, frame_type::METHOD, channel, &payload);
 }
 
+/// The method that opens a message on its way out (a delivery, a get-ok or a return),
+/// written straight into the buffer: one goes out per message.
+#[derive(Debug, Clone, Copy)]
+pub enum MessageMethod<'a> {
+    Deliver {
+        consumer_tag: &'a str,
+        delivery_tag: u64,
+        redelivered: bool,
+    },
+    GetOk {
+        delivery_tag: u64,
+        redelivered: bool,
+        message_count: u32,
+    },
+    Return {
+        reply_code: u16,
+        reply_text: &'a str,
+    },
+}
+
+/// Writes the method frame of a message going out: `method`'s own fields, then the message's
+/// exchange and routing key.
+pub fn encode_message_method(
+    buf: &mut BytesMut,
+    channel: u16,
+    method: MessageMethod,
+    exchange: &str,
+    routing_key: &str,
+) {
+    buf.reserve(FRAME_HEADER_SIZE + 32 + exchange.len() + routing_key.len() + 256);
+    buf.put_u8(frame_type::METHOD);
+    buf.put_u16(channel);
+    let size_at = buf.len();
+    buf.put_u32(0);
+    buf.put_u16(super::method_ids::BASIC);
+    match method {
+        MessageMethod::Deliver {
+            consumer_tag,
+            delivery_tag,
+            redelivered,
+        } => {
+            buf.put_u16(60);
+            put_short(buf, consumer_tag);
+            buf.put_u64(delivery_tag);
+            buf.put_u8(redelivered as u8);
+        }
+        MessageMethod::GetOk {
+            delivery_tag,
+            redelivered,
+            ..
+        } => {
+            buf.put_u16(71);
+            buf.put_u64(delivery_tag);
+            buf.put_u8(redelivered as u8);
+        }
+        MessageMethod::Return {
+            reply_code,
+            reply_text,
+        } => {
+            buf.put_u16(50);
+            buf.put_u16(reply_code);
+            put_short(buf, reply_text);
+        }
+    }
+    put_short(buf, exchange);
+    put_short(buf, routing_key);
+    if let MessageMethod::GetOk { message_count, .. } = method {
+        buf.put_u32(message_count);
+    }
+    let size = (buf.len() - size_at - 4) as u32;
+    buf[size_at..size_at + 4].copy_from_slice(&size.to_be_bytes());
+    buf.put_u8(FRAME_END);
+}
+
+/// A short string: at most 255 bytes (longer text, which only the broker itself could make,
+/// is cut).
+fn put_short(buf: &mut BytesMut, s: &str) {
+    let bytes = &s.as_bytes()[..s.len().min(255)];
+    buf.put_u8(bytes.len() as u8);
+    buf.put_slice(bytes);
+}
+
 /// Writes a heartbeat frame.
 pub fn encode_heartbeat(buf: &mut BytesMut) {
     put_frame(buf, frame_type::HEARTBEAT, 0, &[]);

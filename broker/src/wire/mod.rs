@@ -9,7 +9,10 @@ mod methods;
 pub use decode::{
     decode_frame, parse_properties, ContentHeader, Frame, FRAME_HEADER_SIZE, PROTOCOL_HEADER,
 };
-pub use encode::{encode_content, encode_heartbeat, encode_method, encode_properties};
+pub use encode::{
+    encode_content, encode_heartbeat, encode_message_method, encode_method, encode_properties,
+    MessageMethod,
+};
 pub use methods::{is_known_method, method_ids};
 
 /// The frame types of AMQP 0.9.1.

@@ -128,3 +128,124 @@ fn body_frames_carry_their_payload() {
     let frames = decode_all(buf, 4096);
     assert_eq!(frames[1], Frame::Body(1, Bytes::from_static(b"hello")));
 }
+
+/// The general path's content header for the same bytes the fast path reads.
+fn general_header(payload: &[u8]) -> (u16, u64, BasicProperties) {
+    let (_, h) = amq_protocol::frame::parsing::parse_content_header(payload).expect("parses");
+    (h.class_id, h.body_size, h.properties)
+}
+
+proptest! {
+    #[test]
+    fn message_methods_are_encoded_as_amq_protocol_encodes_them(
+        channel in 0u16..=u16::MAX,
+        tag in short(),
+        delivery_tag in any::<u64>(),
+        redelivered in any::<bool>(),
+        count in any::<u32>(),
+        code in any::<u16>(),
+        exchange in short(),
+        key in short(),
+    ) {
+        let cases = [
+            (
+                MessageMethod::Deliver { consumer_tag: &tag, delivery_tag, redelivered },
+                basic::AMQPMethod::Deliver(basic::Deliver {
+                    consumer_tag: tag.clone().into(),
+                    delivery_tag,
+                    redelivered,
+                    exchange: exchange.clone().into(),
+                    routing_key: key.clone().into(),
+                }),
+            ),
+            (
+                MessageMethod::GetOk { delivery_tag, redelivered, message_count: count },
+                basic::AMQPMethod::GetOk(basic::GetOk {
+                    delivery_tag,
+                    redelivered,
+                    exchange: exchange.clone().into(),
+                    routing_key: key.clone().into(),
+                    message_count: count,
+                }),
+            ),
+            (
+                MessageMethod::Return { reply_code: code, reply_text: &tag },
+                basic::AMQPMethod::Return(basic::Return {
+                    reply_code: code,
+                    reply_text: tag.clone().into(),
+                    exchange: exchange.clone().into(),
+                    routing_key: key.clone().into(),
+                }),
+            ),
+        ];
+        for (fast, general) in cases {
+            let mut ours = BytesMut::new();
+            encode_message_method(&mut ours, channel, fast, &exchange, &key);
+            let mut theirs = BytesMut::new();
+            encode_method(&mut theirs, channel, &AMQPClass::Basic(general));
+            prop_assert_eq!(ours, theirs);
+        }
+    }
+
+    #[test]
+    fn plain_content_headers_read_as_the_general_parser_reads_them(
+        body_size in any::<u64>(),
+        mode in proptest::option::of(any::<u8>()),
+    ) {
+        let mut props = BasicProperties::default();
+        if let Some(m) = mode {
+            props = props.with_delivery_mode(m);
+        }
+        let mut payload = vec![0, 60, 0, 0];
+        payload.extend_from_slice(&body_size.to_be_bytes());
+        payload.extend_from_slice(&encode_properties(&props));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[2, 0, 1]);
+        buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&payload);
+        buf.extend_from_slice(&[FRAME_END]);
+        let Some(Frame::Header(1, h)) = decode_frame(&mut buf, 0).expect("decodes") else {
+            panic!("a content header");
+        };
+        prop_assert_eq!((h.class_id, h.body_size, h.properties.clone()), general_header(&payload));
+        prop_assert_eq!(h.properties, props);
+    }
+}
+
+fn publish_frame(args: &[u8]) -> BytesMut {
+    let mut payload = vec![0, 60, 0, 40];
+    payload.extend_from_slice(args);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[1, 0, 1]);
+    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&payload);
+    buf.extend_from_slice(&[FRAME_END]);
+    buf
+}
+
+#[test]
+fn a_malformed_publish_is_a_syntax_error_naming_what_is_wrong() {
+    let cases: [(&[u8], &str); 4] = [
+        (
+            &[0, 0, 1, 0xff, 0, 0],
+            "malformed exchange in basic.publish",
+        ),
+        (
+            &[0, 0, 0, 9, b'k'],
+            "malformed routing key in basic.publish",
+        ),
+        (&[0, 0, 0, 1, b'k'], "truncated arguments in basic.publish"),
+        (&[0, 0, 0, 1, b'k', 0, 0], "trailing bytes in basic.publish"),
+    ];
+    for (args, text) in cases {
+        let err = decode_frame(&mut publish_frame(args), 0).expect_err("refused");
+        assert_eq!(err.code, crate::error::code::SYNTAX_ERROR, "{text}");
+        assert_eq!(err.text, format!("SYNTAX_ERROR - {text}"));
+    }
+    let ok = decode_frame(&mut publish_frame(&[0, 0, 1, b'x', 1, b'k', 3]), 0).expect("valid");
+    let Some(Frame::Method(1, AMQPClass::Basic(basic::AMQPMethod::Publish(p)))) = ok else {
+        panic!("a publish");
+    };
+    assert_eq!((p.exchange.as_str(), p.routing_key.as_str()), ("x", "k"));
+    assert!(p.mandatory && p.immediate);
+}

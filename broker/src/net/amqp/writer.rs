@@ -2,7 +2,10 @@
 //! queued into one write, and sends heartbeats when the connection is otherwise quiet.
 
 use crate::core::{Outbound, Window};
-use crate::wire::{encode_content, encode_heartbeat, encode_method};
+use crate::message::Message;
+use crate::wire::{
+    encode_content, encode_heartbeat, encode_message_method, encode_method, MessageMethod,
+};
 use amq_protocol::protocol::{basic, AMQPClass};
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -88,10 +91,9 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
 }
 
 fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
-    // A delivery, a get-ok and a return are each a method frame followed by the message.
-    let (channel, method, message) = match out {
-        Outbound::Method(channel, method) => return encode_method(buf, channel, &method),
-        Outbound::Tune { .. } | Outbound::Shutdown => return,
+    match out {
+        Outbound::Method(channel, method) => encode_method(buf, channel, &method),
+        Outbound::Tune { .. } | Outbound::Shutdown => {}
         Outbound::Consuming {
             channel,
             consumer_tag,
@@ -99,7 +101,7 @@ fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
             let method = basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
                 consumer_tag: consumer_tag.to_string().into(),
             });
-            return encode_method(buf, channel, &AMQPClass::Basic(method));
+            encode_method(buf, channel, &AMQPClass::Basic(method));
         }
         Outbound::Cancelled {
             channel,
@@ -109,11 +111,11 @@ fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
                 consumer_tag: consumer_tag.to_string().into(),
                 nowait: true,
             });
-            return encode_method(buf, channel, &AMQPClass::Basic(method));
+            encode_method(buf, channel, &AMQPClass::Basic(method));
         }
         Outbound::GetEmpty { channel } => {
             let method = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
-            return encode_method(buf, channel, &AMQPClass::Basic(method));
+            encode_method(buf, channel, &AMQPClass::Basic(method));
         }
         Outbound::Deliver {
             channel,
@@ -121,51 +123,58 @@ fn encode(buf: &mut BytesMut, out: Outbound, frame_max: u32) {
             delivery_tag,
             redelivered,
             message,
-        } => (
-            channel,
-            basic::AMQPMethod::Deliver(basic::Deliver {
-                consumer_tag: consumer_tag.to_string().into(),
+        } => {
+            let method = MessageMethod::Deliver {
+                consumer_tag: &consumer_tag,
                 delivery_tag,
                 redelivered,
-                exchange: message.exchange.as_str().into(),
-                routing_key: message.routing_key.as_str().into(),
-            }),
-            message,
-        ),
+            };
+            encode_message(buf, channel, method, &message, frame_max);
+        }
         Outbound::GetOk {
             channel,
             delivery_tag,
             redelivered,
             message_count,
             message,
-        } => (
-            channel,
-            basic::AMQPMethod::GetOk(basic::GetOk {
+        } => {
+            let method = MessageMethod::GetOk {
                 delivery_tag,
                 redelivered,
-                exchange: message.exchange.as_str().into(),
-                routing_key: message.routing_key.as_str().into(),
                 message_count,
-            }),
-            message,
-        ),
+            };
+            encode_message(buf, channel, method, &message, frame_max);
+        }
         Outbound::Return {
             channel,
             reply_code,
             reply_text,
             message,
-        } => (
-            channel,
-            basic::AMQPMethod::Return(basic::Return {
+        } => {
+            let method = MessageMethod::Return {
                 reply_code,
-                reply_text: reply_text.into(),
-                exchange: message.exchange.as_str().into(),
-                routing_key: message.routing_key.as_str().into(),
-            }),
-            message,
-        ),
-    };
-    encode_method(buf, channel, &AMQPClass::Basic(method));
+                reply_text: &reply_text,
+            };
+            encode_message(buf, channel, method, &message, frame_max);
+        }
+    }
+}
+
+/// A message going out: its method frame, content header and body frames.
+fn encode_message(
+    buf: &mut BytesMut,
+    channel: u16,
+    method: MessageMethod,
+    message: &Message,
+    frame_max: u32,
+) {
+    encode_message_method(
+        buf,
+        channel,
+        method,
+        &message.exchange,
+        &message.routing_key,
+    );
     encode_content(
         buf,
         channel,

@@ -115,8 +115,8 @@ impl Session {
             }
         };
         let message = Message {
-            exchange: pending.publish.exchange.as_str().to_string(),
-            routing_key: pending.publish.routing_key.as_str().to_string(),
+            exchange: pending.publish.exchange.into(),
+            routing_key: pending.publish.routing_key.into(),
             properties: header.properties,
             // Small, and a slice of the read buffer: copied so it pins nothing.
             raw_properties: Bytes::copy_from_slice(&header.raw_properties),

@@ -18,11 +18,12 @@ use crate::error::AmqpError;
 use crate::net::Shared;
 use crate::store::{DefsWriter, LogWriter};
 use crate::wire::Frame;
+use crate::Map;
 use amq_protocol::protocol::channel as channel_methods;
 use amq_protocol::protocol::{access, confirm, connection, AMQPClass};
 use confirms::{Confirms, Deferred};
 use content::Pending;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, MutexGuard};
 use tx::TxOp;
 
@@ -51,7 +52,7 @@ pub(crate) struct Session {
     pub conn: ConnId,
     pub tx: Outlet,
     channel_max: u16,
-    channels: HashMap<u16, ChannelIo>,
+    channels: Map<u16, ChannelIo>,
     log_writer: Option<Arc<LogWriter>>,
     defs_writer: Option<Arc<DefsWriter>>,
     /// Replies held until what they promise is on disk, in order.
@@ -79,7 +80,7 @@ impl Session {
             conn,
             tx,
             channel_max,
-            channels: HashMap::new(),
+            channels: Map::default(),
             log_writer,
             defs_writer,
             deferred: VecDeque::new(),
