@@ -133,12 +133,7 @@ fn plain_content_header(payload: &Bytes) -> Option<ContentHeader> {
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().ok()?);
-    let flags = u16::from_be_bytes([payload[12], payload[13]]);
-    let properties = match (flags, &payload[14..]) {
-        (0, []) => BasicProperties::default(),
-        (DELIVERY_MODE_ONLY, [mode]) => BasicProperties::default().with_delivery_mode(*mode),
-        _ => return None,
-    };
+    let properties = plain_properties(&payload[12..])?;
     Some(ContentHeader {
         class_id,
         body_size,
@@ -147,8 +142,16 @@ fn plain_content_header(payload: &Bytes) -> Option<ContentHeader> {
     })
 }
 
-/// Property flags with only `delivery-mode` set.
-const DELIVERY_MODE_ONLY: u16 = 0x1000;
+/// Encoded properties that are empty or only a delivery mode, the common case, read without
+/// the general parser.
+fn plain_properties(raw: &[u8]) -> Option<BasicProperties> {
+    match raw {
+        [0, 0] => Some(BasicProperties::default()),
+        // Property flags with only `delivery-mode` set, and the mode.
+        [0x10, 0, mode] => Some(BasicProperties::default().with_delivery_mode(*mode)),
+        _ => None,
+    }
+}
 
 fn parse_method(channel: u16, payload: &[u8]) -> Result<Frame, AmqpError> {
     if payload.len() < 4 {
@@ -221,6 +224,9 @@ fn short_string(input: &[u8]) -> Option<(&str, &[u8])> {
 /// Content properties encoded as in a content header (flags, then the present fields), as the
 /// message log keeps them.
 pub fn parse_properties(raw: &[u8]) -> Option<BasicProperties> {
+    if let Some(plain) = plain_properties(raw) {
+        return Some(plain);
+    }
     match amq_protocol::protocol::basic::parse_properties(raw) {
         Ok(([], props)) => Some(props),
         _ => None,
