@@ -49,7 +49,54 @@ impl Names {
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub loc: Location,
-    pub holders: Vec<(QueueId, bool)>,
+    pub holders: Holders,
+}
+
+/// The queues holding a live message, each with whether it delivered it. Nearly always one,
+/// held inline: a queued message costs no allocation of its own here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Holders {
+    /// None only when `rest` is empty too.
+    first: Option<(QueueId, bool)>,
+    rest: Vec<(QueueId, bool)>,
+}
+
+impl Holders {
+    pub(crate) fn push(&mut self, holder: (QueueId, bool)) {
+        match self.first {
+            None => self.first = Some(holder),
+            Some(_) => self.rest.push(holder),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(QueueId, bool)> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut (QueueId, bool)> {
+        self.first.iter_mut().chain(&mut self.rest)
+    }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&(QueueId, bool)) -> bool) {
+        self.rest.retain(&mut keep);
+        if !self.first.as_ref().is_some_and(&mut keep) {
+            self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
+        }
+    }
+}
+
+impl FromIterator<(QueueId, bool)> for Holders {
+    fn from_iter<I: IntoIterator<Item = (QueueId, bool)>>(iter: I) -> Self {
+        let mut holders = Holders::default();
+        for h in iter {
+            holders.push(h);
+        }
+        holders
+    }
 }
 
 /// What a queue needs to know of a recovered message without reading its body.
@@ -94,7 +141,7 @@ impl Replay {
                         .and_then(|e| e.as_str().parse().ok()),
                     size: body.len() as u64,
                 };
-                let mut held = Vec::with_capacity(holders.len());
+                let mut held = Holders::default();
                 for Holder {
                     vhost,
                     queue,
@@ -244,5 +291,24 @@ mod tests {
             loc(3),
         );
         assert!(r.live.is_empty());
+    }
+
+    #[test]
+    fn holders_keep_their_order_as_they_leave() {
+        let mut h: Holders = [(1, false), (2, true), (3, false)].into_iter().collect();
+        h.retain(|x| x.0 != 1);
+        assert_eq!(
+            h.iter().copied().collect::<Vec<_>>(),
+            [(2, true), (3, false)]
+        );
+        for x in h.iter_mut() {
+            x.1 = true;
+        }
+        h.retain(|x| x.0 != 3);
+        assert_eq!(h.iter().copied().collect::<Vec<_>>(), [(2, true)]);
+        h.retain(|_| false);
+        assert!(h.is_empty());
+        h.push((4, false));
+        assert_eq!(h.iter().copied().collect::<Vec<_>>(), [(4, false)]);
     }
 }
