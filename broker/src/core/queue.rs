@@ -163,19 +163,22 @@ impl Queue {
         self.resident_bytes + self.resident_count * HELD_OVERHEAD
     }
 
-    fn hold(&mut self, size: u64) {
-        self.resident_bytes += size;
-        self.resident_count += 1;
+    /// `count` messages of `bytes` bodies in all are now held in memory.
+    fn hold(&mut self, bytes: u64, count: u64) {
+        self.resident_bytes += bytes;
+        self.resident_count += count;
         self.total_resident
-            .fetch_add(size + HELD_OVERHEAD, Ordering::Relaxed);
+            .fetch_add(bytes + count * HELD_OVERHEAD, Ordering::Relaxed);
     }
 
+    /// A message of `size` body bytes is no longer held; the broker-wide total loses exactly
+    /// what this queue's counts lose, so it can never wrap below zero.
     fn unhold(&mut self, size: u64) {
-        let size = size.min(self.resident_bytes);
-        self.resident_bytes -= size;
+        let before = self.held_memory();
+        self.resident_bytes -= size.min(self.resident_bytes);
         self.resident_count = self.resident_count.saturating_sub(1);
         self.total_resident
-            .fetch_sub(size + HELD_OVERHEAD, Ordering::Relaxed);
+            .fetch_sub(before - self.held_memory(), Ordering::Relaxed);
     }
 
     /// Counts this queue's resident bytes into `total` as well (set before any message).
@@ -251,7 +254,7 @@ impl Queue {
     ) -> Vec<Entry> {
         self.paging_in = false;
         let mut placed = 0;
-        let mut held = Vec::new();
+        let (mut held_bytes, mut held_count) = (0, 0);
         for entry in self.messages.iter_mut() {
             if placed == bodies.len() {
                 break;
@@ -261,13 +264,12 @@ impl Queue {
             };
             if entry.message.is_none() {
                 entry.message = Some(body.clone());
-                held.push(entry.size);
+                held_bytes += entry.size;
+                held_count += 1;
             }
             placed += 1;
         }
-        for size in held {
-            self.hold(size);
-        }
+        self.hold(held_bytes, held_count);
         if lost.is_empty() {
             return Vec::new();
         }
@@ -311,7 +313,7 @@ impl Queue {
     fn account_in(&mut self, entry: &Entry) {
         self.ready_bytes += entry.size;
         if entry.message.is_some() {
-            self.hold(entry.size);
+            self.hold(entry.size, 1);
         }
     }
 
