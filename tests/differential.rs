@@ -304,3 +304,131 @@ async fn bloodbank_answers_as_rabbitmq_does() {
         differences.join("\n")
     );
 }
+
+/// What a client sees of a quorum queue's `x-delivery-limit`: the `x-delivery-count` header of
+/// each delivery while a consumer keeps returning the message (nack with requeue, then a
+/// channel closed with it unacknowledged), and the `x-death` entry of the dead letter.
+async fn delivery_limit_story(url: &str, limit: i64) -> Vec<String> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("connects");
+    let ch = confirm_channel(&conn).await;
+    let (work, dlq) = ("diff-dl-work", "diff-dl-work.dlq");
+    let _ = ch
+        .queue_delete(work.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = ch
+        .queue_delete(dlq.into(), QueueDeleteOptions::default())
+        .await;
+    declare_queue_with(&ch, dlq, true, FieldTable::default())
+        .await
+        .expect("dlq");
+    let quorum = args(&[
+        ("x-queue-type", text("quorum")),
+        ("x-delivery-limit", AMQPValue::LongLongInt(limit)),
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(dlq)),
+    ]);
+    declare_queue_with(&ch, work, true, quorum)
+        .await
+        .expect("quorum queue");
+    assert!(publish_confirmed(&ch, "", work, b"poison", persistent()).await);
+    let mut story = Vec::new();
+    let count = |d: &lapin::message::Delivery| -> String {
+        match d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-delivery-count").cloned())
+        {
+            Some(AMQPValue::LongLongInt(n)) => format!("delivery-count {n}"),
+            Some(other) => format!("delivery-count {other:?}"),
+            None => "no delivery-count".into(),
+        }
+    };
+    // Returned by nack-requeue up to the limit's worth, then once more by a closing channel.
+    let consumer_ch = channel(&conn).await;
+    consumer_ch
+        .basic_qos(1, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut consumer = consume(&consumer_ch, work, false).await;
+    for _ in 0..limit {
+        let d = next(&mut consumer).await;
+        story.push(format!("{} redelivered={}", count(&d), d.redelivered));
+        d.nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let d = next(&mut consumer).await;
+    story.push(format!("{} redelivered={}", count(&d), d.redelivered));
+    consumer_ch.close(200, "bye".into()).await.unwrap();
+    // The dead letter arrives shortly after the return that went over the limit.
+    let mut dead = None;
+    for _ in 0..100 {
+        if let Some(m) = ch
+            .basic_get(dlq.into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            dead = Some(m.delivery);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dead = dead.expect("the message was dead-lettered");
+    story.push(format!(
+        "dead letter body {:?}",
+        String::from_utf8_lossy(&dead.data)
+    ));
+    let headers = dead.properties.headers().clone().unwrap_or_default();
+    let show = |v: Option<&AMQPValue>| match v {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => format!("{other:?}"),
+    };
+    for key in ["x-first-death-reason", "x-first-death-queue"] {
+        story.push(format!("{key} {}", show(headers.inner().get(key))));
+    }
+    if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
+        if let Some(AMQPValue::FieldTable(first)) = deaths.as_slice().first() {
+            for key in ["reason", "queue", "count"] {
+                story.push(format!("x-death {key} {}", show(first.inner().get(key))));
+            }
+        }
+    }
+    let left = passive_queue(&ch, work).await.unwrap().message_count();
+    story.push(format!("left in the work queue {left}"));
+    // A redeclare with another limit, and the limit on a classic queue.
+    let other = args(&[
+        ("x-queue-type", text("quorum")),
+        ("x-delivery-limit", AMQPValue::LongLongInt(limit + 5)),
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(dlq)),
+    ]);
+    let again = declare_queue_with(&ch, work, true, other).await;
+    let answer = |r: lapin::Result<lapin::Queue>| match r {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("{} {}", reply_code(&e), reply_text(&e)),
+    };
+    story.push(format!("redeclare with another limit: {}", answer(again)));
+    let ch = channel(&conn).await;
+    let classic = args(&[("x-delivery-limit", AMQPValue::LongLongInt(1))]);
+    let classic = declare_queue_with(&ch, "diff-dl-classic", false, classic).await;
+    story.push(format!("classic queue with a limit: {}", answer(classic)));
+    story
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_limits_dead_letter_as_rabbitmq_does() {
+    let rabbit = RabbitMq::start();
+    let bloodbank = broker().await;
+    let ours = delivery_limit_story(&url(&bloodbank), 2).await;
+    let theirs = delivery_limit_story(&rabbit.url(), 2).await;
+    for (a, b) in ours.iter().zip(&theirs) {
+        eprintln!("{a:<60} | {b}");
+    }
+    assert_eq!(ours, theirs, "bloodbank (left) and rabbitmq (right) differ");
+}

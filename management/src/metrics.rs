@@ -222,6 +222,12 @@ fn render(app: &App, scope: Scope) -> impl IntoResponse {
         t.dead_lettered_maxlen,
     );
     m.counter(
+        "rabbitmq_global_messages_dead_lettered_delivery_limit_total",
+        "queue_type=\"rabbit_quorum_queue\",dead_letter_strategy=\"at_most_once\"",
+        "Total number of messages dead-lettered due to delivery-limit exceeded",
+        t.dead_lettered_delivery_limit,
+    );
+    m.counter(
         "rabbitmq_connections_opened_total",
         "",
         "Total number of connections opened",

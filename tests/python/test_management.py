@@ -600,6 +600,46 @@ def test_policies_dead_letter_and_limit_with_rabbitmqs_precedence(bloodbank, api
     conn.close()
 
 
+def test_a_delivery_limit_policy_dead_letters_poison_messages_of_quorum_queues(bloodbank, api):
+    """The `delivery-limit` policy key, as RabbitMQ users set it: a message a consumer keeps
+    returning is dead-lettered (reason delivery_limit) once over the limit; redeliveries carry
+    `x-delivery-count`; the key has no effect on a classic queue the same policy matches, and
+    the Prometheus counter counts the dead letter."""
+    p = fresh("lim")
+    conn = amqp(bloodbank)
+    ch = conn.channel()
+    ch.queue_declare(f"{p}-dlq", durable=True)
+    policy = {"pattern": f"^{p}-", "apply-to": "queues",
+              "definition": {"delivery-limit": 1, "dead-letter-exchange": "", "dead-letter-routing-key": f"{p}-dlq"}}
+    assert api.put(url(api, f"/api/policies/%2F/{p}"), json=policy).status_code == 201
+    ch.queue_declare(f"{p}-q", durable=True, arguments={"x-queue-type": "quorum"})
+    ch.queue_declare(f"{p}-classic", durable=True)
+    assert api.get(url(api, f"/api/queues/%2F/{p}-q")).json()["effective_policy_definition"]["delivery-limit"] == 1
+    for q in (f"{p}-q", f"{p}-classic"):
+        ch.basic_publish("", q, b"poison")
+    seen = []
+    for _ in range(2):
+        method, props, _ = ch.basic_get(f"{p}-q")
+        seen.append((props.headers or {}).get("x-delivery-count"))
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    assert seen == [None, 1]
+    assert wait_for(lambda: api.get(url(api, f"/api/queues/%2F/{p}-dlq")).json()["messages"] == 1)
+    _, props, body = ch.basic_get(f"{p}-dlq", auto_ack=True)
+    assert body == b"poison" and props.headers["x-death"][0]["reason"] == "delivery_limit"
+    assert ch.basic_get(f"{p}-q")[0] is None
+    # The classic queue takes the message back however often it comes back.
+    for _ in range(3):
+        method, props, _ = ch.basic_get(f"{p}-classic")
+        assert method is not None and "x-delivery-count" not in (props.headers or {})
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    metrics = requests.get(url(api, "/metrics")).text
+    counted = [s.value for f in text_string_to_metric_families(metrics) for s in f.samples
+               if s.name == "rabbitmq_global_messages_dead_lettered_delivery_limit_total"]
+    assert counted and counted[0] >= 1
+    api.delete(url(api, f"/api/policies/%2F/{p}"))
+    conn.close()
+
+
 def test_policies_that_cannot_be_honoured_are_refused_by_name(api):
     def put(path, body):
         r = api.put(url(api, path), json=body)

@@ -104,6 +104,10 @@ pub struct QueueArgs {
     pub dead_letter_routing_key: Option<String>,
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
+    /// `x-delivery-limit` of a quorum queue: how many times a message may come back
+    /// (rejected or nacked with requeue, or left unacknowledged by a closing channel) before
+    /// it is dead-lettered with reason `delivery_limit` (or dropped).
+    pub delivery_limit: Option<u64>,
 }
 
 impl QueueArgs {
@@ -127,11 +131,13 @@ pub(crate) const EQUIVALENCE_CHECKED: &[&str] = &[
     "x-message-ttl",
     "x-overflow",
     "x-single-active-consumer",
+    "x-delivery-limit",
 ];
 
 /// Every `x-` queue argument this broker knows. `x-dead-letter-strategy`, `x-queue-mode` and
 /// `x-queue-version` are accepted for compatibility: dead-lettering here is always
 /// at-least-once (it happens inside one process), and every durable queue pages to disk.
+/// `x-delivery-limit` is a quorum queue's argument: a classic queue refuses it, as in RabbitMQ.
 const KNOWN: &[&str] = &[
     "x-queue-type",
     "x-message-ttl",
@@ -144,6 +150,7 @@ const KNOWN: &[&str] = &[
     "x-dead-letter-strategy",
     "x-max-priority",
     "x-single-active-consumer",
+    "x-delivery-limit",
     "x-queue-mode",
     "x-queue-version",
 ];
@@ -236,6 +243,7 @@ pub(crate) fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArg
                 AMQPValue::Boolean(b) => parsed.single_active_consumer = *b,
                 _ => return Err(invalid(key, format!("expected a boolean, got {value:?}"))),
             },
+            "x-delivery-limit" => parsed.delivery_limit = Some(int(0, i64::MAX as i128)?),
             "x-queue-mode" => {
                 one_of(&["default", "lazy"])?;
             }
@@ -249,6 +257,11 @@ pub(crate) fn parse_queue_args(args: &FieldTable, what: &str) -> Result<QueueArg
         return Err(AmqpError::precondition(format!(
             "invalid arg 'x-dead-letter-routing-key' for {what}: Key \
              x-dead-letter-exchange must be present when x-dead-letter-routing-key is"
+        )));
+    }
+    if !parsed.quorum && parsed.delivery_limit.is_some() {
+        return Err(AmqpError::precondition(format!(
+            "invalid arg 'x-delivery-limit' for {what} of queue type rabbit_classic_queue"
         )));
     }
     if parsed.quorum && parsed.max_priority.is_some() {

@@ -20,6 +20,8 @@ pub(crate) enum Reason {
     Expired,
     /// The queue's length limit pushed it out (or refused it, with `reject-publish-dlx`).
     MaxLen,
+    /// It came back more often than the quorum queue's `x-delivery-limit` allows.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -28,6 +30,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::MaxLen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -58,6 +61,7 @@ impl Core {
             Reason::Expired => &mut self.totals.dead_lettered_expired,
             Reason::Rejected => &mut self.totals.dead_lettered_rejected,
             Reason::MaxLen => &mut self.totals.dead_lettered_maxlen,
+            Reason::DeliveryLimit => &mut self.totals.dead_lettered_delivery_limit,
         };
         *counter += entries.len() as u64;
         let now = (self.clock)();

@@ -9,6 +9,7 @@ use super::queue::{ConsumerRef, Entry};
 use super::ConnId;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{queue_ref, AmqpError};
+use amq_protocol::types::AMQPValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -202,14 +203,16 @@ impl Core {
         let settled = ch.settle(tag, multiple)?;
         let mut touched: Vec<String> = Vec::new();
         if requeue {
+            let mut over_limit = Vec::new();
             if let Some(vhost) = self.vhosts.get_mut(&vname) {
                 for Unacked { queue, entry, .. } in settled.into_iter().rev() {
                     if let Some(q) = vhost.queues.get_mut(&queue) {
-                        q.requeue(entry);
+                        over_limit.extend(q.requeue(entry).map(|e| (queue.clone(), e)));
                         touched.push(queue);
                     }
                 }
             }
+            self.discard_over_limit(&vname, over_limit);
         } else {
             let reason = reject.then_some(Reason::Rejected);
             let mut by_queue: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
@@ -351,6 +354,7 @@ impl Core {
                 self.request_page_in(vname, queue);
                 return Next::Waiting;
             }
+            let quorum = q.args.quorum;
             let Some(mut entry) = q.pop() else {
                 return Next::Empty;
             };
@@ -361,6 +365,10 @@ impl Core {
             match self.load(&entry) {
                 Some(message) => {
                     entry.message = Some(message.clone());
+                    let message = match (quorum, entry.returns) {
+                        (true, n) if n > 0 => Arc::new(with_delivery_count(&message, n)),
+                        _ => message,
+                    };
                     return Next::Ready(entry, message);
                 }
                 None => {
@@ -421,6 +429,17 @@ impl Core {
         Some(ch.record_delivery(queue, entry, consumer, no_ack))
     }
 
+    /// Dead-letters (or drops) messages that came back once too often, queue by queue.
+    pub(super) fn discard_over_limit(&mut self, vname: &str, over_limit: Vec<(String, Entry)>) {
+        let mut by_queue: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+        for (queue, entry) in over_limit {
+            by_queue.entry(queue).or_default().push(entry);
+        }
+        for (queue, entries) in by_queue {
+            self.discard(vname, &queue, entries, Some(Reason::DeliveryLimit), 0);
+        }
+    }
+
     fn queue_len(&self, vname: &str, queue: &str) -> usize {
         self.vhosts
             .get(vname)
@@ -457,4 +476,22 @@ enum Next {
     Empty,
     /// Its head is being read back from the log.
     Waiting,
+}
+
+/// A quorum queue's message that came back `count` times, as the consumer sees it: with an
+/// `x-delivery-count` header (a long, as RabbitMQ sends it). The queue keeps the original.
+fn with_delivery_count(message: &Message, count: u32) -> Message {
+    let mut properties = message.properties.clone();
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        "x-delivery-count".into(),
+        AMQPValue::LongLongInt(i64::from(count)),
+    );
+    properties = properties.with_headers(headers);
+    Message::new(
+        message.exchange.clone(),
+        message.routing_key.clone(),
+        properties,
+        message.body.clone(),
+    )
 }

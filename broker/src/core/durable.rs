@@ -127,6 +127,9 @@ impl Core {
                     id: 0,
                     message: None,
                     redelivered: meta.delivered,
+                    // The log keeps whether a message was delivered, not how often it
+                    // came back: delivery limits count afresh after a restart.
+                    returns: 0,
                     persisted: Some(msg_id),
                     size: meta.size,
                     priority: meta.priority,

@@ -50,11 +50,12 @@ impl Core {
         let vname = channel.vhost.clone();
         let mut requeued: Vec<String> = Vec::new();
         let mut lost_consumers: Vec<String> = Vec::new();
+        let mut over_limit = Vec::new();
         if let Some(vhost) = self.vhosts.get_mut(&vname) {
             // Requeue newest first so each lands in front of the ones after it.
             for (_, u) in channel.unacked.into_iter().rev() {
                 if let Some(q) = vhost.queues.get_mut(&u.queue) {
-                    q.requeue(u.entry);
+                    over_limit.extend(q.requeue(u.entry).map(|e| (u.queue.clone(), e)));
                     requeued.push(u.queue);
                 }
             }
@@ -65,6 +66,7 @@ impl Core {
                 }
             }
         }
+        self.discard_over_limit(&vname, over_limit);
         lost_consumers.sort();
         lost_consumers.dedup();
         requeued.retain(|q| !lost_consumers.contains(q));

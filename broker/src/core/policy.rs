@@ -3,7 +3,7 @@
 //! policies matching an object the one with the highest priority applies (one policy, and
 //! one operator policy). A queue's effective settings combine its own `x-` arguments, its
 //! policy and its operator policy with RabbitMQ's rules: the numeric limits (`message-ttl`,
-//! `expires`, `max-length`, `max-length-bytes`) take the smallest value any of them sets; for
+//! `expires`, `max-length`, `max-length-bytes`, `delivery-limit`) take the smallest value any of them sets; for
 //! the rest (`dead-letter-exchange`, `dead-letter-routing-key`, `overflow`,
 //! `alternate-exchange`) an argument wins over the policy.
 
@@ -29,6 +29,7 @@ const HONOURED: &[(&str, &str, Kind)] = &[
         Kind::Text,
     ),
     ("overflow", "x-overflow", Kind::Overflow),
+    ("delivery-limit", "x-delivery-limit", Kind::Int { min: 0 }),
     ("alternate-exchange", "alternate-exchange", Kind::Text),
 ];
 
@@ -50,10 +51,22 @@ const MEANINGLESS_HERE: &[&str] = &[
 ];
 
 /// The keys an operator policy may set (RabbitMQ 3.10's list, less the ones not honoured).
-const OPERATOR_KEYS: &[&str] = &["message-ttl", "expires", "max-length", "max-length-bytes"];
+const OPERATOR_KEYS: &[&str] = &[
+    "message-ttl",
+    "expires",
+    "max-length",
+    "max-length-bytes",
+    "delivery-limit",
+];
 
 /// Numeric keys: the smallest value among argument, policy and operator policy applies.
-const SMALLEST_WINS: &[&str] = &["message-ttl", "expires", "max-length", "max-length-bytes"];
+const SMALLEST_WINS: &[&str] = &[
+    "message-ttl",
+    "expires",
+    "max-length",
+    "max-length-bytes",
+    "delivery-limit",
+];
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -108,7 +121,7 @@ pub enum PolicyError {
     Empty { name: String },
     #[error("policy '{name}': {key} is not a setting Bloodbank honours")]
     Unsupported { name: String, key: String },
-    #[error("policy '{name}': {key} cannot be set by an operator policy (only message-ttl, expires, max-length, max-length-bytes)")]
+    #[error("policy '{name}': {key} cannot be set by an operator policy (only message-ttl, expires, max-length, max-length-bytes, delivery-limit)")]
     NotForOperators { name: String, key: String },
     #[error("policy '{name}': {key} {why}")]
     Value {
@@ -429,7 +442,13 @@ impl super::Core {
         let p = pick(&self.policies, vname, target, name);
         let op = pick(&self.operator_policies, vname, target, name);
         let definition = effective_definition(p, op);
-        let arguments = effective_arguments(&q.arguments, &definition);
+        // `delivery-limit` is a quorum queue's setting; a classic queue's policy shows it
+        // without effect, as in RabbitMQ.
+        let mut acted_on = definition.clone();
+        if target == Target::ClassicQueue {
+            acted_on.remove("delivery-limit");
+        }
+        let arguments = effective_arguments(&q.arguments, &acted_on);
         let what = crate::error::queue_ref(name, vname);
         let parsed = super::args::parse_queue_args(&arguments, &what);
         let (policy, operator_policy) = (p.map(|p| p.name.clone()), op.map(|p| p.name.clone()));

@@ -17,6 +17,8 @@ pub struct Entry {
     /// The message, or None while only the message log holds its body.
     pub message: Option<Arc<Message>>,
     pub redelivered: bool,
+    /// How many times it came back unacknowledged (`x-delivery-count` on quorum queues).
+    pub returns: u32,
     /// Its id in the message log, when it is persistent on a durable queue.
     pub persisted: Option<u64>,
     /// Body size in bytes.
@@ -38,6 +40,7 @@ impl Entry {
             expires_at: None,
             message: Some(message),
             redelivered: false,
+            returns: 0,
             persisted,
             published_ms: now_ms,
         }
@@ -210,11 +213,23 @@ impl Queue {
         self.messages.peek()
     }
 
-    /// Puts a delivered message back at its original place, marked redelivered.
-    pub fn requeue(&mut self, mut entry: Entry) {
+    /// Puts a delivered message back at its original place, marked redelivered. A message
+    /// that has now come back more often than the queue's delivery limit allows is handed
+    /// back instead, for the caller to dead-letter (reason `delivery_limit`).
+    #[must_use]
+    pub fn requeue(&mut self, mut entry: Entry) -> Option<Entry> {
         entry.redelivered = true;
+        entry.returns = entry.returns.saturating_add(1);
+        if self
+            .args
+            .delivery_limit
+            .is_some_and(|limit| u64::from(entry.returns) > limit)
+        {
+            return Some(entry);
+        }
         self.account_in(&entry);
         self.messages.requeue(entry);
+        None
     }
 
     /// A `basic.get` waits for the pager.
@@ -393,6 +408,26 @@ mod tests {
     }
 
     #[test]
+    fn a_message_past_the_delivery_limit_is_handed_back() {
+        let args = QueueArgs {
+            quorum: true,
+            delivery_limit: Some(2),
+            ..QueueArgs::default()
+        };
+        let mut q = Queue::new("q", true, false, None, FieldTable::default(), args, 0);
+        q.push(msg("a"), None);
+        for returns in 1..=2 {
+            let e = q.pop().unwrap();
+            assert!(q.requeue(e).is_none());
+            assert_eq!(q.peek().unwrap().returns, returns);
+        }
+        let e = q.pop().unwrap();
+        let back = q.requeue(e).expect("a third return is over the limit");
+        assert_eq!(back.returns, 3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
     fn requeue_restores_original_order() {
         let mut q = Queue::new(
             "q",
@@ -408,8 +443,8 @@ mod tests {
         q.push(msg("c"), None);
         let a = q.pop().unwrap();
         let b = q.pop().unwrap();
-        q.requeue(b);
-        q.requeue(a);
+        assert!(q.requeue(b).is_none());
+        assert!(q.requeue(a).is_none());
         let order: Vec<_> = std::iter::from_fn(|| q.pop())
             .map(|e| (e.message.unwrap().body.clone(), e.redelivered))
             .collect();

@@ -30,6 +30,7 @@ pub struct Totals {
     pub dead_lettered_expired: u64,
     pub dead_lettered_rejected: u64,
     pub dead_lettered_maxlen: u64,
+    pub dead_lettered_delivery_limit: u64,
     pub queues_declared: u64,
     pub queues_created: u64,
     pub queues_deleted: u64,
