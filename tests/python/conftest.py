@@ -30,13 +30,13 @@ class Server:
         return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
 
 
-def start_server(data_dir, *extra):
-    """Starts `bloodbank serve` on a free port with `data_dir`; returns a Server."""
+def start_server(data_dir, *extra, amqp="127.0.0.1:0"):
+    """Starts `bloodbank serve` on a free port (or `amqp`) with `data_dir`; returns a Server."""
     data_dir = Path(data_dir)
     ready = data_dir.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     proc = subprocess.Popen(
-        [str(BINARY), "serve", "--amqp-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--speech-listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0", "--stomp-listen", "127.0.0.1:0", "--stomp-ws-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
+        [str(BINARY), "serve", "--amqp-listen", amqp, "--gateway-listen", "127.0.0.1:0", "--speech-listen", "127.0.0.1:0", "--management-listen", "127.0.0.1:0", "--stomp-listen", "127.0.0.1:0", "--stomp-ws-listen", "127.0.0.1:0", "--schemas", str(ROOT / "schemas"),
          "--data-dir", str(data_dir), "--ready-file", str(ready), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

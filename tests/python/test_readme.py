@@ -71,3 +71,37 @@ def test_the_readme_consumer_works_as_written(bloodbank, tmp_path):
     finally:
         consumer.terminate()
         consumer.wait(timeout=10)
+
+
+def test_the_readme_kit_consumer_works_as_written(bloodbank, tmp_path):
+    subprocess.run([os.environ.get("BLOODBANK_BIN", str(ROOT / "target" / "debug" / "bloodbank")), "schemas",
+                    "generate", "--lang", "python", "--out", str(tmp_path / "events"), str(ROOT / "schemas")],
+                   check=True, capture_output=True)
+    script = tmp_path / "tracker.py"
+    script.write_text(readme_block("python", "### A typed consumer from the contracts"))
+    tracker = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=tmp_path, env={**os.environ, "BLOODBANK_AMQP_URL": bloodbank.url})
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(bloodbank.url))
+        channel = connection.channel()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if channel.queue_declare("meeting-tracker.main", passive=True).method.consumer_count == 1:
+                    break
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = connection.channel()
+            assert time.monotonic() < deadline, tracker.stderr.read() if tracker.poll() is not None else "no consumer"
+            time.sleep(0.1)
+        connection.close()
+        publish_http(bloodbank.http, {
+            "event_type": "theboard.meeting.created", "timestamp": "2024-01-15T10:30:00Z",
+            "meeting_id": "550e8400-e29b-41d4-a716-446655440001", "topic": "kit",
+            "strategy": "simple", "max_rounds": 2})
+        line = tracker.stdout.readline().strip()
+        assert line == "theboard.meeting.created 550e8400-e29b-41d4-a716-446655440001 kit"
+        tracker.terminate()
+        assert tracker.wait(timeout=20) == 0, tracker.stderr.read()
+    finally:
+        if tracker.poll() is None:
+            tracker.kill()

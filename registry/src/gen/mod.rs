@@ -1,5 +1,5 @@
 //! Code generators: Pydantic v2 models, Zod schemas with inferred TypeScript types, and Rust
-//! serde types, one module per component. Output depends only on the schemas (sorted, no
+//! serde types, one module per component, with the consumer kit's fixed files (`kit/`). Output depends only on the schemas (sorted, no
 //! timestamps), so regenerating an unchanged tree changes nothing.
 
 pub mod python;
@@ -30,7 +30,26 @@ pub fn generate(set: &SchemaSet, lang: Lang) -> Result<Vec<(String, String)>, Er
         Lang::TypeScript => &typescript::LAYOUT,
         Lang::Rust => &rust::LAYOUT,
     };
-    Ok(package(&modules, layout))
+    let mut files = package(&modules, layout);
+    files.extend(kit(lang));
+    Ok(files)
+}
+
+/// The consumer runtime beside the types: the envelope every shape on the bus is read into,
+/// and a subscriber on the language's usual AMQP client (docs/CONSUMERS.md has the
+/// topology they share). Fixed text: only the types depend on the schemas.
+fn kit(lang: Lang) -> Vec<(String, String)> {
+    let files: &[(&str, &str)] = match lang {
+        Lang::Python => &[
+            ("envelope.py", include_str!("kit/envelope.py")),
+            ("consumer.py", include_str!("kit/consumer.py")),
+        ],
+        Lang::TypeScript | Lang::Rust => &[],
+    };
+    files
+        .iter()
+        .map(|(name, text)| (name.to_string(), text.to_string()))
+        .collect()
 }
 
 /// Writes a generated package under `out`, replacing files of the same names.
