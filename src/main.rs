@@ -4,10 +4,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod consume;
 mod contracts;
 mod definitions;
+mod dlq;
 mod manage;
 mod publish;
+mod retry;
 mod schemas;
 mod serve;
 mod speech;
@@ -40,6 +43,12 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Print events as they arrive on the broker.
     Tail(tail::TailArgs),
+    /// Run a command for each event of a queue of your own, with retries and a dead-letter
+    /// queue (exit 0 acks).
+    Consume(consume::ConsumeArgs),
+    /// Dead letters: which queues hold them, show, replay to their routing key, purge.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Speech to text: install the Whisper model, transcribe a file.
     #[command(subcommand)]
     Speech(speech::SpeechCommand),
@@ -83,6 +92,8 @@ fn main() -> std::process::ExitCode {
         Command::Schemas(command) => schemas::run(command),
         Command::Publish(args) => publish::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Consume(args) => consume::run(args),
+        Command::Dlq(command) => dlq::run(command),
         Command::Speech(command) => speech::run(command),
         Command::List(args) => manage::list(args),
         Command::Queues(command) => manage::queues(command),

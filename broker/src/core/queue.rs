@@ -482,7 +482,7 @@ mod tests {
         assert_eq!(total.load(Ordering::Relaxed), held(7, 3));
         let taken = a.pop().unwrap();
         assert_eq!(total.load(Ordering::Relaxed), held(3, 2));
-        a.requeue(taken);
+        assert!(a.requeue(taken).is_none());
         assert_eq!(total.load(Ordering::Relaxed), held(7, 3));
         b.drain();
         assert_eq!(total.load(Ordering::Relaxed), held(6, 2));
