@@ -1,6 +1,6 @@
-"""The generated Python consumer kit, through the example service built on it
-(examples/python/meeting_tracker) running as its own process on real aio-pika against a real
-`bloodbank serve`: the three envelope shapes, redeliveries not double-counted, a failing
+"""The generated consumer kits, through the example service built on each (the meeting
+tracker of examples/python on aio-pika, examples/typescript on amqplib) running as its own
+process against a real `bloodbank serve`, the same scenario for each: the three envelope shapes, redeliveries not double-counted, a failing
 handler retried with backoff then dead-lettered with the reason, bad JSON and contract
 violations straight to the DLQ, a broker restart in the middle without loss, the health
 endpoint, and a graceful stop."""
@@ -17,22 +17,45 @@ import uuid
 from pathlib import Path
 
 import pika
+import pytest
 import requests
 
 from conftest import BINARY, ROOT, free_port, start_server, stop_server
 
-EXAMPLE = ROOT / "examples" / "python" / "meeting_tracker" / "service.py"
+EXAMPLES = ROOT / "examples"
 DLQ = "meeting-tracker.main.dlq"
+
+
+def python_tracker(tmp_path):
+    """The Python example with the package generated into a directory on its path."""
+    package = tmp_path / "pkg"
+    subprocess.run([str(BINARY), "schemas", "generate", "--lang", "python", "--out", str(package / "events"),
+                    str(ROOT / "schemas")], check=True, capture_output=True)
+    return [sys.executable, str(EXAMPLES / "python" / "meeting_tracker" / "service.py")], {"PYTHONPATH": str(package)}
+
+
+def typescript_tracker(tmp_path):
+    """The TypeScript example, generated and compiled the way its README says (npm ci is
+    scripts/test's)."""
+    example = EXAMPLES / "typescript" / "meeting-tracker"
+    assert (example / "node_modules").is_dir(), "run `npm ci` in examples/typescript/meeting-tracker"
+    subprocess.run([str(BINARY), "schemas", "generate", "--lang", "typescript", "--out", str(example / "src" / "events"),
+                    str(ROOT / "schemas")], check=True, capture_output=True)
+    built = subprocess.run([str(example / "node_modules" / ".bin" / "tsc"), "-p", str(example)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return ["node", str(example / "dist" / "service.js")], {}
+
+
+TRACKERS = {"python": python_tracker, "typescript": typescript_tracker}
 
 
 class Tracker:
     """The example service as a child process; its JSON lines are collected as they come."""
 
-    def __init__(self, package_dir, url):
-        env = {**os.environ, "PYTHONPATH": str(package_dir)}
+    def __init__(self, command, env, url):
+        env = {**os.environ, **env}
         self.proc = subprocess.Popen(
-            [sys.executable, str(EXAMPLE), "--url", url, "--max-attempts", "3",
-             "--backoff-ms", "200", "400", "--health-port", "0"],
+            [*command, "--url", url, "--max-attempts", "3", "--backoff-ms", "200", "400", "--health-port", "0"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines = queue.Queue()
         self.seen = []
@@ -101,13 +124,12 @@ def dead_letters(server):
     return out
 
 
-def test_the_meeting_tracker_on_the_python_kit(tmp_path):
-    package = tmp_path / "pkg"
-    subprocess.run([str(BINARY), "schemas", "generate", "--lang", "python", "--out", str(package / "events"),
-                    str(ROOT / "schemas")], check=True, capture_output=True)
+@pytest.mark.parametrize("language", sorted(TRACKERS))
+def test_the_meeting_tracker_on_each_kit(tmp_path, language):
+    command, env = TRACKERS[language](tmp_path)
     port = free_port()
     server = start_server(tmp_path / "data", amqp=f"127.0.0.1:{port}")
-    tracker = Tracker(package, server.url)
+    tracker = Tracker(command, env, server.url)
     try:
         health_port = tracker.wait_for(event="health")["port"]
         tracker.wait_for(event="ready")

@@ -44,7 +44,11 @@ fn kit(lang: Lang) -> Vec<(String, String)> {
             ("envelope.py", include_str!("kit/envelope.py")),
             ("consumer.py", include_str!("kit/consumer.py")),
         ],
-        Lang::TypeScript | Lang::Rust => &[],
+        Lang::TypeScript => &[
+            ("envelope.ts", include_str!("kit/envelope.ts")),
+            ("consumer.ts", include_str!("kit/consumer.ts")),
+        ],
+        Lang::Rust => &[],
     };
     files
         .iter()
