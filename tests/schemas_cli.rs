@@ -237,3 +237,45 @@ fn catalog_lists_every_event_type_in_each_format() {
         }
     }
 }
+
+#[test]
+fn the_rust_examples_generated_code_is_current() {
+    // The Rust meeting tracker builds from a checked-in copy of `schemas generate --lang rust`
+    // (a build script cannot run the CLI); it must be what the generator writes today.
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("events");
+    let gen = bloodbank(
+        &[
+            "schemas",
+            "generate",
+            "--lang",
+            "rust",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &root(),
+    );
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let checked_in = root().join("examples/rust/meeting-tracker/src/events");
+    let names = |d: &Path| {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&dir), names(&checked_in));
+    for name in names(&dir) {
+        assert!(
+            std::fs::read(dir.join(&name)).unwrap()
+                == std::fs::read(checked_in.join(&name)).unwrap(),
+            "examples/rust/meeting-tracker/src/events/{name} is stale: run `bloodbank schemas \
+             generate --lang rust --out examples/rust/meeting-tracker/src/events`"
+        );
+    }
+}

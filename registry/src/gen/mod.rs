@@ -31,6 +31,12 @@ pub fn generate(set: &SchemaSet, lang: Lang) -> Result<Vec<(String, String)>, Er
         Lang::Rust => &rust::LAYOUT,
     };
     let mut files = package(&modules, layout);
+    if lang == Lang::Rust {
+        // Rust modules exist only when their parent names them.
+        if let Some((_, index)) = files.iter_mut().find(|(name, _)| name == layout.index_file) {
+            index.push_str("pub mod consumer;\npub mod envelope;\n");
+        }
+    }
     files.extend(kit(lang));
     Ok(files)
 }
@@ -48,7 +54,10 @@ fn kit(lang: Lang) -> Vec<(String, String)> {
             ("envelope.ts", include_str!("kit/envelope.ts")),
             ("consumer.ts", include_str!("kit/consumer.ts")),
         ],
-        Lang::Rust => &[],
+        Lang::Rust => &[
+            ("envelope.rs", include_str!("kit/envelope.rs")),
+            ("consumer.rs", include_str!("kit/consumer.rs")),
+        ],
     };
     files
         .iter()
