@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// `api_keys` are configured).
     #[arg(long, env = "BLOODBANK_ALLOW_ANONYMOUS")]
     pub allow_anonymous: bool,
+    /// Webhook subscriptions may target only these hosts (`host` or `host:port`,
+    /// comma-separated) [default: any, loopback and private networks included].
+    #[arg(long, env = "BLOODBANK_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<String>,
     /// Publish to this external AMQP broker (e.g. a RabbitMQ cluster) instead of running the
     /// embedded one.
     #[arg(long, env = "BLOODBANK_BROKER_URL", hide_env_values = true)]
@@ -169,6 +173,7 @@ struct FileConfig {
     /// Seconds correlation links are kept.
     correlation_ttl_secs: Option<u64>,
     allow_anonymous: Option<bool>,
+    webhook_allow: Option<Vec<String>>,
     broker_url: Option<String>,
     redis_url: Option<String>,
     speech_listen: Option<Listen>,
@@ -406,6 +411,10 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         allow_anonymous: args.allow_anonymous || file.allow_anonymous.unwrap_or(false),
     };
     gateway.redis_url = args.redis_url.or(file.redis_url);
+    gateway.webhook_allow = match args.webhook_allow.is_empty() {
+        true => file.webhook_allow.unwrap_or_default(),
+        false => args.webhook_allow,
+    };
     if let Some(addr) = args.gateway_listen.or(file.gateway_listen) {
         gateway.listen = addr;
     }

@@ -4,8 +4,8 @@
 //! (`retry.rs`, docs/CONSUMERS.md). Reconnects with backoff; SIGTERM or Ctrl-C stops after
 //! the event in hand.
 
-use crate::retry::{self, Failure, Next, Topology};
 use anyhow::Context;
+use bloodbank_gateway::retry::{self, Failure, Next, Topology};
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;

@@ -4,8 +4,8 @@
 //! (`retry.rs`) or, for one the broker dead-lettered, from its `x-death`.
 
 use crate::manage::Api;
-use crate::retry::{self, int, string};
 use anyhow::Context;
+use bloodbank_gateway::retry::{self, int, string};
 use lapin::message::BasicGetMessage;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};

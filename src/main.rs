@@ -10,7 +10,6 @@ mod definitions;
 mod dlq;
 mod manage;
 mod publish;
-mod retry;
 mod schemas;
 mod serve;
 mod speech;

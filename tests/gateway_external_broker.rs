@@ -85,4 +85,63 @@ async fn publishes_to_rabbitmq_and_recovers_when_it_comes_back() {
     let r = post_json(&server.http, "/events/calendar", &entry("back"), &[]);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(get(&server.http, "/health").json()["status"], "healthy");
+
+    // A webhook subscription works the same through RabbitMQ: its quorum queues live there.
+    let (addr, received) = receive_one_post();
+    let sub = json!({"pattern": "calendar.#", "url": format!("http://{addr}/hook"), "secret": "k"});
+    let r = post_json(&server.http, "/subscriptions", &sub, &[]);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let published = post_json(&server.http, "/events/calendar", &entry("hooked"), &[]);
+    assert_eq!(published.status, 200);
+    let body = received
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the webhook POST arrives");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        published.json()
+    );
+    let queues = rabbit.rabbitmqctl(&["list_queues", "name", "type"]);
+    let queue = r.json()["queue"].as_str().unwrap().to_string();
+    assert!(
+        queues
+            .lines()
+            .any(|l| l.starts_with(&queue) && l.ends_with("quorum")),
+        "{queues}"
+    );
+}
+
+/// A one-shot HTTP receiver: answers the first POST with 200 and hands over its body.
+fn receive_one_post() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        let body = loop {
+            let n = stream.read(&mut buf).unwrap();
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data).to_string();
+            if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap();
+                if rest.len() >= length || n == 0 {
+                    break rest.as_bytes().to_vec();
+                }
+            }
+        };
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let _ = tx.send(body);
+    });
+    (addr, rx)
 }

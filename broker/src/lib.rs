@@ -45,7 +45,7 @@ pub use listen::{BindError, Listen, ListenParseError, Switch};
 pub use message::Message;
 pub use net::{
     feed_frames, same_secret, AckMode, Admin, AdminError, Broker, Delivered, Got, PublishError,
-    Publisher, Session, Subscription,
+    Publisher, Session, Subscription, Taken,
 };
 pub use pidlock::{PidLock, PidLockError};
 pub use store::definitions;

@@ -15,9 +15,11 @@ mod idempotency;
 mod metrics;
 mod openapi;
 mod publishing;
+pub mod retry;
 mod routes;
 mod sink;
 mod store;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub struct GatewayConfig {
     pub auth: Auth,
     /// Keep correlation links in Redis (the original's keys) instead of the embedded store.
     pub redis_url: Option<String>,
+    /// Webhook targets allowed (`host` or `host:port`); empty: any.
+    pub webhook_allow: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -75,6 +79,7 @@ impl Default for GatewayConfig {
             data_dir: None,
             auth: Auth::default(),
             redis_url: None,
+            webhook_allow: Vec::new(),
         }
     }
 }
@@ -98,6 +103,7 @@ pub(crate) struct AppState {
     store: store::Store,
     correlation: correlation::Correlation,
     metrics: metrics::Metrics,
+    webhooks: webhooks::Webhooks,
     /// Requests with the same idempotency key run one at a time.
     in_flight: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -135,6 +141,17 @@ impl Gateway {
             .map_err(GatewayError::TlsListen)?;
         let tls = config.tls.clone();
         let auth = config.auth.clone();
+        let broker = match &sink {
+            Sink::Embedded(publisher) => webhooks::Broker::Embedded(publisher.clone()),
+            Sink::External(external) => webhooks::Broker::External(external.url().to_string()),
+        };
+        let webhooks = webhooks::Webhooks::start(
+            broker,
+            config.exchange.clone(),
+            store.clone(),
+            config.webhook_allow.clone(),
+        )
+        .await?;
         let state = Arc::new(AppState {
             config,
             auth,
@@ -142,6 +159,7 @@ impl Gateway {
             contracts,
             store,
             correlation,
+            webhooks,
             metrics: Default::default(),
             in_flight: Default::default(),
         });

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 pub(crate) enum Method {
     Get,
     Post,
+    Delete,
 }
 
 impl Method {
@@ -14,6 +15,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Delete => "DELETE",
         }
     }
 }
@@ -49,6 +51,7 @@ pub(crate) fn document(ops: &[Op]) -> Value {
             let method = match op.method {
                 Method::Get => "get",
                 Method::Post => "post",
+                Method::Delete => "delete",
             };
             let entry = paths.entry(path).or_insert_with(|| json!({}));
             entry[method] = operation(op, prefix);
@@ -74,7 +77,7 @@ fn operation(op: &Op, prefix: &str) -> Value {
     for segment in op.path.split('/').filter(|s| s.starts_with('{')) {
         let name = segment.trim_matches(|c| c == '{' || c == '}');
         let schema = match name {
-            "message_id" => json!({"type": "string", "format": "uuid"}),
+            "message_id" | "id" => json!({"type": "string", "format": "uuid"}),
             _ => json!({"type": "string", "pattern": "^[a-z0-9]+\\.[a-z0-9._]+$"}),
         };
         parameters.push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
@@ -85,7 +88,7 @@ fn operation(op: &Op, prefix: &str) -> Value {
     if op.id == "streamEvents" {
         parameters.push(json!({"name": "pattern", "in": "query", "required": false, "schema": {"type": "string", "default": "#"}}));
     }
-    if op.method == Method::Post {
+    if op.method == Method::Post && op.tag == "Events" {
         for (name, description) in [
             (
                 "X-Correlation-ID",
@@ -113,7 +116,17 @@ fn operation(op: &Op, prefix: &str) -> Value {
             json!({"description": "OK", "content": {"application/json": {"schema": reference(name)}}})
         }
     };
-    responses.insert(if op.ok == "websocket" { "101" } else { "200" }.into(), ok);
+    let status = match (op.ok, op.method) {
+        ("websocket", _) => "101",
+        ("none", _) => "204",
+        (_, Method::Post) if op.tag == "Webhooks" => "201",
+        _ => "200",
+    };
+    let ok = match op.ok {
+        "none" => json!({"description": "Done"}),
+        _ => ok,
+    };
+    responses.insert(status.into(), ok);
     for code in op.errors {
         responses.insert(
             code.to_string(),
@@ -155,7 +168,7 @@ fn reason(code: u16) -> &'static str {
             "Malformed request, or the payload does not satisfy its contract (details.violations)"
         }
         401 => "No or unknown API key",
-        403 => "The API key may not publish this event type",
+        403 => "The API key may not publish this event type (or hold more subscriptions, or target this URL)",
         404 => "Unknown event type, message or route",
         413 => "Body too large",
         415 => "Content type not accepted",
@@ -205,6 +218,37 @@ fn schemas() -> Value {
                 "payload": {}
             }
         },
+        "SubscriptionRequest": {
+            "type": "object",
+            "required": ["pattern", "url", "secret"],
+            "additionalProperties": false,
+            "properties": {
+                "pattern": {"type": "string", "minLength": 1, "maxLength": 255, "description": "Topic pattern over event types (theboard.meeting.*, #)"},
+                "url": {"type": "string", "pattern": "^http://", "description": "Receives each matching envelope as a POST"},
+                "secret": {"type": "string", "minLength": 1, "maxLength": 256, "description": "Key of the HMAC-SHA256 of the body in X-Bloodbank-Signature (sha256=<hex>)"},
+                "max_attempts": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+                "backoff_ms": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "integer", "minimum": 10, "maximum": 86400000}}
+            }
+        },
+        "Subscription": {
+            "type": "object",
+            "required": ["id", "pattern", "url", "max_attempts", "backoff_ms", "created_at", "queue", "dead_letter_queue"],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "pattern": {"type": "string"},
+                "url": {"type": "string"},
+                "max_attempts": {"type": "integer"},
+                "backoff_ms": {"type": "array", "items": {"type": "integer"}},
+                "created_at": {"type": "string", "format": "date-time"},
+                "queue": {"type": "string"},
+                "dead_letter_queue": {"type": "string"},
+                "delivered": {"type": "integer"},
+                "failed_attempts": {"type": "integer"},
+                "dead_lettered": {"type": "integer"},
+                "last_error": {"type": ["string", "null"]}
+            }
+        },
+        "Subscriptions": {"type": "array", "items": {"$ref": "#/components/schemas/Subscription"}},
         "CloudEvent": {
             "type": "object",
             "required": ["specversion", "id", "source", "type", "data"],

@@ -124,6 +124,11 @@ fn lost(e: lapin::Error) -> SinkError {
 }
 
 impl External {
+    /// The broker's URL (with its credentials).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn new(url: String, exchange: String) -> External {
         External {
             url,

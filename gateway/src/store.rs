@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, Durability, MultimapTableDefinition, ReadableDatabase, TableDefinition};
+use redb::{
+    Database, Durability, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -13,6 +15,8 @@ use serde_json::Value;
 
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 const EVENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation_events");
+/// Webhook subscriptions by id (their JSON).
+const WEBHOOKS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhooks");
 const CHILDREN: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("correlation_children");
 
@@ -68,6 +72,7 @@ impl Store {
         tx.open_table(IDEMPOTENCY).map_err(err)?;
         tx.open_table(EVENTS).map_err(err)?;
         tx.open_multimap_table(CHILDREN).map_err(err)?;
+        tx.open_table(WEBHOOKS).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(Store { db: Arc::new(db) })
     }
@@ -110,6 +115,37 @@ impl Store {
         tx.open_table(IDEMPOTENCY)
             .map_err(err)?
             .insert(key, raw.as_slice())
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Every stored webhook subscription.
+    pub fn webhooks(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(err)?;
+        let table = tx.open_table(WEBHOOKS).map_err(err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(err)? {
+            let (_, value) = entry.map_err(err)?;
+            out.push(value.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Stores a webhook subscription, on disk before it returns.
+    pub fn put_webhook(&self, id: uuid::Uuid, raw: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(WEBHOOKS)
+            .map_err(err)?
+            .insert(id.to_string().as_str(), raw)
+            .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    pub fn delete_webhook(&self, id: uuid::Uuid) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.open_table(WEBHOOKS)
+            .map_err(err)?
+            .remove(id.to_string().as_str())
             .map_err(err)?;
         tx.commit().map_err(err)
     }

@@ -6,12 +6,13 @@
 use super::publisher::publish_durably;
 use super::{PublishError, Shared};
 use crate::core::declare::{ExchangeSpec, QueueSpec};
+use crate::core::deliver::ConsumeSpec;
 use crate::core::inspect::{
     BindingView, ChannelView, ConnectionView, ConsumerView, ExchangeView, QueueView,
 };
 use crate::core::policy::Policy;
 use crate::core::stats::Totals;
-use crate::core::{ChanKey, Core, Destination, Message, Outbound, Outlet, Peer, Protocol};
+use crate::core::{ChanKey, Core, Destination, Message, Outbound, Outlet, Peer, Protocol, Window};
 use crate::error::AmqpError;
 use crate::store::definitions::{DefOp, PermissionDef, PolicyDef, TopicPermissionDef, UserDef};
 use crate::store::json_args::json_to_table;
@@ -61,6 +62,14 @@ pub struct Got {
     pub redelivered: bool,
     /// Messages left in the queue after this one.
     pub message_count: u32,
+}
+
+/// A message delivered to a session's consumer ([`Session::consume`]); settle it by `tag`.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub tag: u64,
+    pub redelivered: bool,
+    pub message: Arc<Message>,
 }
 
 /// What a `get` does with the messages it takes (RabbitMQ's `ackmode`).
@@ -427,6 +436,13 @@ impl Admin {
         Ok(self.open_session("bloodbank", vhost, access))
     }
 
+    /// [`Admin::system_session`] on a vhost known to exist (`/` is never deleted while the
+    /// process runs).
+    pub(super) fn system_session_on(&self, vhost: &str) -> Session {
+        let access = crate::core::access::Access::all("bloodbank", vhost);
+        self.open_session("bloodbank", vhost, access)
+    }
+
     fn open_session(
         &self,
         user: &str,
@@ -434,6 +450,7 @@ impl Admin {
         access: crate::core::access::Access,
     ) -> Session {
         let (outlet, outbox) = Outlet::new(super::OUTLET_BUDGET);
+        let window = outlet.window();
         let peer = Peer {
             user: user.into(),
             vhost: vhost.into(),
@@ -454,6 +471,7 @@ impl Admin {
             admin: self.clone(),
             ck,
             outbox,
+            window,
         }
     }
 }
@@ -464,6 +482,8 @@ pub struct Session {
     admin: Admin,
     ck: ChanKey,
     outbox: UnboundedReceiver<Outbound>,
+    /// The bytes of messages handed to this session and not yet taken from `outbox`.
+    window: Arc<Window>,
 }
 
 impl Drop for Session {
@@ -585,6 +605,9 @@ impl Session {
         for _ in 0..count {
             self.admin.core().basic_get(self.ck, queue, false)?;
             let answer = tokio::time::timeout(GET_WAIT, self.outbox.recv()).await;
+            if let Ok(Some(out)) = &answer {
+                self.window.written(out.content_bytes());
+            }
             match answer {
                 Ok(Some(Outbound::GetOk {
                     delivery_tag,
@@ -612,6 +635,59 @@ impl Session {
             }
         }
         Ok(got)
+    }
+
+    /// Consumes `queue` with manual acknowledgements, at most `prefetch` unsettled at a time
+    /// (a session has one consumer); messages arrive with [`Session::next_delivery`].
+    pub fn consume(&self, queue: &str, prefetch: u16) -> Result<(), AdminError> {
+        self.exists(queue)?;
+        let mut core = self.admin.core();
+        core.basic_qos(self.ck, prefetch, false);
+        core.basic_consume(
+            self.ck,
+            ConsumeSpec {
+                queue: queue.into(),
+                tag: "session".into(),
+                no_ack: false,
+                exclusive: false,
+                nowait: true,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// The consumer's next message; `None` once the broker has shut down.
+    pub async fn next_delivery(&mut self) -> Option<Taken> {
+        loop {
+            let out = self.outbox.recv().await?;
+            self.window.written(out.content_bytes());
+            match out {
+                Outbound::Deliver {
+                    delivery_tag,
+                    redelivered,
+                    message,
+                    ..
+                } => {
+                    return Some(Taken {
+                        tag: delivery_tag,
+                        redelivered,
+                        message,
+                    })
+                }
+                Outbound::Shutdown => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Settles a delivery: acknowledged, or rejected (back to the queue with `requeue`).
+    pub fn settle(&self, tag: u64, ack: bool, requeue: bool) -> Result<(), AdminError> {
+        let mut core = self.admin.core();
+        match ack {
+            true => core.basic_ack(self.ck, tag, false)?,
+            false => core.basic_nack(self.ck, tag, false, requeue)?,
+        }
+        Ok(())
     }
 
     fn exists(&self, queue: &str) -> Result<(), AdminError> {

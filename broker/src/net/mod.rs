@@ -12,7 +12,7 @@ mod stomp;
 mod stream;
 mod subscriber;
 
-pub use admin::{AckMode, Admin, AdminError, Got, Session};
+pub use admin::{AckMode, Admin, AdminError, Got, Session, Taken};
 pub(crate) use alarm::default_memory_high_watermark;
 pub use amqp::feed_frames;
 pub use auth::same_secret;

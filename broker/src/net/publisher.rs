@@ -67,6 +67,12 @@ impl Publisher {
         super::Subscription::open(self.shared.clone(), exchange, pattern)
     }
 
+    /// A session with every permission in vhost `/`, for what the process itself consumes
+    /// and declares (webhook deliveries).
+    pub fn system_session(&self) -> super::Session {
+        super::Admin::new(self.shared.clone()).system_session_on("/")
+    }
+
     /// Whether publishes are refused now, and why.
     pub fn blocked(&self) -> Option<String> {
         self.shared.alarm.borrow().clone()

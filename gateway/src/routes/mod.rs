@@ -6,11 +6,12 @@ mod health;
 mod publish;
 mod schemas;
 mod stream;
+mod subscriptions;
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use serde_json::Value;
 
@@ -112,6 +113,36 @@ pub(crate) const API: &[Op] = &[
         errors: &[400, 401, 503],
     },
     Op {
+        method: Method::Post,
+        path: "/subscriptions",
+        id: "createSubscription",
+        tag: "Webhooks",
+        summary: "Subscribe a URL to the events matching a pattern: each is POSTed to it, signed, at least once, with retries and then a dead-letter queue",
+        body: RequestBody::Json("SubscriptionRequest"),
+        ok: "Subscription",
+        errors: &[400, 401, 403, 413, 415, 503],
+    },
+    Op {
+        method: Method::Get,
+        path: "/subscriptions",
+        id: "listSubscriptions",
+        tag: "Webhooks",
+        summary: "The caller's webhook subscriptions with their delivery counts",
+        body: RequestBody::None,
+        ok: "Subscriptions",
+        errors: &[401],
+    },
+    Op {
+        method: Method::Delete,
+        path: "/subscriptions/{id}",
+        id: "deleteSubscription",
+        tag: "Webhooks",
+        summary: "Stop a webhook subscription and delete its queues",
+        body: RequestBody::None,
+        ok: "none",
+        errors: &[401, 404, 503],
+    },
+    Op {
         method: Method::Get,
         path: "/metrics",
         id: "getMetrics",
@@ -146,6 +177,9 @@ fn handler(id: &str) -> MethodRouter<Arc<AppState>> {
         "getMetrics" => get(crate::metrics::render),
         "streamEvents" => get(stream::events),
         "getOpenApi" => get(openapi_json),
+        "createSubscription" => post(subscriptions::create),
+        "listSubscriptions" => get(subscriptions::list),
+        "deleteSubscription" => delete(subscriptions::delete),
         other => unreachable!("operation {other} has no handler"),
     }
 }

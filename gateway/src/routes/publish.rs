@@ -253,7 +253,7 @@ fn media_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-async fn read_json(
+pub(crate) async fn read_json(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

@@ -1,6 +1,7 @@
 //! The retry and dead-letter topology every consumer kit shares (docs/CONSUMERS.md): the work
 //! queue `Q`, delay queues `Q.retry.<ms>` that dead-letter back into it, and `Q.dlq`. Pure:
-//! names, arguments, headers and what to do after an attempt; `consume` and `dlq` do the I/O.
+//! names, arguments, headers and what to do after an attempt; webhook delivery
+//! (`webhooks/`), `bloodbank consume` and `bloodbank dlq` do the I/O.
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 

@@ -1,0 +1,257 @@
+//! The queues a webhook subscription is delivered from, on the broker in this process (an
+//! in-process session) or on an external RabbitMQ (lapin with publisher confirms): declare
+//! the retry topology, take messages one at a time, publish retry and dead-letter copies,
+//! acknowledge.
+
+use crate::retry::Topology;
+use amq_protocol::protocol::BasicProperties;
+use amq_protocol::types::FieldTable;
+use bloodbank_broker::{Publisher, QueueSpec, Session};
+use bytes::Bytes;
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+
+/// Where the broker is.
+#[derive(Clone)]
+pub(crate) enum Broker {
+    Embedded(Publisher),
+    External(String),
+}
+
+/// A message to deliver.
+pub(crate) struct Item {
+    pub tag: u64,
+    pub exchange: String,
+    pub routing_key: String,
+    pub properties: BasicProperties,
+    pub body: Bytes,
+}
+
+pub(crate) enum Source {
+    Embedded(Session),
+    External(Box<External>),
+}
+
+pub(crate) struct External {
+    _conn: Connection,
+    ch: Channel,
+    consumer: lapin::Consumer,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Source {
+    /// Declares the subscription's queues (bound to `exchange` by `pattern`) and consumes its
+    /// work queue, one message at a time.
+    pub(crate) async fn open(
+        broker: &Broker,
+        topology: &Topology,
+        exchange: &str,
+        pattern: &str,
+    ) -> Result<Source, String> {
+        let mut queues = vec![(topology.dlq(), topology.dlq_args())];
+        for ms in topology.delays() {
+            queues.push((topology.retry_queue(ms), topology.retry_args(ms)));
+        }
+        queues.push((topology.queue.clone(), topology.work_args()));
+        match broker {
+            Broker::Embedded(publisher) => {
+                let session = publisher.system_session();
+                for (name, arguments) in queues {
+                    let spec = QueueSpec {
+                        name,
+                        passive: false,
+                        durable: true,
+                        exclusive: false,
+                        auto_delete: false,
+                        arguments,
+                    };
+                    session.declare_queue(spec).await.map_err(err)?;
+                }
+                let no_args = serde_json::json!({});
+                session
+                    .bind(exchange, &topology.queue, false, pattern, &no_args)
+                    .await
+                    .map_err(err)?;
+                session.consume(&topology.queue, 1).map_err(err)?;
+                Ok(Source::Embedded(session))
+            }
+            Broker::External(url) => {
+                let conn = Connection::connect(url, ConnectionProperties::default())
+                    .await
+                    .map_err(err)?;
+                let ch = conn.create_channel().await.map_err(err)?;
+                ch.confirm_select(ConfirmSelectOptions::default())
+                    .await
+                    .map_err(err)?;
+                ch.basic_qos(1, BasicQosOptions::default())
+                    .await
+                    .map_err(err)?;
+                let durable = ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                ch.exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+                let durable = QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                };
+                for (name, arguments) in queues {
+                    ch.queue_declare(name.as_str().into(), durable, arguments)
+                        .await
+                        .map_err(err)?;
+                }
+                let queue = topology.queue.as_str();
+                ch.queue_bind(
+                    queue.into(),
+                    exchange.into(),
+                    pattern.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(err)?;
+                let consumer = ch
+                    .basic_consume(
+                        queue.into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(err)?;
+                Ok(Source::External(Box::new(External {
+                    _conn: conn,
+                    ch,
+                    consumer,
+                })))
+            }
+        }
+    }
+
+    /// The next message; an error means the connection is gone.
+    pub(crate) async fn next(&mut self) -> Result<Item, String> {
+        match self {
+            Source::Embedded(session) => {
+                let taken = session
+                    .next_delivery()
+                    .await
+                    .ok_or("the broker is shutting down")?;
+                let m = taken.message;
+                Ok(Item {
+                    tag: taken.tag,
+                    exchange: m.exchange.clone(),
+                    routing_key: m.routing_key.clone(),
+                    properties: m.properties.clone(),
+                    body: m.body.clone(),
+                })
+            }
+            Source::External(external) => {
+                let d = external
+                    .consumer
+                    .next()
+                    .await
+                    .ok_or("the broker ended the consumer")?
+                    .map_err(err)?;
+                Ok(Item {
+                    tag: d.delivery_tag,
+                    exchange: d.exchange.to_string(),
+                    routing_key: d.routing_key.to_string(),
+                    properties: d.properties,
+                    body: Bytes::from(d.data),
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn ack(&self, tag: u64) -> Result<(), String> {
+        match self {
+            Source::Embedded(session) => session.settle(tag, true, false).map_err(err),
+            Source::External(external) => external
+                .ch
+                .basic_ack(tag, BasicAckOptions::default())
+                .await
+                .map_err(err),
+        }
+    }
+
+    /// Publishes a copy to `queue` (through the default exchange) and returns once the broker
+    /// has it durably.
+    pub(crate) async fn publish(
+        &self,
+        queue: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), String> {
+        let properties = properties.with_delivery_mode(2);
+        match self {
+            Source::Embedded(session) => match session.publish("", queue, properties, body).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(format!("no queue {queue}")),
+                Err(e) => Err(e.to_string()),
+            },
+            Source::External(external) => {
+                let confirm = external
+                    .ch
+                    .basic_publish(
+                        "".into(),
+                        queue.into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        properties,
+                    )
+                    .await
+                    .map_err(err)?
+                    .await
+                    .map_err(err)?;
+                match confirm.is_ack() {
+                    true => Ok(()),
+                    false => Err(format!("the broker refused the copy for {queue}")),
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a subscription's queues (it was unsubscribed).
+pub(crate) async fn delete(broker: &Broker, topology: &Topology) -> Result<(), String> {
+    let mut names = vec![topology.queue.clone(), topology.dlq()];
+    names.extend(
+        topology
+            .delays()
+            .into_iter()
+            .map(|ms| topology.retry_queue(ms)),
+    );
+    match broker {
+        Broker::Embedded(publisher) => {
+            let session = publisher.system_session();
+            for name in names {
+                // Already gone is fine.
+                let _ = session.delete_queue(&name, false, false).await;
+            }
+        }
+        Broker::External(url) => {
+            let conn = Connection::connect(url, ConnectionProperties::default())
+                .await
+                .map_err(err)?;
+            let ch = conn.create_channel().await.map_err(err)?;
+            for name in names {
+                ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(err)?;
+            }
+            let _ = conn.close(200, "bye".into()).await;
+        }
+    }
+    Ok(())
+}
