@@ -84,6 +84,7 @@ async function refresh() {
     if (state.tab === "queues") await queues();
     if (state.tab === "exchanges") await exchanges();
     if (state.tab === "connections") await connections();
+    if (state.tab === "deadletters") await deadLetters();
   } catch (e) {
     if (e.message !== "unauthorised") toast(e.message);
   }
@@ -191,6 +192,95 @@ async function queueAction(act, vhost, name) {
   await refresh();
 }
 
+// Dead letters: the kits' headers (x-dead-reason, x-error, x-attempts, x-original-*) or
+// RabbitMQ's x-death for a queue's own dead-lettering.
+const BOOKKEEPING = ["x-attempt", "x-dead-reason", "x-error", "x-attempts", "x-last-error", "x-service", "x-dead-at",
+  "x-death", "x-first-death-queue", "x-first-death-reason", "x-first-death-exchange", "x-delivery-count",
+  "x-original-routing-key", "x-original-exchange"];
+
+function deadInfo(m) {
+  const h = m.properties.headers || {};
+  const deaths = Array.isArray(h["x-death"]) ? h["x-death"] : [];
+  const first = deaths[deaths.length - 1] || {};
+  const key = h["x-original-routing-key"] ?? (first["routing-keys"] || [])[0];
+  const exchange = h["x-original-routing-key"] !== undefined ? h["x-original-exchange"] ?? "" : first.exchange;
+  return {
+    reason: h["x-dead-reason"] ?? first.reason ?? "unknown",
+    attempts: h["x-attempts"] ?? first.count ?? "?",
+    error: h["x-error"] ?? "",
+    key, exchange,
+  };
+}
+
+function isDlq(q, all) {
+  return /[._]dlq$/.test(q.name) || all.some((o) => o.vhost === q.vhost && (o.arguments || {})["x-dead-letter-routing-key"] === q.name);
+}
+
+async function peek(vhost, name, count) {
+  return api(`/queues/${enc(vhost)}/${enc(name)}/get`, { method: "POST", body: JSON.stringify({ count, ackmode: "ack_requeue_true", encoding: "auto", truncate: 50000 }) });
+}
+
+async function deadLetters() {
+  const all = await api("/queues");
+  const dlqs = all.filter((q) => isDlq(q, all));
+  $("dlq-empty").hidden = dlqs.length > 0;
+  const rows = await Promise.all(dlqs.map(async (q) => {
+    const reasons = {};
+    if (q.messages_ready > 0) for (const m of await peek(q.vhost, q.name, 20)) {
+      const r = deadInfo(m).reason;
+      reasons[r] = (reasons[r] || 0) + 1;
+    }
+    const id = esc(JSON.stringify([q.vhost, q.name]));
+    return `<tr data-dlq="${esc(q.name)}"><td><b>${esc(q.name)}</b></td><td>${esc(q.vhost)}</td>
+      <td class="n ready">${fmt(q.messages_ready)}</td>
+      <td>${Object.entries(reasons).map(([r, n]) => `<span class="pill reason">${esc(r)} × ${n}</span>`).join(" ") || '<span class="muted">none</span>'}</td>
+      <td class="actions"><button data-dead="show" data-id='${id}'>Show</button>
+        <button data-dead="replay" data-id='${id}'>Replay all</button>
+        <button data-dead="purge" class="danger" data-id='${id}'>Purge</button></td></tr>`;
+  }));
+  $("dlq-rows").innerHTML = rows.join("");
+}
+
+async function deadAction(act, vhost, name) {
+  if (act === "show") {
+    const got = await peek(vhost, name, 20);
+    $("dead").hidden = false;
+    $("dead-queue").textContent = name;
+    $("dead-list").innerHTML = got.length ? got.map((m) => {
+      const d = deadInfo(m);
+      return `<div class="message dead-letter"><div><span class="pill reason">${esc(d.reason)}</span>
+        <b>${esc(m.properties.type || d.key || "?")}</b> · ${esc(String(d.attempts))} attempt(s) · from <code>${esc(d.exchange || "(default)")}</code> / <code>${esc(d.key ?? "?")}</code></div>
+        ${d.error ? `<div class="error">${esc(d.error)}</div>` : ""}<pre>${esc(m.payload)}</pre></div>`;
+    }).join("") : '<p class="muted">No dead letters.</p>';
+  } else if (act === "replay") {
+    const q = await api(`/queues/${enc(vhost)}/${enc(name)}`);
+    if (!confirm(`Replay ${q.messages_ready} dead letters of ${name} to their routing keys?`)) return;
+    let replayed = 0;
+    for (let i = 0; i < q.messages_ready; i++) {
+      const [m] = await peek(vhost, name, 1);
+      if (!m) break;
+      const d = deadInfo(m);
+      if (d.key === undefined) { toast("A dead letter without its origin stays"); break; }
+      const headers = Object.fromEntries(Object.entries(m.properties.headers || {}).filter(([k]) => !BOOKKEEPING.includes(k)));
+      const properties = { ...m.properties, headers };
+      const sent = await api(`/exchanges/${enc(vhost)}/${enc(d.exchange || "amq.default")}/publish`, { method: "POST",
+        body: JSON.stringify({ routing_key: d.key, payload: m.payload, payload_encoding: m.payload_encoding, properties }) });
+      if (!sent.routed) { toast(`Nothing is bound to ${d.key} now; it stays`); break; }
+      // Published (durably) before it is taken off this queue: at least once, never lost.
+      await api(`/queues/${enc(vhost)}/${enc(name)}/get`, { method: "POST", body: JSON.stringify({ count: 1, ackmode: "ack_requeue_false", encoding: "auto" }) });
+      replayed++;
+    }
+    toast(`Replayed ${replayed} from ${name}`);
+    $("dead").hidden = true;
+  } else if (act === "purge") {
+    if (!confirm(`Purge every dead letter of ${name}?`)) return;
+    await api(`/queues/${enc(vhost)}/${enc(name)}/contents`, { method: "DELETE" });
+    toast(`Purged ${name}`);
+    $("dead").hidden = true;
+  }
+  await refresh();
+}
+
 async function exchanges() {
   const [list, bindings] = await Promise.all([api("/exchanges"), api("/bindings")]);
   $("exchange-rows").innerHTML = list.map((e) => {
@@ -269,6 +359,7 @@ $("logout").addEventListener("click", () => signOut());
 $("tabs").addEventListener("click", (e) => e.target.dataset.tab && show(e.target.dataset.tab));
 $("queue-filter").addEventListener("input", () => queues());
 $("messages-close").addEventListener("click", () => ($("messages").hidden = true));
+$("dead-close").addEventListener("click", () => ($("dead").hidden = true));
 $("tail-form").addEventListener("submit", startTail);
 $("tail-stop").addEventListener("click", stopTail);
 document.addEventListener("click", async (e) => {
@@ -278,6 +369,9 @@ document.addEventListener("click", async (e) => {
     if (b.dataset.act) {
       const [vhost, name] = JSON.parse(b.dataset.id);
       await queueAction(b.dataset.act, vhost, name);
+    } else if (b.dataset.dead) {
+      const [vhost, name] = JSON.parse(b.dataset.id);
+      await deadAction(b.dataset.dead, vhost, name);
     } else if (b.dataset.close && confirm("Close connection " + b.dataset.close + "?")) {
       await api("/connections/" + enc(b.dataset.close), { method: "DELETE", headers: { "X-Reason": "Closed from the Bloodbank dashboard" } });
       toast("Connection closed");

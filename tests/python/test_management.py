@@ -428,6 +428,40 @@ def test_pyrabbit2_a_management_client_from_pypi(api):
     assert q not in [x["name"] for x in client.get_queues("/")]
 
 
+def test_dead_letters_in_the_dashboard(bloodbank, api):
+    """The Dead letters tab in headless Chromium: a DLQ holding a kit's dead letter and one
+    the broker dead-lettered itself (x-death) shows both reasons and the error, and Replay all
+    puts each back where it first came from."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = fresh("dl")
+    dlq, target, source = f"{p}-work.dlq", f"{p}-target", f"{p}-src"
+    conn = amqp(bloodbank)
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.queue_declare(dlq, durable=True)
+    ch.queue_declare(target, durable=True)
+    ch.queue_declare(source, durable=True, arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    kit = {"x-dead-reason": "handler_failed", "x-error": "ValueError: boom", "x-attempts": 3,
+           "x-original-routing-key": target, "x-original-exchange": "", "trace": "kept"}
+    ch.basic_publish("", dlq, b'{"n": 1}', pika.BasicProperties(delivery_mode=2, headers=kit))
+    ch.basic_publish("", source, b'{"n": 2}', pika.BasicProperties(delivery_mode=2))
+    method, _, _ = ch.basic_get(source)
+    ch.basic_reject(method.delivery_tag, requeue=False)
+    assert wait_for(lambda: api.get(url(api, f"/api/queues/%2F/{dlq}")).json()["messages"] == 2)
+    run = subprocess.run(["node", os.path.join(root, "tests", "browser", "dead_letters.mjs"), api.base + "/", dlq],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["count"] == "2" and seen["after"] == "0"
+    assert seen["reasons"] == ["handler_failed × 1", "rejected × 1"]
+    assert {"reason": "handler_failed", "error": "ValueError: boom"} in seen["shown"]
+    _, props, body = ch.basic_get(target, auto_ack=True)
+    assert body == b'{"n": 1}' and props.headers == {"trace": "kept"}
+    _, props, body = ch.basic_get(source, auto_ack=True)
+    assert body == b'{"n": 2}' and "x-death" not in (props.headers or {})
+    conn.close()
+
+
 def test_the_dashboard_in_chromium(bloodbank, api):
     """Headless Chromium signs in, watches a queue fill when pika publishes, reads its
     messages, purges it and closes a connection from the page, and tails live events."""
