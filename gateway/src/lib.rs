@@ -142,8 +142,8 @@ impl Gateway {
         let tls = config.tls.clone();
         let auth = config.auth.clone();
         let broker = match &sink {
-            Sink::Embedded(publisher) => webhooks::Broker::Embedded(publisher.clone()),
-            Sink::External(external) => webhooks::Broker::External(external.url().to_string()),
+            Sink::Embedded(publisher) => retry::Broker::Embedded(publisher.clone()),
+            Sink::External(external) => retry::Broker::External(external.url().to_string()),
         };
         let webhooks = webhooks::Webhooks::start(
             broker,

@@ -7,21 +7,15 @@
 //! are kept in the gateway's store and their tasks restarted with the gateway.
 
 mod post;
-mod source;
-
-pub(crate) use source::Broker;
 
 use crate::error::ApiError;
-use crate::retry::{self, copy_headers, Failure, Next, Topology};
+use crate::retry::{self, Broker, Failure, Handler, Item, Next, Topology, WorkQueue, Worker};
 use crate::store::Store;
-use amq_protocol::types::AMQPValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use source::{Item, Source};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -95,7 +89,10 @@ impl Webhooks {
         let stored = webhooks.store.run(|s| s.webhooks()).await?;
         for bytes in stored {
             match serde_json::from_slice::<Subscription>(&bytes) {
-                Ok(sub) => webhooks.spawn(sub, None),
+                Ok(sub) => {
+                    let worker = webhooks.worker(&sub, Arc::default());
+                    webhooks.spawn(sub, worker, None);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "a stored webhook subscription is unreadable")
                 }
@@ -108,15 +105,29 @@ impl Webhooks {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn spawn(&self, subscription: Subscription, opened: Option<Source>) {
-        let (stop, stopped) = watch::channel(false);
-        let stats = Arc::new(Stats::default());
-        let worker = Worker {
+    fn worker(&self, subscription: &Subscription, stats: Arc<Stats>) -> Worker<Deliver> {
+        Worker {
             broker: self.broker.clone(),
             exchange: self.exchange.clone(),
-            subscription: subscription.clone(),
-            stats: stats.clone(),
-        };
+            patterns: vec![subscription.pattern.clone()],
+            topology: subscription.topology(),
+            service: subscription.topology().queue,
+            handler: Deliver {
+                url: subscription.url.clone(),
+                secret: subscription.secret.clone(),
+                stats,
+            },
+        }
+    }
+
+    fn spawn(
+        &self,
+        subscription: Subscription,
+        worker: Worker<Deliver>,
+        opened: Option<WorkQueue>,
+    ) {
+        let (stop, stopped) = watch::channel(false);
+        let stats = worker.handler.stats.clone();
         tokio::spawn(worker.run(opened, stopped));
         self.running().insert(
             subscription.id,
@@ -143,15 +154,11 @@ impl Webhooks {
         }
         // Its queue exists and is bound before the answer: every event published after it
         // is delivered.
-        let topology = subscription.topology();
-        let opened = Source::open(
-            &self.broker,
-            &topology,
-            &self.exchange,
-            &subscription.pattern,
-        )
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("the broker: {e}")))?;
+        let worker = self.worker(&subscription, Arc::default());
+        let opened = worker
+            .open()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the broker: {e}")))?;
         let bytes =
             serde_json::to_vec(&subscription).map_err(|e| ApiError::Internal(e.to_string()))?;
         let id = subscription.id;
@@ -159,7 +166,7 @@ impl Webhooks {
             .run(move |s| s.put_webhook(id, &bytes))
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        self.spawn(subscription.clone(), Some(opened));
+        self.spawn(subscription.clone(), worker, Some(opened));
         Ok(self.view(&subscription, None))
     }
 
@@ -197,7 +204,7 @@ impl Webhooks {
             .run(move |s| s.delete_webhook(id))
             .await
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        if let Err(e) = source::delete(&self.broker, &running.subscription.topology()).await {
+        if let Err(e) = retry::delete(&self.broker, &running.subscription.topology()).await {
             tracing::warn!(error = %e, "deleting a webhook subscription's queues failed");
         }
         Ok(())
@@ -300,86 +307,22 @@ impl Webhooks {
     }
 }
 
-/// One subscription's delivery task.
-struct Worker {
-    broker: Broker,
-    exchange: String,
-    subscription: Subscription,
+/// A subscription's handler: POST the message to its URL.
+struct Deliver {
+    url: String,
+    secret: String,
     stats: Arc<Stats>,
 }
 
-impl Worker {
-    /// Delivers until stopped, reopening its queue with backoff when the broker goes away.
-    async fn run(self, mut opened: Option<Source>, mut stop: watch::Receiver<bool>) {
-        let topology = self.subscription.topology();
-        let Ok((addr, path)) = crate::client::split_url(&self.subscription.url) else {
-            return;
-        };
+impl Handler for Deliver {
+    async fn handle(&self, item: &Item, key: &str, attempt: u32) -> Result<(), (Failure, String)> {
+        let failed = |why: String| (Failure::Handler, why);
+        let (addr, path) = crate::client::split_url(&self.url).map_err(failed)?;
         let path = if path.is_empty() {
             "/".to_string()
         } else {
             path
         };
-        let mut wait = Duration::from_millis(500);
-        while !*stop.borrow() {
-            let source = match opened.take() {
-                Some(source) => Ok(source),
-                None => {
-                    Source::open(
-                        &self.broker,
-                        &topology,
-                        &self.exchange,
-                        &self.subscription.pattern,
-                    )
-                    .await
-                }
-            };
-            let mut source = match source {
-                Ok(source) => source,
-                Err(e) => {
-                    tracing::warn!(subscription = %self.subscription.id, error = %e, "webhook queue unavailable; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => return,
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(15));
-                    continue;
-                }
-            };
-            wait = Duration::from_millis(500);
-            loop {
-                let item = tokio::select! {
-                    item = source.next() => item,
-                    _ = stop.changed() => return,
-                };
-                let outcome = match item {
-                    Ok(item) => self.deliver(&source, &topology, &addr, &path, item).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = outcome {
-                    tracing::warn!(subscription = %self.subscription.id, error = %e, "webhook delivery interrupted; reopening");
-                    break;
-                }
-            }
-        }
-    }
-
-    /// One message: POST it, then acknowledge it, or its retry or dead-letter copy first.
-    async fn deliver(
-        &self,
-        source: &Source,
-        topology: &Topology,
-        addr: &str,
-        path: &str,
-        item: Item,
-    ) -> Result<(), String> {
-        let headers = item.properties.headers().clone();
-        let attempt = retry::attempt(headers.as_ref());
-        let event_type = headers
-            .as_ref()
-            .and_then(|h| h.inner().get(retry::ORIGINAL_ROUTING_KEY))
-            .and_then(retry::string)
-            .unwrap_or_else(|| item.routing_key.clone());
         let delivery = item
             .properties
             .message_id()
@@ -387,51 +330,34 @@ impl Worker {
             .map(|s| s.to_string())
             .unwrap_or_default();
         let target = post::Target {
-            addr,
-            path,
-            secret: &self.subscription.secret,
+            addr: &addr,
+            path: &path,
+            secret: &self.secret,
         };
         let about = post::About {
-            event_type: &event_type,
+            event_type: key,
             delivery: &delivery,
             attempt,
         };
-        let result = post::post(&target, &about, &item.body).await;
-        let error = result.as_ref().err().cloned().unwrap_or_default();
+        post::post(&target, &about, &item.body)
+            .await
+            .map_err(failed)
+    }
+
+    fn settled(&self, _key: &str, _attempt: u32, next: &Next, error: &str) {
         if !error.is_empty() {
             self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
             *self
                 .stats
                 .last_error
                 .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
+                .unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
         }
-        let copy = |extra: &[(&str, AMQPValue)]| {
-            let h = copy_headers(headers.as_ref(), &item.exchange, &item.routing_key, extra);
-            item.properties.clone().with_headers(h)
+        let counter = match next {
+            Next::Ack => &self.stats.delivered,
+            Next::Retry { .. } => return,
+            Next::Dead { .. } => &self.stats.dead_lettered,
         };
-        match topology.next(attempt, result.err().map(|_| Failure::Handler)) {
-            Next::Ack => {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Next::Retry { queue, attempt } => {
-                let props = copy(&[
-                    (retry::ATTEMPT, AMQPValue::LongLongInt(attempt.into())),
-                    ("x-last-error", retry::text(&error)),
-                ]);
-                source.publish(&queue, props, item.body.clone()).await?;
-            }
-            Next::Dead { queue, reason } => {
-                let props = copy(&[
-                    (retry::DEAD_REASON, retry::text(reason)),
-                    (retry::ERROR, retry::text(&error)),
-                    (retry::ATTEMPTS, AMQPValue::LongLongInt(attempt.into())),
-                    ("x-service", retry::text(&topology.queue)),
-                ]);
-                source.publish(&queue, props, item.body.clone()).await?;
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        source.ack(item.tag).await
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,7 +1,14 @@
 //! The retry and dead-letter topology every consumer kit shares (docs/CONSUMERS.md): the work
 //! queue `Q`, delay queues `Q.retry.<ms>` that dead-letter back into it, and `Q.dlq`. Pure:
-//! names, arguments, headers and what to do after an attempt; webhook delivery
-//! (`webhooks/`), `bloodbank consume` and `bloodbank dlq` do the I/O.
+//! names, arguments, headers and what to do after an attempt. `queue.rs` is the work queue
+//! on a broker and `worker.rs` the consumer loop that webhook deliveries and `bloodbank
+//! consume` share; `bloodbank dlq` reads the same headers.
+
+mod queue;
+mod worker;
+
+pub use queue::{delete, Broker, Item, WorkQueue};
+pub use worker::{Handler, Worker};
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 

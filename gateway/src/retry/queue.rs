@@ -1,9 +1,8 @@
-//! The queues a webhook subscription is delivered from, on the broker in this process (an
-//! in-process session) or on an external RabbitMQ (lapin with publisher confirms): declare
-//! the retry topology, take messages one at a time, publish retry and dead-letter copies,
-//! acknowledge.
+//! A retry topology's work queue on the broker in this process (an in-process session) or on
+//! an external RabbitMQ (lapin with publisher confirms): declare the topology, take messages
+//! one at a time, publish retry and dead-letter copies, acknowledge.
 
-use crate::retry::Topology;
+use super::Topology;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::FieldTable;
 use bloodbank_broker::{Publisher, QueueSpec, Session};
@@ -14,13 +13,13 @@ use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 /// Where the broker is.
 #[derive(Clone)]
-pub(crate) enum Broker {
+pub enum Broker {
     Embedded(Publisher),
     External(String),
 }
 
-/// A message to deliver.
-pub(crate) struct Item {
+/// A message taken from the work queue.
+pub struct Item {
     pub tag: u64,
     pub exchange: String,
     pub routing_key: String,
@@ -28,12 +27,13 @@ pub(crate) struct Item {
     pub body: Bytes,
 }
 
-pub(crate) enum Source {
+/// The work queue, being consumed.
+pub enum WorkQueue {
     Embedded(Session),
     External(Box<External>),
 }
 
-pub(crate) struct External {
+pub struct External {
     _conn: Connection,
     ch: Channel,
     consumer: lapin::Consumer,
@@ -43,15 +43,15 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-impl Source {
-    /// Declares the subscription's queues (bound to `exchange` by `pattern`) and consumes its
-    /// work queue, one message at a time.
-    pub(crate) async fn open(
+impl WorkQueue {
+    /// Declares the topology's queues (the work queue bound to `exchange` by each of
+    /// `patterns`) and consumes the work queue, one message at a time.
+    pub async fn open(
         broker: &Broker,
         topology: &Topology,
         exchange: &str,
-        pattern: &str,
-    ) -> Result<Source, String> {
+        patterns: &[String],
+    ) -> Result<WorkQueue, String> {
         let mut queues = vec![(topology.dlq(), topology.dlq_args())];
         for ms in topology.delays() {
             queues.push((topology.retry_queue(ms), topology.retry_args(ms)));
@@ -72,12 +72,14 @@ impl Source {
                     session.declare_queue(spec).await.map_err(err)?;
                 }
                 let no_args = serde_json::json!({});
-                session
-                    .bind(exchange, &topology.queue, false, pattern, &no_args)
-                    .await
-                    .map_err(err)?;
+                for pattern in patterns {
+                    session
+                        .bind(exchange, &topology.queue, false, pattern, &no_args)
+                        .await
+                        .map_err(err)?;
+                }
                 session.consume(&topology.queue, 1).map_err(err)?;
-                Ok(Source::Embedded(session))
+                Ok(WorkQueue::Embedded(session))
             }
             Broker::External(url) => {
                 let conn = Connection::connect(url, ConnectionProperties::default())
@@ -112,15 +114,17 @@ impl Source {
                         .map_err(err)?;
                 }
                 let queue = topology.queue.as_str();
-                ch.queue_bind(
-                    queue.into(),
-                    exchange.into(),
-                    pattern.into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(err)?;
+                for pattern in patterns {
+                    ch.queue_bind(
+                        queue.into(),
+                        exchange.into(),
+                        pattern.as_str().into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(err)?;
+                }
                 let consumer = ch
                     .basic_consume(
                         queue.into(),
@@ -130,7 +134,7 @@ impl Source {
                     )
                     .await
                     .map_err(err)?;
-                Ok(Source::External(Box::new(External {
+                Ok(WorkQueue::External(Box::new(External {
                     _conn: conn,
                     ch,
                     consumer,
@@ -140,9 +144,9 @@ impl Source {
     }
 
     /// The next message; an error means the connection is gone.
-    pub(crate) async fn next(&mut self) -> Result<Item, String> {
+    pub async fn next(&mut self) -> Result<Item, String> {
         match self {
-            Source::Embedded(session) => {
+            WorkQueue::Embedded(session) => {
                 let taken = session
                     .next_delivery()
                     .await
@@ -156,7 +160,7 @@ impl Source {
                     body: m.body.clone(),
                 })
             }
-            Source::External(external) => {
+            WorkQueue::External(external) => {
                 let d = external
                     .consumer
                     .next()
@@ -174,10 +178,10 @@ impl Source {
         }
     }
 
-    pub(crate) async fn ack(&self, tag: u64) -> Result<(), String> {
+    pub async fn ack(&self, tag: u64) -> Result<(), String> {
         match self {
-            Source::Embedded(session) => session.settle(tag, true, false).map_err(err),
-            Source::External(external) => external
+            WorkQueue::Embedded(session) => session.settle(tag, true, false).map_err(err),
+            WorkQueue::External(external) => external
                 .ch
                 .basic_ack(tag, BasicAckOptions::default())
                 .await
@@ -187,7 +191,7 @@ impl Source {
 
     /// Publishes a copy to `queue` (through the default exchange) and returns once the broker
     /// has it durably.
-    pub(crate) async fn publish(
+    pub async fn publish(
         &self,
         queue: &str,
         properties: BasicProperties,
@@ -195,12 +199,14 @@ impl Source {
     ) -> Result<(), String> {
         let properties = properties.with_delivery_mode(2);
         match self {
-            Source::Embedded(session) => match session.publish("", queue, properties, body).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(format!("no queue {queue}")),
-                Err(e) => Err(e.to_string()),
-            },
-            Source::External(external) => {
+            WorkQueue::Embedded(session) => {
+                match session.publish("", queue, properties, body).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!("no queue {queue}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            WorkQueue::External(external) => {
                 let confirm = external
                     .ch
                     .basic_publish(
@@ -223,8 +229,8 @@ impl Source {
     }
 }
 
-/// Deletes a subscription's queues (it was unsubscribed).
-pub(crate) async fn delete(broker: &Broker, topology: &Topology) -> Result<(), String> {
+/// Deletes a topology's queues (its consumer is gone for good).
+pub async fn delete(broker: &Broker, topology: &Topology) -> Result<(), String> {
     let mut names = vec![topology.queue.clone(), topology.dlq()];
     names.extend(
         topology
