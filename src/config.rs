@@ -168,6 +168,8 @@ struct FileConfig {
     allow_unregistered: Option<bool>,
     /// Largest HTTP request body in bytes.
     gateway_body_limit: Option<usize>,
+    /// Seconds a request body may take to arrive (408 beyond).
+    gateway_body_timeout_secs: Option<u64>,
     /// Seconds an Idempotency-Key is remembered.
     idempotency_window_secs: Option<u64>,
     /// Seconds correlation links are kept.
@@ -420,6 +422,9 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     }
     gateway.tls_listen = tls_listen(&tls, args.gateway_tls_listen, file.gateway_tls_listen, 8443);
     gateway.tls = tls.clone();
+    if let Some(secs) = file.gateway_body_timeout_secs {
+        gateway.body_timeout = std::time::Duration::from_secs(secs.max(1));
+    }
     if let Some(limit) = file.gateway_body_limit {
         gateway.body_limit = limit;
     }

@@ -773,3 +773,56 @@ async fn the_publish_and_tail_commands() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("VALIDATION_ERROR"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_while_others_are_served() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bloodbank.toml");
+    std::fs::write(&config, "gateway_body_timeout_secs = 1\n").unwrap();
+    let server = process::start(
+        &dir.path().join("data"),
+        &dir.path().join("log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    // Headers that never end (slow loris), and a body that trickles in.
+    let mut loris = std::net::TcpStream::connect(&server.http).unwrap();
+    loris
+        .write_all(b"POST /events/theboard.meeting.created HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut trickle = std::net::TcpStream::connect(&server.http).unwrap();
+    trickle
+        .write_all(
+            b"POST /events/theboard.meeting.created HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ev",
+        )
+        .unwrap();
+    // Everyone else is served meanwhile.
+    let ok = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    // The trickling body is answered 408 with the error body once its time is up.
+    trickle
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    // The unfinished headers: the connection is closed (within the 10 s header bound).
+    let started = Instant::now();
+    loris
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = loris.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok() || started.elapsed() < Duration::from_secs(30),
+        "a client that never finishes its headers keeps its connection: {closed:?}"
+    );
+}

@@ -33,6 +33,8 @@ pub enum ApiError {
         path: String,
         allowed: Vec<&'static str>,
     },
+    #[error("the body did not arrive within {0} s")]
+    RequestTimeout(u64),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -78,6 +80,11 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "METHOD_NOT_ALLOWED",
                 json!({"allowed": allowed}),
+            ),
+            ApiError::RequestTimeout(secs) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                json!({"timeout_secs": secs}),
             ),
             ApiError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", Value::Null)

@@ -50,6 +50,8 @@ pub struct GatewayConfig {
     pub exchange: String,
     /// Largest request body accepted (413 beyond).
     pub body_limit: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: Duration,
     /// Publish event types that have no contract (with a warning header) instead of 404.
     pub allow_unregistered: bool,
     /// How long an `Idempotency-Key` is remembered.
@@ -65,6 +67,13 @@ pub struct GatewayConfig {
     pub webhook_allow: Vec<String>,
 }
 
+impl GatewayConfig {
+    /// What a request body may be: (most bytes, most time).
+    pub(crate) fn body_bounds(&self) -> (usize, Duration) {
+        (self.body_limit, self.body_timeout)
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -73,6 +82,7 @@ impl Default for GatewayConfig {
             tls: None,
             exchange: "events".into(),
             body_limit: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             allow_unregistered: false,
             idempotency_window: Duration::from_millis(DAY_MS),
             correlation_ttl: Duration::from_millis(DAY_MS),

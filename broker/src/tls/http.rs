@@ -1,13 +1,18 @@
-//! TLS under an axum server: a listener whose connections arrive after their handshake, and
-//! `serve_app`, which serves an app over plain TCP or TLS. Handshakes run in tasks of their
-//! own, each bounded by a timeout, so a slow or silent client holds up nobody else.
+//! Serving the HTTP apps (gateway, management, speech): `serve_app` runs an app over plain
+//! TCP or TLS, one task per connection, with a bound on how long a client may take to send a
+//! request's headers (a slow-loris client is dropped; axum's own `serve` sets no such bound).
+//! `TlsListener` hands on connections after their TLS handshake; handshakes run in tasks of
+//! their own, each bounded by a timeout, so a slow or silent client holds up nobody else.
 
 use super::{Tls, HANDSHAKE_TIMEOUT};
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
-use axum::serve::ListenerExt;
+use axum::serve::Listener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
@@ -99,6 +104,10 @@ impl<S> App for S where
 {
 }
 
+/// How long a client may take to send a request's headers, from the connection's start or
+/// the previous response.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves `app` on `listener`, over TLS with `tls`; handlers find the client's address as
 /// `ConnectInfo<SocketAddr>` either way.
 pub async fn serve_app(
@@ -106,12 +115,37 @@ pub async fn serve_app(
     tls: Option<Tls>,
     app: impl App,
 ) -> std::io::Result<()> {
-    let service =
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<SocketAddr>(app);
     match tls {
-        None => axum::serve(listener, service).await,
-        // tap_io: axum hands the client's address to handlers for listeners wrapped so.
-        Some(tls) => axum::serve(TlsListener::new(listener, tls)?.tap_io(|_| ()), service).await,
+        None => serve(listener, app).await,
+        Some(tls) => serve(TlsListener::new(listener, tls)?, app).await,
+    }
+}
+
+async fn serve<L>(mut listener: L, app: impl App) -> std::io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+{
+    loop {
+        let (io, peer) = listener.accept().await;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<_>| {
+                let mut request = request.map(axum::body::Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                tower_service::Service::call(&mut app.clone(), request)
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(io), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        });
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) async fn event(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let data = read_json(&headers, body, state.config.body_limit, false).await?;
+    let data = read_json(&headers, body, state.config.body_bounds(), false).await?;
     match cloudevents::binary(&headers, &data)? {
         Some(ce) if ce.event_type != event_type => Err(ApiError::BadRequest(format!(
             "ce-type {:?} does not match the path's event type {event_type:?}",
@@ -46,7 +46,7 @@ pub(crate) async fn calendar(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let data = read_json(&headers, body, state.config.body_limit, false).await?;
+    let data = read_json(&headers, body, state.config.body_bounds(), false).await?;
     plain(&state, caller, CALENDAR_EVENT_TYPE, &headers, data).await
 }
 
@@ -57,7 +57,7 @@ pub(crate) async fn cloud(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let data = read_json(&headers, body, state.config.body_limit, true).await?;
+    let data = read_json(&headers, body, state.config.body_bounds(), true).await?;
     let ce = match cloudevents::binary(&headers, &data)? {
         Some(ce) => ce,
         None if media_type(&headers) == cloudevents::STRUCTURED => cloudevents::structured(&data)?,
@@ -141,7 +141,7 @@ pub(crate) async fn legacy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let mut envelope = read_json(&headers, body, state.config.body_limit, false).await?;
+    let mut envelope = read_json(&headers, body, state.config.body_bounds(), false).await?;
     let Some(fields) = envelope.as_object_mut() else {
         return Err(ApiError::BadRequest(
             "the v0.2 envelope must be a JSON object".into(),
@@ -256,7 +256,7 @@ fn media_type(headers: &HeaderMap) -> String {
 pub(crate) async fn read_json(
     headers: &HeaderMap,
     body: Body,
-    limit: usize,
+    (limit, timeout): (usize, std::time::Duration),
     cloud_events: bool,
 ) -> Result<Value, ApiError> {
     let media = media_type(headers);
@@ -269,8 +269,10 @@ pub(crate) async fn read_json(
             .to_string();
         return Err(ApiError::UnsupportedMediaType(given));
     }
-    let bytes = to_bytes(body, limit)
+    // A body that trickles in must not hold its connection (and a task) for ever.
+    let bytes = tokio::time::timeout(timeout, to_bytes(body, limit))
         .await
+        .map_err(|_| ApiError::RequestTimeout(timeout.as_secs()))?
         .map_err(|_| ApiError::TooLarge(limit))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))

@@ -19,7 +19,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let request = read_json(&headers, body, state.config.body_limit, false).await?;
+    let request = read_json(&headers, body, state.config.body_bounds(), false).await?;
     let created = state.webhooks.create(&caller.source, &request).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
