@@ -14,16 +14,17 @@ pub enum SchemasCommand {
         #[arg(default_value = "schemas")]
         dir: PathBuf,
     },
-    /// Generate Pydantic v2 models, Zod schemas or Rust serde types, one module per component.
+    /// Generate Pydantic v2 models, Zod schemas or Rust serde types, one module per component,
+    /// with the consumer kit (envelope and consumer runtime) beside them.
     Generate {
         #[arg(long, value_enum)]
         lang: Lang,
         /// Output directory (created; files of the same names are replaced).
         #[arg(long)]
         out: PathBuf,
-        /// The schema tree.
-        #[arg(default_value = "schemas")]
-        dir: PathBuf,
+        /// The schema tree [default: ./schemas, else the contracts built into bloodbank, the
+        /// ones `serve` validates against].
+        dir: Option<PathBuf>,
     },
     /// Compare every contract with its namesake in OLD (a directory or a git revision) at
     /// Confluent's BACKWARD / FORWARD / FULL levels; fail when one breaks --level.
@@ -72,7 +73,7 @@ pub enum Lang {
 pub fn run(command: SchemasCommand) -> anyhow::Result<()> {
     match command {
         SchemasCommand::Validate { dir } => validate(&dir),
-        SchemasCommand::Generate { lang, out, dir } => generate(lang, &out, &dir),
+        SchemasCommand::Generate { lang, out, dir } => generate(lang, &out, dir.as_deref()),
         SchemasCommand::CheckCompat { base, level, dir } => check_compat(&base, level, &dir),
         SchemasCommand::Catalog { format, dir } => {
             let value = catalog::json(&Contracts::load(&dir)?.set)?;
@@ -110,8 +111,16 @@ fn validate(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn generate(lang: Lang, out: &Path, dir: &Path) -> anyhow::Result<()> {
-    let contracts = Contracts::load(dir)?;
+fn generate(lang: Lang, out: &Path, dir: Option<&Path>) -> anyhow::Result<()> {
+    let local = Path::new("schemas");
+    let contracts = match dir {
+        Some(dir) => Contracts::load(dir)?,
+        None if local.is_dir() => Contracts::load(local)?,
+        None => {
+            eprintln!("no ./schemas here: generating from the contracts built into bloodbank");
+            crate::contracts::built_in_contracts()?
+        }
+    };
     let lang = match lang {
         Lang::Python => gen::Lang::Python,
         Lang::Typescript => gen::Lang::TypeScript,

@@ -74,9 +74,12 @@ def test_the_readme_consumer_works_as_written(bloodbank, tmp_path):
 
 
 def test_the_readme_kit_consumer_works_as_written(bloodbank, tmp_path):
-    subprocess.run([os.environ.get("BLOODBANK_BIN", str(ROOT / "target" / "debug" / "bloodbank")), "schemas",
-                    "generate", "--lang", "python", "--out", str(tmp_path / "events"), str(ROOT / "schemas")],
-                   check=True, capture_output=True)
+    # As README says, in a service's own directory (no schemas/ there: the built-in contracts).
+    binary = os.environ.get("BLOODBANK_BIN", str(ROOT / "target" / "debug" / "bloodbank"))
+    setup = readme_block("", "### A typed consumer from the contracts").splitlines()[0]
+    command = setup.split("#")[0].split()
+    assert command[:2] == ["bloodbank", "schemas"], setup
+    subprocess.run([binary, *command[1:]], check=True, capture_output=True, cwd=tmp_path)
     script = tmp_path / "tracker.py"
     script.write_text(readme_block("python", "### A typed consumer from the contracts"))
     tracker = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
