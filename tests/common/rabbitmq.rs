@@ -39,7 +39,10 @@ impl RabbitMq {
             .arg(dir.path())
             .status();
         let (port, dist_port) = (free_port(), free_port());
-        let node = format!("bbtest{}@localhost", std::process::id());
+        // Tests of one binary run in parallel: each node needs a name of its own.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let node = format!("bbtest{}n{n}@localhost", std::process::id());
         let mut rabbit = RabbitMq {
             port,
             node,
