@@ -58,8 +58,9 @@ pub struct ServeArgs {
     /// comma-separated) [default: any, loopback and private networks included].
     #[arg(long, env = "BLOODBANK_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
-    /// Publish to this external AMQP broker (e.g. a RabbitMQ cluster) instead of running the
-    /// embedded one.
+    /// Publish to this external AMQP broker instead of running the embedded one; the nodes
+    /// of a RabbitMQ cluster as several comma-separated URLs (the first that answers is used,
+    /// the next takes over when it goes away).
     #[arg(long, env = "BLOODBANK_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
     /// Keep correlation links in Redis (the original service's keys) instead of the data dir.
@@ -273,7 +274,7 @@ pub fn local_amqp_url(config: Option<&Path>) -> anyhow::Result<String> {
     let file = read_file(config)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     if let Some(url) = env("BLOODBANK_BROKER_URL").or(file.broker_url) {
-        return Ok(url.split(',').next().unwrap_or_default().trim().to_string());
+        return Ok(url);
     }
     let listen = match env("BLOODBANK_AMQP_LISTEN") {
         Some(text) => text.parse::<Switch>().context("BLOODBANK_AMQP_LISTEN")?,

@@ -99,7 +99,7 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
             stop: stop_tx,
         },
     };
-    let shown = crate::tail::redact(&url);
+    let shown = bloodbank_gateway::redact(&url);
     let mut wait = Duration::from_millis(500);
     let opened = loop {
         match worker.open().await {

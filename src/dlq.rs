@@ -9,7 +9,7 @@ use bloodbank_gateway::retry::{self, int, string};
 use lapin::message::BasicGetMessage;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection};
 use serde_json::{json, Value};
 
 /// Where the AMQP commands connect.
@@ -126,9 +126,9 @@ async fn connect(amqp: &Amqp) -> anyhow::Result<(Connection, Channel)> {
         Some(url) => url.clone(),
         None => crate::config::local_amqp_url(amqp.config.as_deref())?,
     };
-    let conn = Connection::connect(&url, ConnectionProperties::default())
+    let conn = bloodbank_gateway::connect(&url)
         .await
-        .with_context(|| format!("connecting to {}", crate::tail::redact(&url)))?;
+        .with_context(|| format!("connecting to {}", bloodbank_gateway::redact(&url)))?;
     let ch = conn.create_channel().await?;
     Ok((conn, ch))
 }

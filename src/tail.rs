@@ -2,7 +2,7 @@
 //! a queue of its own that goes away with it.
 
 use anyhow::Context;
-use bloodbank_gateway::amqp_subscription;
+use bloodbank_gateway::{amqp_subscription, redact};
 use futures_lite::StreamExt;
 
 #[derive(clap::Args, Debug)]
@@ -78,16 +78,4 @@ async fn tail(args: TailArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The URL without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
 }

@@ -145,3 +145,71 @@ fn receive_one_post() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8
     });
     (addr, rx)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_broker_urls_fail_over_to_the_next_node() {
+    let (a, b) = (RabbitMq::start(), RabbitMq::start());
+    let dir = tempfile::tempdir().unwrap();
+    let urls = format!("{},{}", a.url(), b.url());
+    let server = common::process::start(
+        &dir.path().join("data"),
+        &dir.path().join("log"),
+        &["--broker-url", &urls],
+    );
+    // A queue on each node, bound to what the gateway publishes.
+    let mut queues = Vec::new();
+    for node in [&a, &b] {
+        let conn = Connection::connect(&node.url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = channel(&conn).await;
+        common::declare_exchange(
+            &ch,
+            "events",
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let q = declare_queue(&ch, "failover").await;
+        bind_queue(&ch, &q, "events", "calendar.#").await.unwrap();
+        queues.push((conn, ch));
+    }
+    let depth = |i: usize| {
+        let ch = queues[i].1.clone();
+        async move {
+            common::passive_queue(&ch, "failover")
+                .await
+                .unwrap()
+                .message_count()
+        }
+    };
+    let r = post_json(&server.http, "/events/calendar", &entry("to a"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        (depth(0).await, depth(1).await),
+        (1, 0),
+        "the first URL is used first"
+    );
+
+    // The first node goes away: the very next publish lands on the second, confirmed.
+    drop(queues.remove(0));
+    a.ctl("stop_app");
+    let r = post_json(&server.http, "/events/calendar", &entry("to b"), &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let on_b = common::passive_queue(&queues[0].1, "failover")
+        .await
+        .unwrap()
+        .message_count();
+    assert_eq!(on_b, 1);
+    assert_eq!(get(&server.http, "/health").json()["rabbitmq"], "connected");
+
+    // No node left: 503 with Retry-After.
+    b.ctl("stop_app");
+    let r = post_json(&server.http, "/events/calendar", &entry("nowhere"), &[]);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("retry-after"), Some("1"));
+}

@@ -181,9 +181,12 @@ fn compile_typescript(work: &Path) {
         tsc.exists(),
         "run `npm ci` in tests/contracts first (scripts/test does)"
     );
+    // The consumer runtime needs amqplib and Node's types; the kit's example type-checks it
+    // (tests/python/test_consumer_kit.py). Here: the types, the index and the envelope.
     let sources: Vec<PathBuf> = std::fs::read_dir(work.join("ts"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("consumer.ts"))
         .collect();
     let status = Command::new(tsc)
         .args([

@@ -36,7 +36,7 @@ use idempotency::{IdempotencyKey, Same};
 pub use auth::{ApiKey, Auth};
 pub use envelope::{deterministic_id, Envelope};
 pub use error::ApiError;
-pub use sink::{amqp_subscription, External, Sink};
+pub use sink::{amqp_subscription, connect, redact, External, Sink};
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 

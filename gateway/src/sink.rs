@@ -112,7 +112,8 @@ impl Sink {
     }
 }
 
-/// An external AMQP broker, connected on first use and again after a failure.
+/// An external AMQP broker (one URL, or several nodes of a cluster, comma-separated), connected
+/// on first use and again after a failure, to the first node that answers.
 pub struct External {
     url: String,
     exchange: String,
@@ -124,7 +125,7 @@ fn lost(e: lapin::Error) -> SinkError {
 }
 
 impl External {
-    /// The broker's URL (with its credentials).
+    /// The broker's URLs, comma-separated (with their credentials).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -146,9 +147,7 @@ impl External {
             }
         }
         *link = None;
-        let conn = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(lost)?;
+        let conn = connect(&self.url).await.map_err(lost)?;
         let ch = conn.create_channel().await.map_err(lost)?;
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
@@ -165,11 +164,34 @@ impl External {
         .await
         .map_err(lost)?;
         *link = Some((conn, ch.clone()));
-        tracing::info!(url = %redact(&self.url), "connected to the external broker");
+        tracing::info!("connected to the external broker");
         Ok(ch)
     }
 
+    /// Publishes with a confirm. When the node it was connected to has gone away, it tries
+    /// once more on a fresh connection (the next node of a cluster takes over) before giving
+    /// up: at least once, as a confirm lost with its connection may mean the first copy landed.
     async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), SinkError> {
+        match self
+            .publish_once(exchange, routing_key, properties.clone(), body.clone())
+            .await
+        {
+            Err(SinkError::Unavailable(first)) => {
+                tracing::warn!(error = %first, "publishing to the external broker failed; reconnecting once");
+                self.publish_once(exchange, routing_key, properties, body)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn publish_once(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -217,14 +239,44 @@ impl External {
     }
 }
 
-/// A subscription on any AMQP broker: an exclusive queue of its own, bound to `exchange` by a
-/// topic `pattern`, consumed without acknowledgements. It goes away with the connection.
+/// How long one node may take to accept a connection before the next is tried.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to the first node of `urls` (AMQP URLs, comma-separated: the nodes of a cluster)
+/// that answers, in their order; the error is the last node's.
+pub async fn connect(urls: &str) -> Result<Connection, lapin::Error> {
+    let mut last = None;
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let attempt = Connection::connect(url, ConnectionProperties::default());
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(conn)) => {
+                tracing::debug!(url = %redact(url), "connected");
+                return Ok(conn);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{} did not answer within {CONNECT_TIMEOUT:?}", redact(url)),
+            )
+            .into(),
+        };
+        tracing::debug!(url = %redact(url), error = %error, "broker node unreachable");
+        last = Some(error);
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no broker URL given").into()
+    }))
+}
+
+/// A subscription on any AMQP broker (`urls` as [`connect`] takes them): an exclusive queue
+/// of its own, bound to `exchange` by a topic `pattern`, consumed without acknowledgements. It
+/// goes away with the connection.
 pub async fn amqp_subscription(
-    url: &str,
+    urls: &str,
     exchange: &str,
     pattern: &str,
 ) -> Result<(Connection, lapin::Consumer), lapin::Error> {
-    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+    let conn = connect(urls).await?;
     let ch = conn.create_channel().await?;
     let options = QueueDeclareOptions {
         exclusive: true,
@@ -253,13 +305,18 @@ pub async fn amqp_subscription(
 }
 
 /// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+/// URLs (one, or comma-separated) with their passwords hidden, for logs and messages.
+pub fn redact(urls: &str) -> String {
+    let one = |url: &str| match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_string(),
-    }
+    };
+    urls.split(',')
+        .map(|u| one(u.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
 }

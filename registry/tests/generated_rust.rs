@@ -1,9 +1,10 @@
-//! The generated Rust types: committed under `tests/generated/` so they compile here, kept
+//! The generated Rust package (types and consumer kit): the copy the Rust example service is
+//! built from (`examples/rust/meeting-tracker/src/events/`) compiles here too and is kept
 //! fresh (regenerating the tree must give the same files), and every example of every
 //! contract reads into its type and writes back to the same JSON.
 
 #[rustfmt::skip]
-#[path = "generated/mod.rs"]
+#[path = "../../examples/rust/meeting-tracker/src/events/mod.rs"]
 mod generated;
 
 use std::path::Path;
@@ -20,14 +21,26 @@ fn contracts() -> Contracts {
 #[test]
 fn committed_rust_types_are_what_the_generator_writes() {
     let files = gen::generate(&contracts().set, Lang::Rust).unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/generated");
+    let dir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust/meeting-tracker/src/events");
     for (rel, text) in &files {
         let committed = std::fs::read_to_string(dir.join(rel)).unwrap_or_default();
         assert!(
             committed == *text,
-            "tests/generated/{rel} is stale: run `bloodbank schemas generate --lang rust --out registry/tests/generated`"
+            "examples/rust/meeting-tracker/src/events/{rel} is stale: run `bloodbank schemas generate --lang rust --out examples/rust/meeting-tracker/src/events`"
         );
     }
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut written: Vec<String> = files.iter().map(|(rel, _)| rel.clone()).collect();
+    written.sort();
+    assert_eq!(
+        names, written,
+        "no file there that the generator does not write"
+    );
     assert_eq!(
         files,
         gen::generate(&contracts().set, Lang::Rust).unwrap(),

@@ -9,12 +9,13 @@ use bloodbank_broker::{Publisher, QueueSpec, Session};
 use bytes::Bytes;
 use futures_lite::StreamExt;
 use lapin::options::*;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// Where the broker is.
 #[derive(Clone)]
 pub enum Broker {
     Embedded(Publisher),
+    /// AMQP URLs, comma-separated: the first node that answers.
     External(String),
 }
 
@@ -82,9 +83,7 @@ impl WorkQueue {
                 Ok(WorkQueue::Embedded(session))
             }
             Broker::External(url) => {
-                let conn = Connection::connect(url, ConnectionProperties::default())
-                    .await
-                    .map_err(err)?;
+                let conn = crate::sink::connect(url).await.map_err(err)?;
                 let ch = conn.create_channel().await.map_err(err)?;
                 ch.confirm_select(ConfirmSelectOptions::default())
                     .await
@@ -247,9 +246,7 @@ pub async fn delete(broker: &Broker, topology: &Topology) -> Result<(), String> 
             }
         }
         Broker::External(url) => {
-            let conn = Connection::connect(url, ConnectionProperties::default())
-                .await
-                .map_err(err)?;
+            let conn = crate::sink::connect(url).await.map_err(err)?;
             let ch = conn.create_channel().await.map_err(err)?;
             for name in names {
                 ch.queue_delete(name.as_str().into(), QueueDeleteOptions::default())

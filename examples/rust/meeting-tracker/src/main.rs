@@ -9,7 +9,7 @@
 //! kit's health report.
 //!
 //! `src/events/` is what `bloodbank schemas generate --lang rust --out src/events` wrote
-//! (`tests/schemas_cli.rs` checks it is current).
+//! (`registry/tests/generated_rust.rs` compiles it too and checks it is current).
 
 #[rustfmt::skip]
 mod events;
