@@ -199,3 +199,48 @@ fn what_cannot_be_honoured_is_refused_by_name_and_nothing_is_imported() {
         assert!(!data.join("definitions.redb").exists());
     }
 }
+
+#[test]
+fn an_export_for_a_rabbitmq_cluster_brings_quorum_queues_up_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rabbitmq-3.10-definitions.json");
+    assert!(definitions("import", &fixture, &data).status.success());
+    let exported = dir.path().join("for-rabbitmq.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+        .args(["definitions", "export", "--quorum"])
+        .arg(&exported)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
+    for q in json["queues"].as_array().unwrap() {
+        assert_eq!(q["type"], "quorum", "{q}");
+        assert_eq!(q["arguments"]["x-queue-type"], "quorum", "{q}");
+    }
+    // A real RabbitMQ takes the file, and the queues are quorum queues there.
+    let rabbit = common::rabbitmq::RabbitMq::start();
+    // The CLI reads the file as the rabbitmq user may; hand it a copy it can read.
+    let shared = std::env::temp_dir().join(format!("bb-defs-{}.json", std::process::id()));
+    std::fs::copy(&exported, &shared).unwrap();
+    let _ = Command::new("chmod").arg("644").arg(&shared).status();
+    rabbit.rabbitmqctl(&["import_definitions", shared.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&shared);
+    let queues = rabbit.rabbitmqctl(&["list_queues", "name", "type"]);
+    for name in ["orders-work", "orders_dlq"] {
+        assert!(
+            queues
+                .lines()
+                .any(|l| l.starts_with(name) && l.trim_end().ends_with("quorum")),
+            "{queues}"
+        );
+    }
+}
