@@ -267,6 +267,14 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
 }
 
+/// The broker a client command talks to: `given` (`--amqp`), else [`local_amqp_url`].
+pub fn amqp_url(given: Option<&str>, config: Option<&Path>) -> anyhow::Result<String> {
+    match given {
+        Some(url) => Ok(url.to_string()),
+        None => local_amqp_url(config),
+    }
+}
+
 /// The AMQP URL at which a client on this machine reaches the broker of a `serve` with this
 /// configuration (flag, environment, then file): its `broker_url` when it publishes to an
 /// external broker, else its AMQP listener as guest, a wildcard address meaning loopback.

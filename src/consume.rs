@@ -62,10 +62,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
 }
 
 async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
-    let url = match &args.amqp {
-        Some(url) => url.clone(),
-        None => crate::config::local_amqp_url(args.config.as_deref())?,
-    };
+    let url = crate::config::amqp_url(args.amqp.as_deref(), args.config.as_deref())?;
     let (stop_tx, mut stop) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let on_signal = stop_tx.clone();

@@ -122,10 +122,7 @@ fn list(api: &Api, as_json: bool) -> anyhow::Result<()> {
 }
 
 async fn connect(amqp: &Amqp) -> anyhow::Result<(Connection, Channel)> {
-    let url = match &amqp.amqp {
-        Some(url) => url.clone(),
-        None => crate::config::local_amqp_url(amqp.config.as_deref())?,
-    };
+    let url = crate::config::amqp_url(amqp.amqp.as_deref(), amqp.config.as_deref())?;
     let conn = bloodbank_gateway::connect(&url)
         .await
         .with_context(|| format!("connecting to {}", bloodbank_gateway::redact(&url)))?;

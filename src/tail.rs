@@ -35,10 +35,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
 }
 
 async fn tail(args: TailArgs) -> anyhow::Result<()> {
-    let url = match &args.amqp {
-        Some(url) => url.clone(),
-        None => crate::config::local_amqp_url(args.config.as_deref())?,
-    };
+    let url = crate::config::amqp_url(args.amqp.as_deref(), args.config.as_deref())?;
     let shown = redact(&url);
     let (_conn, mut consumer) = amqp_subscription(&url, &args.exchange, &args.pattern)
         .await

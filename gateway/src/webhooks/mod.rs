@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-/// Subscriptions one caller may hold.
+/// Subscriptions one caller may hold, and all callers together (each is a task and queues).
 const PER_OWNER: usize = 100;
+const IN_ALL: usize = 1000;
 const DEFAULT_BACKOFF_MS: &[u64] = &[1000, 10_000, 60_000, 300_000];
 
 /// A subscription as stored.
@@ -142,14 +143,17 @@ impl Webhooks {
     /// `POST /subscriptions`: checks the request, stores the subscription and starts it.
     pub(crate) async fn create(&self, owner: &str, request: &Value) -> Result<Value, ApiError> {
         let subscription = self.check(owner, request)?;
-        let owned = self
-            .running()
-            .values()
-            .filter(|r| r.subscription.owner == owner)
-            .count();
-        if owned >= PER_OWNER {
+        let (owned, all) = {
+            let running = self.running();
+            let owned = running
+                .values()
+                .filter(|r| r.subscription.owner == owner)
+                .count();
+            (owned, running.len())
+        };
+        if owned >= PER_OWNER || all >= IN_ALL {
             return Err(ApiError::Forbidden(format!(
-                "at most {PER_OWNER} webhook subscriptions per caller"
+                "at most {PER_OWNER} webhook subscriptions per caller and {IN_ALL} in all"
             )));
         }
         // Its queue exists and is bound before the answer: every event published after it

@@ -64,7 +64,10 @@ async fn main() -> std::io::Result<()> {
             let m = m.clone();
             async move {
                 let id = event.data.meeting_id.clone();
-                m.lock().unwrap().entry(id.clone()).or_default();
+                m.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(id.clone())
+                    .or_default();
                 emit(
                     json!({"event": "created", "meeting": id, "topic": event.data.topic,
                             "shape": event.shape.as_str()}),
@@ -80,7 +83,7 @@ async fn main() -> std::io::Result<()> {
             let m = m.clone();
             async move {
                 let r = &event.data;
-                let mut meetings = m.lock().unwrap();
+                let mut meetings = m.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(meeting) = meetings.get_mut(&r.meeting_id) else {
                     return unknown(&r.meeting_id);
                 };
@@ -98,7 +101,7 @@ async fn main() -> std::io::Result<()> {
             let m = m.clone();
             async move {
                 let id = &event.data.meeting_id;
-                let mut meetings = m.lock().unwrap();
+                let mut meetings = m.lock().unwrap_or_else(|p| p.into_inner());
                 let Some(meeting) = meetings.get_mut(id) else {
                     return unknown(id);
                 };

@@ -316,7 +316,7 @@ class Service:
                 writer.write(f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
                              f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body)
                 await writer.drain()
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 pass
             finally:
                 writer.close()

@@ -191,7 +191,7 @@ impl Service {
                 Ok(()) => return,
                 Err(e) => {
                     service.counters.connected.send_replace(false);
-                    *service.channel.lock().unwrap() = None;
+                    *service.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     eprintln!("{}: {e}; reconnecting in {wait:?}", service.name);
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
@@ -230,7 +230,7 @@ impl Service {
             });
         }
         drop(tx);
-        *self.channel.lock().unwrap() = Some(ch.clone());
+        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(ch.clone());
         self.counters.connected.send_replace(true);
         let result = loop {
             let next = tokio::select! {
@@ -248,7 +248,7 @@ impl Service {
                 break Err(e);
             }
         };
-        *self.channel.lock().unwrap() = None;
+        *self.channel.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.counters.connected.send_replace(false);
         let _ = conn.close(200, "bye".into()).await;
         result
@@ -357,7 +357,7 @@ impl Service {
 
     fn failed(&self, why: &str) {
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        *self.counters.last_error.lock().unwrap() = Some(why.to_string());
+        *self.counters.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
     }
 
     async fn publish(
@@ -415,7 +415,7 @@ impl Health {
 
     /// Connected or not, messages waiting per queue (lag), what was processed and failed.
     pub async fn report(&self) -> Value {
-        let channel = self.channel.lock().unwrap().clone();
+        let channel = self.channel.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut queues = serde_json::Map::new();
         for (queue, handles) in &self.queues {
             let (mut lag, mut dead) = (Value::Null, Value::Null);
@@ -442,7 +442,7 @@ impl Health {
             "retried": c.retried.load(Ordering::Relaxed),
             "dead_lettered": c.dead_lettered.load(Ordering::Relaxed),
             "failures": c.failures.load(Ordering::Relaxed),
-            "last_error": *c.last_error.lock().unwrap(),
+            "last_error": *c.last_error.lock().unwrap_or_else(|p| p.into_inner()),
             "queues": queues,
         })
     }
