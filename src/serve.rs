@@ -243,11 +243,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down");
     let _ = stop_watching.send(true);
-    speech.stop();
-    gateway.stop();
-    if let Some(management) = &managed {
-        management.stop();
-    }
+    // Listeners close first; requests in progress finish (a bounded wait) before the broker
+    // goes, so a publish it took is answered.
+    let management = async {
+        if let Some(management) = managed {
+            management.stop().await;
+        }
+    };
+    tokio::join!(speech.stop(), gateway.stop(), management);
     if let Some(broker) = broker {
         broker.shutdown().await;
     }

@@ -3,61 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{get, post_json, Json};
+use common::redis::Redis;
 use serde_json::json;
-
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        assert!(
-            std::path::Path::new("/usr/bin/redis-server").exists(),
-            "these tests need Debian's redis-server (scripts/test installs it)"
-        );
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--bind",
-                "127.0.0.1",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn entry(summary: &str) -> serde_json::Value {
     json!({"summary": summary, "start_time": "2024-01-15T10:00:00Z", "end_time": "2024-01-15T11:00:00Z"})
@@ -153,4 +103,116 @@ async fn correlation_in_redis_with_the_original_keys_and_outages_survived() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(get(&server.http, "/health").json()["status"], "healthy");
+}
+
+/// Two gateways with one Redis share idempotency keys: a retry against the other instance
+/// gets the first answer and publishes nothing, and the same key sent to both at once is
+/// published once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_idempotency_keys_through_redis() {
+    let redis = Redis::start_any();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        common::process::start(
+            &dir.path().join(name),
+            &dir.path().join(format!("{name}.log")),
+            &["--redis-url", &redis.url()],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    // Each instance has a broker of its own here: count what reaches each.
+    let mut channels = Vec::new();
+    for server in [&a, &b] {
+        let conn = lapin::Connection::connect(&server.url, Default::default())
+            .await
+            .unwrap();
+        let ch = common::channel(&conn).await;
+        let q = common::declare_queue(&ch, "seen").await;
+        common::bind_queue(&ch, &q, "events", "#").await.unwrap();
+        channels.push((conn, ch));
+    }
+    let depths = || async {
+        let mut depths = Vec::new();
+        for (_, ch) in &channels {
+            let q = common::passive_queue(ch, "seen").await.unwrap();
+            depths.push(q.message_count());
+        }
+        depths
+    };
+
+    let first = post_json(
+        &a.http,
+        "/events/calendar",
+        &entry("once"),
+        &[("Idempotency-Key", "k1")],
+    );
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    assert_eq!(first.header("idempotent-replay"), None);
+    let retry = post_json(
+        &b.http,
+        "/events/calendar",
+        &entry("once"),
+        &[("Idempotency-Key", "k1")],
+    );
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.header("idempotent-replay"), Some("true"));
+    assert_eq!(
+        retry.json(),
+        first.json(),
+        "the other instance answers with the first envelope"
+    );
+    assert_eq!(
+        depths().await,
+        vec![1, 0],
+        "published once, by the first instance"
+    );
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    let keys = redis.cli(&["KEYS", "bloodbank:idempotency:*"]);
+    assert_eq!(
+        keys.lines().count(),
+        1,
+        "one answer and no lease left: {keys}"
+    );
+    let ttl: i64 = redis.cli(&["TTL", keys.trim()]).parse().unwrap();
+    assert!(
+        ttl > 23 * 3600 && ttl <= 24 * 3600,
+        "kept for the window: {ttl}"
+    );
+
+    // The same key sent to both instances at once: one publish, one envelope for everybody.
+    let answers: Vec<_> = (0..16)
+        .map(|i| {
+            let http = if i % 2 == 0 {
+                a.http.clone()
+            } else {
+                b.http.clone()
+            };
+            std::thread::spawn(move || {
+                post_json(
+                    &http,
+                    "/events/calendar",
+                    &entry("race"),
+                    &[("Idempotency-Key", "k2")],
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert!(answers.iter().all(|r| r.status == 200));
+    let fresh = answers
+        .iter()
+        .filter(|r| r.header("idempotent-replay").is_none())
+        .count();
+    assert_eq!(fresh, 1, "exactly one request published");
+    assert!(answers.iter().all(|r| r.json() == answers[0].json()));
+    assert_ne!(answers[0].json()["id"].as_str(), Some(id.as_str()));
+    let depths = depths().await;
+    assert_eq!(depths.iter().sum::<u32>(), 2, "{depths:?}");
 }

@@ -51,6 +51,14 @@ impl Correlation {
             .map_err(unavailable)
     }
 
+    /// The Redis connection, shared with the idempotency keys.
+    pub fn redis_connection(&self) -> Option<ConnectionManager> {
+        match self {
+            Correlation::Embedded => None,
+            Correlation::Redis(conn) => Some(conn.clone()),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Correlation::Embedded => "embedded",

@@ -17,6 +17,7 @@ mod openapi;
 mod publishing;
 pub mod retry;
 mod routes;
+mod shared_keys;
 mod sink;
 mod store;
 mod webhooks;
@@ -61,7 +62,8 @@ pub struct GatewayConfig {
     /// Where `gateway.redb` lives; `None` keeps it in memory.
     pub data_dir: Option<PathBuf>,
     pub auth: Auth,
-    /// Keep correlation links in Redis (the original's keys) instead of the embedded store.
+    /// Keep correlation links in Redis (the original's keys) instead of the embedded store, and
+    /// share idempotency keys there with the other gateway instances using it.
     pub redis_url: Option<String>,
     /// Webhook targets allowed (`host` or `host:port`); empty: any.
     pub webhook_allow: Vec<String>,
@@ -112,6 +114,8 @@ pub(crate) struct AppState {
     contracts: Arc<Live>,
     store: store::Store,
     correlation: correlation::Correlation,
+    /// Idempotency keys in Redis, shared with other instances (with `--redis-url`).
+    shared_keys: Option<shared_keys::SharedKeys>,
     metrics: metrics::Metrics,
     webhooks: webhooks::Webhooks,
     /// Requests with the same idempotency key run one at a time.
@@ -122,7 +126,8 @@ pub(crate) struct AppState {
 pub struct Gateway {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Taken by `stop` (the gateway is shared with speech, which publishes through it).
+    served: std::sync::Mutex<Option<tls::Served>>,
     state: Arc<AppState>,
 }
 
@@ -168,6 +173,9 @@ impl Gateway {
             sink,
             contracts,
             store,
+            shared_keys: correlation
+                .redis_connection()
+                .map(shared_keys::SharedKeys::new),
             correlation,
             webhooks,
             metrics: Default::default(),
@@ -175,11 +183,11 @@ impl Gateway {
         });
         tokio::spawn(prune(state.clone()));
         let app: Router = routes::router(state.clone());
-        let tasks = tls::spawn_app(listeners, tls_listeners, tls, app, "gateway");
+        let served = tls::spawn_app(listeners, tls_listeners, tls, app, "gateway");
         Ok(Gateway {
             addrs,
             tls_addrs,
-            tasks,
+            served: std::sync::Mutex::new(Some(served)),
             state,
         })
     }
@@ -227,9 +235,12 @@ impl Gateway {
         &self.tls_addrs
     }
 
-    pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
+    /// Stops listening and waits for the requests in progress: a publish the broker took is
+    /// answered (and its idempotency key remembered) before the process goes.
+    pub async fn stop(&self) {
+        let served = self.served.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(served) = served {
+            served.stop().await;
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The steps every publish shares, whatever the route: validate the data against its
 //! contract and wrap it in the envelope ([`envelope`]), then one request per idempotency key
-//! at a time, replay of a remembered key, publish and wait for the broker's confirm, remember
-//! the key, record the correlation link, answer.
+//! at a time (across gateway instances too, through Redis), replay of a remembered key,
+//! publish and wait for the broker's confirm, remember the key, record the correlation link,
+//! answer.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde_json::Value;
 use crate::envelope::{Envelope, Meta};
 use crate::error::{chain, ApiError};
 use crate::idempotency::IdempotencyKey;
+use crate::shared_keys::Claim;
 use crate::store::Node;
 use crate::AppState;
 
@@ -139,22 +141,31 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
             warning: None,
         });
     }
-    let bytes =
-        Bytes::from(serde_json::to_vec(&out.body).map_err(|e| ApiError::Internal(e.to_string()))?);
-    let properties = out.meta.amqp_properties(out.now_ms / 1000);
-    state
-        .sink
-        .publish(
-            &state.config.exchange,
-            &out.meta.event_type,
-            properties,
-            bytes,
-        )
-        .await
-        .map_err(|e| match e {
-            SinkError::Unavailable(why) => ApiError::Unavailable(why),
-            SinkError::Failed(why) => ApiError::Internal(why),
-        })?;
+    let lease = match &state.shared_keys {
+        None => None,
+        Some(shared) => match shared.claim(&key).await {
+            Claim::Mine(lease) => lease,
+            Claim::Answered(first) => {
+                return Ok(Published {
+                    body: first,
+                    replayed: true,
+                    warning: None,
+                })
+            }
+            Claim::Busy => {
+                return Err(ApiError::Unavailable(
+                    "another gateway instance is still publishing this idempotency key".into(),
+                ))
+            }
+        },
+    };
+    let published = send(state, &out).await;
+    if let Err(e) = published {
+        if let (Some(shared), Some(lease)) = (&state.shared_keys, lease) {
+            shared.release(lease).await;
+        }
+        return Err(e);
+    }
     state
         .metrics
         .published(&out.meta.event_type, out.warning.is_none());
@@ -165,6 +176,11 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
         .await
     {
         tracing::warn!(error = %chain(&e), "remembering an idempotency key failed");
+    }
+    if let (Some(shared), Some(lease)) = (&state.shared_keys, lease) {
+        shared
+            .answer(lease, &out.body, state.config.idempotency_window)
+            .await;
     }
     let node = Node {
         message_id: out.meta.id,
@@ -186,6 +202,26 @@ pub(crate) async fn publish(state: &AppState, out: Outgoing) -> Result<Published
         replayed: false,
         warning: out.warning,
     })
+}
+
+/// Publishes the event and waits for the broker's confirm.
+async fn send(state: &AppState, out: &Outgoing) -> Result<(), ApiError> {
+    let bytes =
+        Bytes::from(serde_json::to_vec(&out.body).map_err(|e| ApiError::Internal(e.to_string()))?);
+    let properties = out.meta.amqp_properties(out.now_ms / 1000);
+    state
+        .sink
+        .publish(
+            &state.config.exchange,
+            &out.meta.event_type,
+            properties,
+            bytes,
+        )
+        .await
+        .map_err(|e| match e {
+            SinkError::Unavailable(why) => ApiError::Unavailable(why),
+            SinkError::Failed(why) => ApiError::Internal(why),
+        })
 }
 
 /// Holding the turn of an idempotency key; the key's lock is forgotten when nobody waits.

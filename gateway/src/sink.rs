@@ -304,7 +304,6 @@ pub async fn amqp_subscription(
     Ok((conn, consumer))
 }
 
-/// The URL without its password, for logs.
 /// URLs (one, or comma-separated) with their passwords hidden, for logs and messages.
 pub fn redact(urls: &str) -> String {
     let one = |url: &str| match (url.find("://"), url.rfind('@')) {

@@ -61,7 +61,8 @@ impl App {
 pub struct Management {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sampler: tokio::task::JoinHandle<()>,
+    served: tls::Served,
 }
 
 impl Management {
@@ -91,18 +92,12 @@ impl Management {
         });
         // Clients write `/api/connections/` as often as `/api/connections`; RabbitMQ serves both.
         let app = MapRequestLayer::new(without_trailing_slash).layer(routes::router(app));
-        let mut tasks = vec![sampler];
-        tasks.extend(tls::spawn_app(
-            bound,
-            tls_bound,
-            tls,
-            app,
-            "management listener",
-        ));
+        let served = tls::spawn_app(bound, tls_bound, tls, app, "management listener");
         Ok(Management {
             addrs,
             tls_addrs,
-            tasks,
+            sampler,
+            served,
         })
     }
 
@@ -119,10 +114,9 @@ impl Management {
         &self.addrs
     }
 
-    pub fn stop(&self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+    pub async fn stop(self) {
+        self.sampler.abort();
+        self.served.stop().await;
     }
 }
 

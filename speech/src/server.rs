@@ -88,7 +88,7 @@ struct Shared {
 pub struct SpeechServer {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    served: tls::Served,
 }
 
 impl SpeechServer {
@@ -120,11 +120,11 @@ impl SpeechServer {
             .route("/asr", get(asr))
             .route("/metrics", get(metrics))
             .with_state(shared);
-        let tasks = tls::spawn_app(listeners, tls_listeners, tls, app, "speech listener");
+        let served = tls::spawn_app(listeners, tls_listeners, tls, app, "speech listener");
         Ok(SpeechServer {
             addrs,
             tls_addrs,
-            tasks,
+            served,
         })
     }
 
@@ -143,10 +143,8 @@ impl SpeechServer {
         &self.tls_addrs
     }
 
-    pub fn stop(self) {
-        for task in self.tasks {
-            task.abort();
-        }
+    pub async fn stop(self) {
+        self.served.stop().await;
     }
 }
 

@@ -5,6 +5,7 @@ pub mod http;
 pub mod process;
 pub mod rabbitmq;
 pub mod raw;
+pub mod redis;
 
 use bloodbank_broker::{Broker, BrokerConfig};
 use futures_lite::StreamExt;

@@ -1,6 +1,7 @@
-//! Serving the HTTP apps (gateway, management, speech): `serve_app` runs an app over plain
+//! Serving the HTTP apps (gateway, management, speech): `spawn_app` runs an app over plain
 //! TCP or TLS, one task per connection, with a bound on how long a client may take to send a
-//! request's headers (a slow-loris client is dropped; axum's own `serve` sets no such bound).
+//! request's headers (a slow-loris client is dropped; axum's own `serve` sets no such bound),
+//! and stops gracefully: requests in progress are answered.
 //! `TlsListener` hands on connections after their TLS handshake; handshakes run in tasks of
 //! their own, each bounded by a timeout, so a slow or silent client holds up nobody else.
 
@@ -10,11 +11,12 @@ use axum::response::Response;
 use axum::serve::Listener;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::server::TlsStream;
 
 /// Most handshakes finished but not yet taken by the server.
@@ -85,7 +87,7 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// An HTTP app `serve_app` serves: an axum `Router`, or one wrapped in layers.
+/// An HTTP app `spawn_app` serves: an axum `Router`, or one wrapped in layers.
 pub trait App:
     tower_service::Service<Request, Response = Response, Error = Infallible, Future: Send>
     + Clone
@@ -108,26 +110,39 @@ impl<S> App for S where
 /// the previous response.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener`, over TLS with `tls`; handlers find the client's address as
-/// `ConnectInfo<SocketAddr>` either way.
-pub async fn serve_app(
+/// How long requests in progress may take to finish once a server is told to stop.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener`, over TLS with `tls`, until `stop` says so (or its sender is
+/// gone); handlers find the client's address as `ConnectInfo<SocketAddr>` either way.
+async fn serve_app(
     listener: TcpListener,
     tls: Option<Tls>,
     app: impl App,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     match tls {
-        None => serve(listener, app).await,
-        Some(tls) => serve(TlsListener::new(listener, tls)?, app).await,
+        None => serve(listener, app, stop).await,
+        Some(tls) => serve(TlsListener::new(listener, tls)?, app, stop).await,
     }
+    Ok(())
 }
 
-async fn serve<L>(mut listener: L, app: impl App) -> std::io::Result<()>
+/// Accepts connections until told to stop; then closes the listener, lets every request in
+/// progress finish and closes idle keep-alive connections (for up to [`DRAIN`]), so a client
+/// whose publish was accepted gets its answer.
+async fn serve<L>(mut listener: L, app: impl App, mut stop: watch::Receiver<bool>)
 where
     L: Listener<Addr = SocketAddr>,
 {
+    let graceful = GracefulShutdown::new();
     loop {
-        let (io, peer) = listener.accept().await;
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
         let app = app.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<_>| {
                 let mut request = request.map(axum::body::Body::new);
@@ -139,13 +154,18 @@ where
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), service)
-                .await
-            {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(%peer, error = %e, "HTTP connection ended");
             }
         });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in progress after {DRAIN:?}: cut off");
     }
 }
 
@@ -164,6 +184,22 @@ pub async fn bind(
     }
 }
 
+/// The servers [`spawn_app`] started. `stop` closes their listeners and waits for the
+/// requests in progress (up to [`DRAIN`]); dropping it stops them without waiting.
+pub struct Served {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Served {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Serves `app` on every plain listener and, with `tls`, on every TLS one, each in a task of
 /// its own; `what` names the server in the log if one stops.
 pub fn spawn_app(
@@ -172,18 +208,20 @@ pub fn spawn_app(
     tls: Option<Tls>,
     app: impl App,
     what: &'static str,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Served {
+    let (stop, stopped) = watch::channel(false);
     let plain = plain.into_iter().map(|l| (l, None));
     let secure = secure.into_iter().map(|l| (l, tls.clone()));
-    plain
+    let tasks = plain
         .chain(secure)
         .map(|(listener, tls)| {
-            let app = app.clone();
+            let (app, stopped) = (app.clone(), stopped.clone());
             tokio::spawn(async move {
-                if let Err(e) = serve_app(listener, tls, app).await {
+                if let Err(e) = serve_app(listener, tls, app, stopped).await {
                     tracing::error!(error = %e, "{what} stopped");
                 }
             })
         })
-        .collect()
+        .collect();
+    Served { stop, tasks }
 }

@@ -7,7 +7,7 @@
 mod http;
 mod identity;
 
-pub use http::{bind, serve_app, spawn_app, TlsListener};
+pub use http::{bind, spawn_app, Served, TlsListener};
 pub use identity::{CertLoginFrom, PeerIdentity};
 
 use rustls::server::WebPkiClientVerifier;
