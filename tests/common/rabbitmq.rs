@@ -115,6 +115,44 @@ impl RabbitMq {
         self.port
     }
 
+    /// `n` nodes started side by side, the others joined to the first: one cluster.
+    pub fn cluster(n: usize) -> Vec<RabbitMq> {
+        let nodes: Vec<RabbitMq> = (0..n)
+            .map(|_| std::thread::spawn(RabbitMq::start))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        for node in &nodes[1..] {
+            node.rabbitmqctl(&["stop_app"]);
+            node.rabbitmqctl(&["join_cluster", &nodes[0].node]);
+            node.ctl("start_app");
+        }
+        nodes
+    }
+
+    /// Stops the whole node (`rabbitmqctl stop`), as a machine going down would.
+    pub fn stop_node(&mut self) {
+        let _ = self
+            .command("rabbitmqctl")
+            .args(["-q", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a node stopped by [`RabbitMq::stop_node`] again, with its data.
+    pub fn start_node(&mut self) {
+        self.child = self
+            .command("rabbitmq-server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_until_up();
+    }
+
     /// `rabbitmqctl stop_app` (the node stays, AMQP goes away) or `start_app`.
     pub fn ctl(&self, action: &str) {
         let ok = self
