@@ -1,6 +1,8 @@
-//! Scaling out (README "Scaling out"): two `bloodbank serve --broker-url` gateways sharing one
-//! Redis, in front of a 3-node RabbitMQ cluster from Debian's package. The topology comes from
-//! a definitions file exported from a single-node Bloodbank with `--quorum`. While clients
+//! Scaling out (README "Scaling out"): deploy/compose.yaml's topology from Debian's packages.
+//! Three RabbitMQ nodes boot with deploy/rabbitmq/ (they form the cluster by themselves and
+//! load the `bloodbank` user and the `events` exchange), two gateways run with
+//! deploy/bloodbank.toml (only addresses changed) and share one Redis. A consumer's quorum
+//! queue comes from a definitions file exported from a single-node Bloodbank with `--quorum`. While clients
 //! publish with idempotency keys (retrying against the other instance on any failure), one
 //! RabbitMQ node and one gateway are stopped and started again. Afterwards every event that
 //! got a 2xx is in the quorum queue, every idempotency key has one envelope, and the only
@@ -41,8 +43,11 @@ impl Gateway {
             .local_addr()
             .unwrap()
             .port();
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bloodbank.toml");
         let args = [
             "serve",
+            "--config",
+            config.to_str().unwrap(),
             "--gateway-listen",
             &format!("127.0.0.1:{port}"),
             "--speech-listen",
@@ -137,10 +142,12 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
     .to_string();
     let headers = [
         ("Content-Type", "application/json"),
+        ("X-API-Key", "change-me"),
         ("Idempotency-Key", key.as_str()),
     ];
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut target = (i % 2) as usize;
+    let mut last = String::new();
     loop {
         let answer = client::request(
             &gateways[target],
@@ -160,16 +167,17 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
                 tally.accepted.insert(key, id);
                 return;
             }
-            Ok(r) => assert!(
-                r.status == 503,
-                "{}: {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            ),
-            Err(_) => {}
+            Ok(r) => {
+                last = format!("{}: {}", r.status, String::from_utf8_lossy(&r.body));
+                assert!(r.status == 503, "{last}");
+            }
+            Err(e) => last = e.to_string(),
         }
         tally.lock().unwrap().failed_attempts += 1;
-        assert!(Instant::now() < deadline, "{key} was never accepted");
+        assert!(
+            Instant::now() < deadline,
+            "{key} was never accepted: {last}"
+        );
         target ^= 1;
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -219,7 +227,9 @@ fn definitions_for_the_cluster(dir: &Path) -> PathBuf {
 async fn two_gateways_in_front_of_a_three_node_cluster_lose_nothing() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = RabbitMq::cluster(3);
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rabbitmq");
+    let conf = std::fs::read_to_string(deploy.join("rabbitmq.conf")).unwrap();
+    let mut nodes = RabbitMq::cluster_from(&conf, &deploy.join("definitions.json"), 3);
     let redis = Redis::start_any();
     let definitions = definitions_for_the_cluster(dir.path());
     nodes[0].rabbitmqctl(&["import_definitions", definitions.to_str().unwrap()]);
@@ -237,7 +247,10 @@ async fn two_gateways_in_front_of_a_three_node_cluster_lose_nothing() {
     );
 
     // Each gateway knows every node; they start on different ones.
-    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| n.url_as("bloodbank", "bloodbank"))
+        .collect();
     let mut gateways = [
         Gateway::new(dir.path(), "gw-a", &urls.join(","), &redis.url()),
         Gateway::new(
@@ -298,7 +311,7 @@ async fn two_gateways_in_front_of_a_three_node_cluster_lose_nothing() {
     let tally = std::mem::take(&mut *tally.lock().unwrap());
 
     // Drain the quorum queue from a node that stayed up.
-    let conn = lapin::Connection::connect(&nodes[2].url(), Default::default())
+    let conn = lapin::Connection::connect(&urls[2], Default::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();

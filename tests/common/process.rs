@@ -112,3 +112,13 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// A child process killed when the test ends, passed or failed.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

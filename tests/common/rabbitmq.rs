@@ -11,7 +11,9 @@ pub struct RabbitMq {
     node: String,
     dist_port: u16,
     dir: tempfile::TempDir,
-    child: Child,
+    /// A rabbitmq.conf of its own, if any.
+    config: Option<std::path::PathBuf>,
+    child: Option<Child>,
 }
 
 fn free_port() -> u16 {
@@ -24,6 +26,13 @@ fn free_port() -> u16 {
 
 impl RabbitMq {
     pub fn start() -> RabbitMq {
+        let mut rabbit = RabbitMq::prepare();
+        rabbit.start_node();
+        rabbit
+    }
+
+    /// A node not started yet: its name, ports and directory.
+    fn prepare() -> RabbitMq {
         assert!(
             Path::new("/usr/sbin/rabbitmq-server").exists(),
             "these tests need Debian's rabbitmq-server (scripts/test installs it)"
@@ -43,21 +52,54 @@ impl RabbitMq {
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let node = format!("bbtest{}n{n}@localhost", std::process::id());
-        let mut rabbit = RabbitMq {
+        RabbitMq {
             port,
             node,
             dist_port,
             dir,
-            child: Command::new("true").spawn().unwrap(),
-        };
-        rabbit.child = rabbit
-            .command("rabbitmq-server")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        rabbit.wait_until_up();
-        rabbit
+            config: None,
+            child: None,
+        }
+    }
+
+    /// `n` nodes that form one cluster by themselves, as deploy/compose.yaml's do: each boots
+    /// with `conf` (a rabbitmq.conf in which `rabbit@rabbitmq-N` names the nodes and
+    /// `/etc/rabbitmq/definitions.json` the definitions file) and `definitions`. They start
+    /// one after the other, each joining the ones before (two nodes joining at once were seen
+    /// to lose sight of each other once the first went down).
+    pub fn cluster_from(conf: &str, definitions: &Path, n: usize) -> Vec<RabbitMq> {
+        let mut nodes: Vec<RabbitMq> = (0..n).map(|_| RabbitMq::prepare()).collect();
+        let mut conf = conf.to_string();
+        for (i, node) in nodes.iter().enumerate() {
+            conf = conf.replace(&format!("rabbit@rabbitmq-{}", i + 1), &node.node);
+        }
+        for node in &mut nodes {
+            let defs = node.dir.path().join("definitions.json");
+            std::fs::copy(definitions, &defs).unwrap();
+            let file = node.dir.path().join("rabbitmq.conf");
+            let text = conf.replace("/etc/rabbitmq/definitions.json", defs.to_str().unwrap());
+            std::fs::write(&file, text).unwrap();
+            let _ = Command::new("chmod")
+                .arg("644")
+                .arg(&defs)
+                .arg(&file)
+                .status();
+            node.config = Some(file);
+        }
+        for node in &mut nodes {
+            node.start_node();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = nodes[0].rabbitmqctl(&["cluster_status", "--formatter", "json"]);
+            let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+            if status["running_nodes"].as_array().map_or(0, |r| r.len()) == n {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no cluster of {n}: {status}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        nodes
     }
 
     fn command(&self, program: &str) -> Command {
@@ -71,11 +113,18 @@ impl RabbitMq {
                 "RABBITMQ_ENABLED_PLUGINS_FILE",
                 self.dir.path().join("plugins"),
             );
+        if let Some(config) = &self.config {
+            c.env("RABBITMQ_CONFIG_FILE", config);
+        }
         c
     }
 
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+        self.url_as("guest", "guest")
+    }
+
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!("amqp://{user}:{password}@127.0.0.1:{}/%2f", self.port)
     }
 
     fn wait_until_up(&self) {
@@ -115,22 +164,6 @@ impl RabbitMq {
         self.port
     }
 
-    /// `n` nodes started side by side, the others joined to the first: one cluster.
-    pub fn cluster(n: usize) -> Vec<RabbitMq> {
-        let nodes: Vec<RabbitMq> = (0..n)
-            .map(|_| std::thread::spawn(RabbitMq::start))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        for node in &nodes[1..] {
-            node.rabbitmqctl(&["stop_app"]);
-            node.rabbitmqctl(&["join_cluster", &nodes[0].node]);
-            node.ctl("start_app");
-        }
-        nodes
-    }
-
     /// Stops the whole node (`rabbitmqctl stop`), as a machine going down would.
     pub fn stop_node(&mut self) {
         let _ = self
@@ -139,18 +172,25 @@ impl RabbitMq {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
     }
 
-    /// Starts a node stopped by [`RabbitMq::stop_node`] again, with its data.
+    /// Starts the node (again, with its data, after [`RabbitMq::stop_node`]).
     pub fn start_node(&mut self) {
-        self.child = self
-            .command("rabbitmq-server")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        self.spawn();
         self.wait_until_up();
+    }
+
+    fn spawn(&mut self) {
+        self.child = Some(
+            self.command("rabbitmq-server")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
     }
 
     /// `rabbitmqctl stop_app` (the node stays, AMQP goes away) or `start_app`.
@@ -177,7 +217,9 @@ impl Drop for RabbitMq {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
