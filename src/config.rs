@@ -63,7 +63,8 @@ pub struct ServeArgs {
     /// the next takes over when it goes away).
     #[arg(long, env = "BLOODBANK_BROKER_URL", hide_env_values = true)]
     pub broker_url: Option<String>,
-    /// Keep correlation links in Redis (the original service's keys) instead of the data dir.
+    /// Keep correlation links in Redis (the original service's keys) instead of the data dir,
+    /// and share idempotency keys there with the other gateway instances that use it.
     #[arg(long, env = "BLOODBANK_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Speech-to-text listener (`/asr` and its page), like --amqp-listen

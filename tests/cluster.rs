@@ -147,7 +147,6 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
     ];
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut target = (i % 2) as usize;
-    let mut last = String::new();
     loop {
         let answer = client::request(
             &gateways[target],
@@ -156,7 +155,7 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
             &headers,
             body.as_bytes(),
         );
-        match answer {
+        let last = match answer {
             Ok(r) if r.status == 200 => {
                 let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
                 let id = json["id"].as_str().unwrap().to_string();
@@ -168,11 +167,12 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
                 return;
             }
             Ok(r) => {
-                last = format!("{}: {}", r.status, String::from_utf8_lossy(&r.body));
+                let last = format!("{}: {}", r.status, String::from_utf8_lossy(&r.body));
                 assert!(r.status == 503, "{last}");
+                last
             }
-            Err(e) => last = e.to_string(),
-        }
+            Err(e) => e.to_string(),
+        };
         tally.lock().unwrap().failed_attempts += 1;
         assert!(
             Instant::now() < deadline,

@@ -10,7 +10,8 @@ use clap::Parser;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// The gateway's host:port.
+    /// The gateway's host:port; several gateways comma-separated (the connections are spread
+    /// over them).
     #[arg(long, default_value = "127.0.0.1:8000")]
     addr: String,
     /// Requests per second in total.
@@ -30,15 +31,24 @@ struct Args {
     /// published events on this broker, so every event is stored persistently.
     #[arg(long)]
     amqp: Option<String>,
+    /// Declare that queue as a quorum queue (on a RabbitMQ cluster).
+    #[arg(long)]
+    quorum: bool,
 }
 
-async fn declare_sink(url: &str) -> Result<(), lapin::Error> {
+async fn declare_sink(url: &str, quorum: bool) -> Result<(), lapin::Error> {
     use lapin::options::{QueueBindOptions, QueueDeclareOptions};
     use lapin::types::{AMQPValue, FieldTable};
     let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     let mut args = FieldTable::default();
     args.insert("x-max-length".into(), AMQPValue::LongLongInt(100_000));
+    if quorum {
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     ch.queue_declare(
         "http_load".into(),
         QueueDeclareOptions {
@@ -62,7 +72,7 @@ async fn declare_sink(url: &str) -> Result<(), lapin::Error> {
 fn plan(args: &Args, rate: u64) -> Plan {
     let body = br#"{"summary":"Load test","start_time":"2024-01-15T10:00:00Z","end_time":"2024-01-15T11:00:00Z","location":"Room 1"}"#;
     Plan {
-        addr: args.addr.clone(),
+        addrs: args.addr.split(',').map(|a| a.trim().to_string()).collect(),
         path: "/events/calendar".into(),
         body: body.to_vec(),
         connections: args.connections,
@@ -89,7 +99,7 @@ fn row(o: &Outcome) -> String {
 async fn main() {
     let args = Args::parse();
     if let Some(url) = &args.amqp {
-        if let Err(e) = declare_sink(url).await {
+        if let Err(e) = declare_sink(url, args.quorum).await {
             eprintln!("http_load: declaring the sink queue on {url}: {e}");
             std::process::exit(1);
         }

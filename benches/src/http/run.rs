@@ -10,7 +10,8 @@ use super::client::Conn;
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub addr: String,
+    /// Gateways (host:port); connection i goes to the i-th modulo their number.
+    pub addrs: Vec<String>,
     pub path: String,
     pub body: Vec<u8>,
     pub connections: usize,
@@ -54,7 +55,8 @@ pub async fn run(plan: &Plan) -> Outcome {
             let mut hist =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             let (mut done, mut errors) = (0u64, 0u64);
-            let Ok(mut conn) = Conn::open(&plan.addr).await else {
+            let addr = &plan.addrs[i % plan.addrs.len()];
+            let Ok(mut conn) = Conn::open(addr).await else {
                 return (hist, 0, 1);
             };
             let interval = Duration::from_secs_f64(1.0 / per_conn);
@@ -73,7 +75,7 @@ pub async fn run(plan: &Plan) -> Outcome {
                     }
                 }
                 if !ok {
-                    match Conn::open(&plan.addr).await {
+                    match Conn::open(addr).await {
                         Ok(c) => conn = c,
                         Err(_) => break,
                     }
