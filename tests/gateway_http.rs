@@ -786,6 +786,16 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
         &dir.path().join("log"),
         &["--config", config.to_str().unwrap()],
     );
+    // The management API bounds a body's time too (30 s, fixed): one trickles in there.
+    let management = server.management.clone().unwrap();
+    let mut slow_admin =
+        std::net::TcpStream::connect(management.trim_start_matches("http://")).unwrap();
+    slow_admin
+        .write_all(
+            b"PUT /api/queues/%2f/slow HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"dur",
+        )
+        .unwrap();
     // Headers that never end (slow loris), and a body that trickles in.
     let mut loris = std::net::TcpStream::connect(&server.http).unwrap();
     loris
@@ -825,4 +835,11 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
         closed.is_ok() || started.elapsed() < Duration::from_secs(30),
         "a client that never finishes its headers keeps its connection: {closed:?}"
     );
+    slow_admin
+        .set_read_timeout(Some(Duration::from_secs(45)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow_admin.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
 }

@@ -3,11 +3,51 @@
 //! wrong kind is a 400 naming it.
 
 use crate::error::ApiError;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// The largest body accepted (a publish's payload included).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// How long a request's body may take to arrive once its headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads every request's body (at most [`MAX_BODY`]) within [`BODY_TIMEOUT`] before a
+/// handler sees it: a body that trickles in gets 408 and the connection is closed, instead of
+/// holding it and its task for as long as the client likes.
+pub async fn in_time(request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(e)) => {
+            let declared = parts
+                .headers
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            match declared {
+                Some(n) if n > MAX_BODY => ApiError::TooLarge.into_response(),
+                _ => ApiError::bad(format!("the request body could not be read: {e}"))
+                    .into_response(),
+            }
+        }
+        Err(_) => {
+            let mut response = ApiError::BodyTimeout.into_response();
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
+        }
+    }
+}
 
 pub struct Fields(Map<String, Value>);
 

@@ -26,6 +26,12 @@ pub enum ApiError {
     Pagination(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The body was larger than [`crate::body::MAX_BODY`].
+    #[error("the request body is larger than {} bytes", crate::body::MAX_BODY)]
+    TooLarge,
+    /// The body did not arrive within [`crate::body::BODY_TIMEOUT`].
+    #[error("the request body did not arrive within {} s", crate::body::BODY_TIMEOUT.as_secs())]
+    BodyTimeout,
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -88,6 +94,16 @@ impl IntoResponse for ApiError {
                 r.clone(),
             ),
             ApiError::BadRequest(r) => (StatusCode::BAD_REQUEST, "bad_request", r.clone()),
+            ApiError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                self.to_string(),
+            ),
+            ApiError::BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                self.to_string(),
+            ),
             ApiError::Unavailable(r) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", r.clone()),
             ApiError::Internal(r) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

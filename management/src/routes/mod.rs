@@ -218,6 +218,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(crate::dashboard::index))
         .route("/dashboard/{asset}", get(crate::dashboard::asset))
         .layer(DefaultBodyLimit::max(crate::body::MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::body::in_time))
         .with_state(app)
 }
 
