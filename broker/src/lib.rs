@@ -54,6 +54,40 @@ pub use store::json_args::{
 };
 pub use users::UserError;
 
+/// The parsers that read untrusted bytes, for `fuzz/` (its targets and its corpus replay).
+/// Not an API: it changes with them.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::{Bytes, BytesMut};
+
+    /// STOMP frames (and heart-beats) off the front of the input until it ends or is refused,
+    /// with 1.1+ escapes or without (the first byte picks).
+    pub fn stomp_frames(data: &[u8]) {
+        let Some((first, rest)) = data.split_first() else {
+            return;
+        };
+        let mut buf = BytesMut::from(rest);
+        while let Ok(Some(_)) = crate::net::stomp_parse(&mut buf, 64 * 1024, first & 1 == 1) {}
+    }
+
+    /// Message-log records, one after the other, as recovery reads a segment file.
+    pub fn segment_records(data: &[u8]) {
+        use crate::store::record::{Decoded, Record};
+        let buf = Bytes::copy_from_slice(data);
+        let mut at = 0;
+        while let Decoded::Record(_, taken) = Record::decode(&buf.slice(at..)) {
+            at += taken;
+        }
+    }
+
+    /// A definitions file, as `definitions import` reads and checks it.
+    pub fn definitions(data: &[u8]) {
+        if let Ok(file) = serde_json::from_slice::<crate::definitions::DefinitionsFile>(data) {
+            let _ = crate::check_import(&file);
+        }
+    }
+}
+
 /// Internals the criterion benchmarks measure directly. Not an API: it changes with them.
 #[doc(hidden)]
 pub mod bench {

@@ -17,6 +17,7 @@ pub(crate) use alarm::default_memory_high_watermark;
 pub use amqp::feed_frames;
 pub use auth::same_secret;
 pub use publisher::{Delivered, PublishError, Publisher};
+pub(crate) use stomp::parse_frame as stomp_parse;
 pub use subscriber::Subscription;
 
 use crate::config::BrokerConfig;

@@ -13,6 +13,7 @@ mod transaction;
 mod waiting;
 mod ws;
 
+pub(crate) use frame::parse as parse_frame;
 pub(super) use ws::serve_websocket;
 
 use super::stream::Stream;

@@ -1,0 +1,4 @@
+//! `bloodbank_fuzz::stomp_frames` under libFuzzer (see fuzz/README.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bloodbank_fuzz::stomp_frames(data));
