@@ -165,6 +165,37 @@ async fn garbage_frames_get_protocol_errors_not_panics() {
     raw.frame().await;
     raw.send(&[3, 0, 1, 0, 0, 0, 1, b'x', 0xCE]).await;
     assert_eq!(raw.expect_connection_close().await, 505);
+    // A content body longer than its header announced (5 bytes, then 10 arrive).
+    let mut raw = Raw::open(b.addr(), 0, 0).await;
+    raw.method(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    raw.frame().await;
+    // basic.publish to the default exchange, routing key "q".
+    raw.send(&[
+        1, 0, 1, 0, 0, 0, 10, 0, 60, 0, 40, 0, 0, 0, 1, b'q', 0, 0xCE,
+    ])
+    .await;
+    // Content header: class 60, weight 0, body size 5, no properties.
+    raw.send(&[
+        2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0xCE,
+    ])
+    .await;
+    let mut body = vec![3, 0, 1, 0, 0, 0, 10];
+    body.extend_from_slice(b"0123456789");
+    body.push(0xCE);
+    raw.send(&body).await;
+    assert_eq!(raw.expect_connection_close().await, 501);
+    // A channel number above the channel_max the connection negotiated (2047).
+    let mut raw = Raw::open(b.addr(), 0, 0).await;
+    raw.method(
+        3000,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    assert_eq!(raw.expect_connection_close().await, 504);
     // The broker still serves everyone else.
     let conn = connect(&b).await;
     channel(&conn).await;

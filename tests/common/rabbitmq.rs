@@ -16,12 +16,23 @@ pub struct RabbitMq {
     child: Option<Child>,
 }
 
+/// A port nothing listens on, and that this process has not handed out before: nodes
+/// started side by side must not be given one another's AMQP or distribution port (the
+/// kernel may give a port just released to the next `bind`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 impl RabbitMq {
@@ -135,12 +146,17 @@ impl RabbitMq {
         }
         // The listener opens before the node has finished booting (the first publish of a
         // test was once refused): wait for the boot to complete as well.
-        let _ = self
+        let booted = self
             .command("rabbitmqctl")
             .args(["-q", "await_startup"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+            .output()
+            .unwrap();
+        assert!(
+            booted.status.success(),
+            "{} did not boot: {}",
+            self.node,
+            String::from_utf8_lossy(&booted.stderr)
+        );
     }
 
     /// `rabbitmqctl` with these arguments, which must succeed; what it printed.
@@ -166,15 +182,20 @@ impl RabbitMq {
 
     /// Stops the whole node (`rabbitmqctl stop`), as a machine going down would.
     pub fn stop_node(&mut self) {
+        if let Some(mut child) = self.halt() {
+            let _ = child.wait();
+        }
+    }
+
+    /// `rabbitmqctl stop`; the node's process, if it was running.
+    fn halt(&mut self) -> Option<Child> {
         let _ = self
             .command("rabbitmqctl")
             .args(["-q", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        if let Some(mut child) = self.child.take() {
-            let _ = child.wait();
-        }
+        self.child.take()
     }
 
     /// Starts the node (again, with its data, after [`RabbitMq::stop_node`]).
@@ -211,13 +232,7 @@ impl RabbitMq {
 
 impl Drop for RabbitMq {
     fn drop(&mut self) {
-        let _ = self
-            .command("rabbitmqctl")
-            .args(["-q", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.halt() {
             let _ = child.kill();
             let _ = child.wait();
         }
