@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the keys below, and exchanges, max_message_size, segment_bytes,
-    /// message_memory.
+    /// message_memory, max_queues, consumer_max_per_channel.
     #[arg(long, env = "BLOODBANK_CONFIG")]
     pub config: Option<PathBuf>,
     /// Where state is kept [default: ./data].
@@ -165,6 +165,10 @@ struct FileConfig {
     /// Body bytes of ready messages kept in memory before persistent ones are read back from
     /// the log instead.
     message_memory: Option<u64>,
+    /// Most queues in each vhost (406 on the declare past it).
+    max_queues: Option<usize>,
+    /// Most consumers on one AMQP channel (530 on the consume past it).
+    consumer_max_per_channel: Option<usize>,
     gateway_listen: Option<Listen>,
     schemas: Option<PathBuf>,
     allow_unregistered: Option<bool>,
@@ -399,6 +403,8 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
     if let Some(m) = file.message_memory {
         broker.limits.resident_bytes = m;
     }
+    broker.limits.max_queues = file.max_queues;
+    broker.limits.consumer_max_per_channel = file.consumer_max_per_channel;
     let data_dir = args
         .data_dir
         .or(file.data_dir)

@@ -257,6 +257,57 @@ async fn connections_past_connection_max_are_refused_with_530() {
     }
 }
 
+/// Limits on queues per vhost (RabbitMQ's `max-queues`) and consumers per channel
+/// (`consumer_max_per_channel`): the declare past the first is 406 and the channel goes on
+/// elsewhere; the consume past the second is 530 with RabbitMQ's texts. Redeclaring an
+/// existing queue is not a new queue, and a deleted one frees its place.
+#[tokio::test]
+async fn queues_and_consumers_past_their_limits_are_refused() {
+    let mut config = bloodbank_broker::BrokerConfig::default();
+    config.limits.max_queues = Some(3);
+    config.limits.consumer_max_per_channel = Some(2);
+    let b = broker_with(config).await;
+    let conn = connect(&b).await;
+    let ch = channel(&conn).await;
+    for q in ["q1", "q2", "q3", "q3"] {
+        declare_queue(&ch, q).await;
+    }
+    let err = declare_queue_with(&ch, "q4", false, FieldTable::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), 406, "{err}");
+    assert_eq!(
+        reply_text(&err),
+        "PRECONDITION_FAILED - cannot declare queue 'q4': queue limit in vhost '/' (3) is reached"
+    );
+    let ch = channel(&conn).await;
+    ch.queue_delete("q1".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    declare_queue(&ch, "q4").await;
+
+    // Held: lapin cancels a consumer it drops.
+    let _q2 = consume(&ch, "q2", false).await;
+    let _q3 = consume(&ch, "q3", false).await;
+    let err = ch
+        .basic_consume(
+            "q4".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), 530, "{err}");
+    assert_eq!(
+        reply_text(&err),
+        "NOT_ALLOWED - reached maximum (2) of consumers per channel"
+    );
+    // A hard error closes the connection; a new one consumes again.
+    let conn = connect(&b).await;
+    consume(&channel(&conn).await, "q4", false).await;
+}
+
 /// A no-ack consumer that does not read its socket cannot make the broker hold the queue in
 /// memory for it: deliveries stop at the connection's outlet budget and go on as it reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

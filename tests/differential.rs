@@ -432,3 +432,30 @@ async fn delivery_limits_dead_letter_as_rabbitmq_does() {
     }
     assert_eq!(ours, theirs, "bloodbank (left) and rabbitmq (right) differ");
 }
+
+/// A vhost queue limit (RabbitMQ's `max-queues`, set with `rabbitmqctl set_vhost_limits`;
+/// Bloodbank's `max_queues`): the declare past it gets the same code and text from both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_limit_refuses_as_rabbitmq_does() {
+    let rabbit = RabbitMq::start();
+    rabbit.rabbitmqctl(&["set_vhost_limits", "-p", "/", r#"{"max-queues": 2}"#]);
+    let mut config = bloodbank_broker::BrokerConfig::default();
+    config.limits.max_queues = Some(2);
+    let bloodbank = broker_with(config).await;
+    let mut answers = Vec::new();
+    for url in [url(&bloodbank), rabbit.url()] {
+        let conn = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .expect("connects");
+        let ch = channel(&conn).await;
+        for q in ["limited-1", "limited-2", "limited-2"] {
+            declare_queue(&ch, q).await;
+        }
+        let refused = declare_queue_with(&ch, "limited-3", false, FieldTable::default())
+            .await
+            .unwrap_err();
+        answers.push((reply_code(&refused), reply_text(&refused)));
+    }
+    eprintln!("bloodbank {:?} / rabbitmq {:?}", answers[0], answers[1]);
+    assert_eq!(answers[0], answers[1]);
+}

@@ -393,6 +393,13 @@ impl Core {
                 )));
             }
         }
+        if let Some(max) = self.limits.max_queues {
+            if vhost.queues.len() >= max {
+                return Err(AmqpError::precondition(format!(
+                    "cannot declare queue '{name}': queue limit in vhost '{vname}' ({max}) is reached"
+                )));
+            }
+        }
         let owner = spec.exclusive.then_some(ck.conn);
         let queue = Queue::new(
             name.clone(),

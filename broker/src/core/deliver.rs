@@ -65,6 +65,13 @@ impl Core {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
+        if let Some(max) = self.limits.consumer_max_per_channel {
+            if ch.consumers.len() >= max {
+                return Err(AmqpError::not_allowed(format!(
+                    "reached maximum ({max}) of consumers per channel"
+                )));
+            }
+        }
         ch.consumers.insert(
             tag.clone(),
             Consumer {

@@ -51,6 +51,10 @@ pub struct Limits {
     /// does not count: `queue::HELD_OVERHEAD`), persistent messages on durable queues keep
     /// only their place in the queue; their bodies are read back from the log.
     pub resident_bytes: u64,
+    /// Most queues in one vhost (RabbitMQ's vhost limit `max-queues`); None: no limit.
+    pub max_queues: Option<usize>,
+    /// Most consumers on one channel (RabbitMQ's `consumer_max_per_channel`); None: no limit.
+    pub consumer_max_per_channel: Option<usize>,
 }
 
 impl Default for Limits {
@@ -58,6 +62,8 @@ impl Default for Limits {
         Limits {
             max_message_size: 128 * 1024 * 1024,
             resident_bytes: 256 * 1024 * 1024,
+            max_queues: None,
+            consumer_max_per_channel: None,
         }
     }
 }
