@@ -252,3 +252,38 @@ async fn many_brokers_start_in_process_on_port_zero() {
         b.shutdown().await;
     }
 }
+
+/// Slow-loris handshakes: a socket that sends nothing, one that sends half the protocol
+/// header, and one that sends the header and never answers `connection.start`. Each is
+/// closed after the handshake timeout (10 s, RabbitMQ's), and meanwhile others connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_are_closed_and_others_connect_meanwhile() {
+    use tokio::io::AsyncWriteExt;
+    let b = broker().await;
+    let silent = TcpStream::connect(b.addr()).await.unwrap();
+    let mut half = TcpStream::connect(b.addr()).await.unwrap();
+    half.write_all(b"AMQP").await.unwrap();
+    let mut mute = TcpStream::connect(b.addr()).await.unwrap();
+    mute.write_all(PROTOCOL_HEADER).await.unwrap();
+    // Hundreds of half-open sockets cost a task each, not the listener.
+    let mut crowd = Vec::new();
+    for _ in 0..200 {
+        crowd.push(TcpStream::connect(b.addr()).await.unwrap());
+    }
+
+    let conn = connect(&b).await;
+    channel(&conn).await;
+
+    let started = std::time::Instant::now();
+    for (name, mut sock) in [("silent", silent), ("half header", half), ("mute", mute)] {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(15), sock.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: still open after 15 s"));
+        // The mute one was sent connection.start before it was closed.
+        assert!(closed.is_ok() || name == "mute", "{name}: {closed:?}");
+    }
+    eprintln!("stalled handshakes closed after {:?}", started.elapsed());
+    assert!(conn.status().connected(), "the good connection was dropped");
+    b.shutdown().await;
+}

@@ -843,3 +843,68 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
 }
+
+/// What a hostile HTTP client can send: JSON nested deeper than the parser goes, a flood of
+/// headers, one header larger than the head buffer, and hundreds of connections left open
+/// without a request. Each gets a 4xx in HTTP's own terms or a closed socket, and meanwhile
+/// an ordinary publish is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_4xx_and_others_are_served() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let (_dir, server) = start(&[]);
+    let idle: Vec<_> = (0..300)
+        .map(|_| std::net::TcpStream::connect(&server.http).unwrap())
+        .collect();
+
+    // 100,000 levels of arrays in the payload: 400 naming the body, not a stack overflow.
+    let deep = format!(
+        r#"{{"event_type":"theboard.meeting.created","topic":{}1{}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let r = request(
+        &server.http,
+        "POST",
+        "/events/theboard.meeting.created",
+        &[("Content-Type", "application/json")],
+        deep.as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("recursion"),
+        "{}",
+        r.json()
+    );
+
+    let raw = |head: String| -> String {
+        let mut s = std::net::TcpStream::connect(&server.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        // The server may answer and close before reading it all.
+        let _ = s.write_all(head.as_bytes());
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    // 1,000 headers, then one header of 1 MB: 431, as hyper counts and bounds them.
+    let flood: String = (0..1000).map(|i| format!("X-Flood-{i}: {i}\r\n")).collect();
+    let answer = raw(format!("GET /health HTTP/1.1\r\nHost: x\r\n{flood}\r\n"));
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let huge = "a".repeat(1024 * 1024);
+    let answer = raw(format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: {huge}\r\n\r\n"
+    ));
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+
+    let ok = post_json(
+        &server.http,
+        "/events/theboard.meeting.created",
+        &meeting(),
+        &[],
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    drop(idle);
+}

@@ -377,3 +377,59 @@ def test_a_browser_page_receives_events_over_web_stomp(bloodbank, amqp):
             node.kill()
     assert shown == [{"key": "theboard.meeting.started", "body": '{"meeting_id":"m-9"}'},
                      {"key": "theboard.round.completed", "body": '{"round":3}'}]
+
+
+def test_oversized_frames_and_header_floods_get_error_frames(bloodbank):
+    hello = b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0"
+    # A body announced past the 16 MiB bound: refused before any of it is held.
+    got, closed = raw(bloodbank, hello + b"SEND\ndestination:/queue/x\ncontent-length:20000000\n\n")
+    assert b"ERROR\n" in got and b"body is longer than" in got and closed
+    # A body without content-length that never ends: refused once it passes the bound.
+    s = socket.create_connection(address(bloodbank))
+    s.sendall(hello + b"SEND\ndestination:/queue/x\n\n")
+    chunk = b"y" * (1 << 20)
+    try:
+        for _ in range(32):
+            s.sendall(chunk)
+    except OSError:
+        pass  # the server closed the socket while we wrote
+    s.settimeout(5)
+    got = b""
+    try:
+        while part := s.recv(65536):
+            got += part
+    except OSError:
+        pass
+    s.close()
+    assert b"ERROR\n" in got and b"body is longer than" in got, got[:400]
+    # Thousands of headers: refused by count, not read forever.
+    flood = b"".join(b"h%d:v\n" % i for i in range(5000))
+    got, closed = raw(bloodbank, hello + b"SEND\ndestination:/queue/x\n" + flood + b"\n\0")
+    assert b"ERROR\n" in got and closed
+
+
+def test_a_subscriber_that_never_reads_is_not_sent_the_whole_queue(bloodbank, amqp):
+    q = fresh("lazy")
+    amqp.queue_declare(q)
+    body = b"x" * (100 * 1024)
+    for _ in range(1000):
+        amqp.basic_publish("", q, body)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(address(bloodbank))
+    s.sendall(b"CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0"
+              + b"SUBSCRIBE\nid:1\ndestination:/amq/queue/" + q.encode() + b"\nack:auto\n\n\0")
+    time.sleep(1)
+    left = amqp.queue_declare(q, passive=True).method.message_count
+    assert left > 800, f"only {left} of 1000 left: the broker queued the rest for the socket"
+    # Once it reads, everything arrives.
+    tail, messages = b"", 0
+    s.settimeout(20)
+    while messages < 1000:
+        part = s.recv(1 << 20)
+        assert part, f"closed after {messages} messages"
+        seen = tail + part  # a command split across reads; 7 bytes cannot hold a whole one
+        messages += seen.count(b"MESSAGE\n")
+        tail = seen[-7:]
+    s.close()
+    assert amqp.queue_declare(q, passive=True).method.message_count == 0
