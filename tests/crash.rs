@@ -1,4 +1,5 @@
-//! Crash safety of a real `bloodbank serve` process: publishers with confirms, SIGKILL at a
+//! Crash safety of a real `bloodbank serve` process: publishers with confirms, consumers,
+//! dead-lettering and definition changes, SIGKILL at a
 //! random moment, restart on the same data directory, then check that every confirmed
 //! message is there, nothing unpublished is, and per-publisher order holds. Also: damaged
 //! segment files are reported with path and offset and the rest is still served.
@@ -15,9 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const ITERATIONS: usize = 8;
+const ITERATIONS: usize = 20;
 const PUBLISHERS: usize = 4;
 const QUEUES: [&str; 2] = ["crash-a", "crash-b"];
+/// Where crash-b's rejected messages go.
+const DEAD_LETTERS: &str = "crash-dlq";
+/// The direct exchange the definition changes bind their queues to.
+const DEFINITIONS: &str = "crash-defs";
 
 async fn connect_url(url: &str) -> Connection {
     Connection::connect(url, ConnectionProperties::default())
@@ -35,10 +40,18 @@ async fn declare_topology(url: &str) {
     declare_exchange(&ch, "crash", ExchangeKind::Fanout, durable)
         .await
         .unwrap();
-    for q in QUEUES {
-        declare_queue_with(&ch, q, true, FieldTable::default())
-            .await
-            .unwrap();
+    declare_exchange(&ch, DEFINITIONS, ExchangeKind::Direct, durable)
+        .await
+        .unwrap();
+    declare_queue_with(&ch, DEAD_LETTERS, true, FieldTable::default())
+        .await
+        .unwrap();
+    let dead_letter = args(&[
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(DEAD_LETTERS)),
+    ]);
+    for (q, arguments) in [(QUEUES[0], FieldTable::default()), (QUEUES[1], dead_letter)] {
+        declare_queue_with(&ch, q, true, arguments).await.unwrap();
         bind_queue(&ch, q, "crash", "").await.unwrap();
     }
     let _ = conn.close(200, "bye".into()).await;
@@ -99,8 +112,11 @@ async fn publisher(
     }
 }
 
-/// Every message in a queue, acknowledged, as (iteration, publisher, seq).
-async fn drain_ids(url: &str, queue: &str) -> Vec<(usize, usize, u64)> {
+/// A message's (iteration, publisher, seq).
+type Id = (usize, usize, u64);
+
+/// Every message in a queue, acknowledged, by id.
+async fn drain_ids(url: &str, queue: &str) -> Vec<Id> {
     let conn = connect_url(url).await;
     let ch = channel(&conn).await;
     let count = passive_queue(&ch, queue).await.unwrap().message_count();
@@ -125,14 +141,21 @@ async fn drain_ids(url: &str, queue: &str) -> Vec<(usize, usize, u64)> {
     out
 }
 
+/// Twenty SIGKILLs at random moments while four publishers publish with confirms into a
+/// fanout, a consumer acks nine messages in ten from one queue, another rejects everything from
+/// a queue that dead-letters, and a client declares, binds and deletes durable queues. After
+/// each restart: every confirmed message is in its queue (or, for the rejecting queue, in the
+/// queue or its dead-letter queue) unless it was acked, nothing unpublished is, per-publisher
+/// order holds, and every answered definition change is there, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_at_random_moments_loses_no_confirmed_message() {
+async fn sigkills_under_mixed_load_lose_nothing_confirmed_and_half_apply_no_definition() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("stderr.log");
     let mut server = start(&data, &log, &[]);
     declare_topology(&server.url).await;
     let mut rng = rand::rng();
+    let (mut changes, mut dead_lettered) = (0, 0);
     for iteration in 0..ITERATIONS {
         let confirmed: Vec<_> = (0..PUBLISHERS)
             .map(|_| Arc::new(Mutex::new(BTreeSet::new())))
@@ -140,7 +163,9 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
         let sent: Vec<_> = (0..PUBLISHERS)
             .map(|_| Arc::new(Mutex::new(0u64)))
             .collect();
-        let tasks: Vec<_> = (0..PUBLISHERS)
+        let acked: Arc<Mutex<BTreeSet<(usize, u64)>>> = Arc::default();
+        let answered: Arc<Mutex<Answered>> = Arc::default();
+        let mut tasks: Vec<_> = (0..PUBLISHERS)
             .map(|p| {
                 tokio::spawn(publisher(
                     server.url.clone(),
@@ -151,6 +176,18 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
                 ))
             })
             .collect();
+        let url = server.url.clone();
+        tasks.push(tokio::spawn(ack_nine_in_ten(
+            url.clone(),
+            QUEUES[0],
+            acked.clone(),
+        )));
+        tasks.push(tokio::spawn(reject_all(url.clone(), QUEUES[1])));
+        tasks.push(tokio::spawn(churn_definitions(
+            url,
+            iteration,
+            answered.clone(),
+        )));
         // The kill comes at a random moment once publishing is under way (on a loaded
         // machine the first confirm can take longer than the shortest wait).
         let started = Instant::now();
@@ -163,7 +200,7 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
         kill9(&mut server);
-        // Whatever they were waiting for will never be confirmed now.
+        // Whatever they were waiting for will never be answered now.
         for t in tasks {
             t.abort();
             let _ = t.await;
@@ -174,19 +211,143 @@ async fn sigkill_at_random_moments_loses_no_confirmed_message() {
             total_confirmed > 0,
             "iteration {iteration}: nothing was confirmed before the kill"
         );
-        for queue in QUEUES {
-            let t0 = Instant::now();
-            let got = drain_ids(&server.url, queue).await;
-            eprintln!(
-                "iteration {iteration}: {queue}: {} messages, {total_confirmed} confirmed, drained in {:?}",
-                got.len(),
-                t0.elapsed()
-            );
-            check_round(queue, iteration, got, &sent, &confirmed, &BTreeSet::new());
-        }
+        let acked = acked.lock().unwrap().clone();
+        let a = drain_ids(&server.url, QUEUES[0]).await;
+        let b = drain_ids(&server.url, QUEUES[1]).await;
+        let dlq = drain_ids(&server.url, DEAD_LETTERS).await;
+        eprintln!(
+            "iteration {iteration}: {total_confirmed} confirmed, {} acked, back: {} in {}, {} in {}, {} in {DEAD_LETTERS}",
+            acked.len(),
+            a.len(),
+            QUEUES[0],
+            b.len(),
+            QUEUES[1],
+            dlq.len()
+        );
+        dead_lettered += dlq.len();
+        check_round(&[(QUEUES[0], a)], iteration, &sent, &confirmed, &acked);
+        let none = BTreeSet::new();
+        check_round(
+            &[(QUEUES[1], b), (DEAD_LETTERS, dlq)],
+            iteration,
+            &sent,
+            &confirmed,
+            &none,
+        );
+        let answered = std::mem::take(&mut *answered.lock().unwrap());
+        changes += check_definitions(&server.url, &answered).await;
     }
+    eprintln!("{ITERATIONS} kills: {changes} answered definition changes and {dead_lettered} dead-lettered messages checked");
+    assert!(
+        changes > 0 && dead_lettered > 0,
+        "the kills never met a definition change or a dead-lettering"
+    );
     assert_no_damage(&log);
     stop(&mut server);
+}
+
+/// Consumes from `queue` and rejects every message without requeueing: it is dead-lettered.
+async fn reject_all(url: String, queue: &str) {
+    use futures_lite::StreamExt;
+    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
+        return;
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return;
+    };
+    let Ok(mut consumer) = ch
+        .basic_consume(
+            queue.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    else {
+        return;
+    };
+    while let Some(Ok(d)) = consumer.next().await {
+        if d.reject(BasicRejectOptions { requeue: false })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Definition changes the broker answered before the kill.
+#[derive(Default)]
+struct Answered {
+    /// Queues whose declare and bind were both answered.
+    bound: BTreeSet<String>,
+    /// Queues whose delete was answered.
+    deleted: BTreeSet<String>,
+}
+
+/// Declares a durable queue and binds it, then deletes the one before, over and over,
+/// recording each answer.
+async fn churn_definitions(url: String, iteration: usize, answered: Arc<Mutex<Answered>>) {
+    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
+        return;
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return;
+    };
+    for n in 0.. {
+        let q = format!("defs-{iteration}-{n}");
+        if declare_queue_with(&ch, &q, true, FieldTable::default())
+            .await
+            .is_err()
+            || bind_queue(&ch, &q, DEFINITIONS, &q).await.is_err()
+        {
+            return;
+        }
+        answered.lock().unwrap().bound.insert(q);
+        if n % 2 == 1 {
+            let before = format!("defs-{iteration}-{}", n - 1);
+            if ch
+                .queue_delete(before.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            answered.lock().unwrap().deleted.insert(before);
+        }
+    }
+}
+
+/// Every answered declare-and-bind is there with its binding (a message routed by it
+/// arrives), every answered delete is gone; returns how many changes were checked.
+async fn check_definitions(url: &str, answered: &Answered) -> usize {
+    let conn = connect_url(url).await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    for q in answered.bound.difference(&answered.deleted) {
+        let ch = channel(&conn).await;
+        ch.queue_declare(q.as_str().into(), passive, FieldTable::default())
+            .await
+            .unwrap_or_else(|e| panic!("{q} was declared and answered, and is gone: {e}"));
+        publish(&ch, DEFINITIONS, q, b"routed").await;
+        let got = ch
+            .basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap();
+        assert!(got.is_some(), "{q}: its answered binding is gone");
+    }
+    for q in &answered.deleted {
+        let ch = channel(&conn).await;
+        let err = ch
+            .queue_declare(q.as_str().into(), passive, FieldTable::default())
+            .await
+            .expect_err(&format!("{q} was deleted and answered, and is back"));
+        assert_eq!(reply_code(&err), 404, "{q}");
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    answered.bound.len() + answered.deleted.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,7 +457,7 @@ async fn sigkill_during_compaction_and_paging_loses_nothing_unacked() {
         server = start(&data, &log, &extra);
         let got = drain_ids(&server.url, QUEUES[0]).await;
         let acked = acked.lock().unwrap().clone();
-        check_round(QUEUES[0], iteration, got, &sent, &confirmed, &acked);
+        check_round(&[(QUEUES[0], got)], iteration, &sent, &confirmed, &acked);
         drain_ids(&server.url, QUEUES[1]).await;
     }
     assert_no_damage(&log);
@@ -344,36 +505,42 @@ async fn ack_nine_in_ten(url: String, queue: &str, acked: Arc<Mutex<BTreeSet<(us
 }
 
 /// What came back after a kill, checked against what was published: only this round's
-/// messages, nothing never sent, per-publisher order, and every confirmed message present
-/// unless it was acked.
+/// messages, nothing never sent, per-publisher order in each queue, and every confirmed
+/// message present in one of the queues unless it was acked.
 fn check_round(
-    queue: &str,
+    queues: &[(&str, Vec<Id>)],
     iteration: usize,
-    got: Vec<(usize, usize, u64)>,
     sent: &[Arc<Mutex<u64>>],
     confirmed: &[Arc<Mutex<BTreeSet<u64>>>],
     acked: &BTreeSet<(usize, u64)>,
 ) {
-    let mut by_publisher: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
-    for (it, p, seq) in got {
-        assert_eq!(
-            it, iteration,
-            "{queue}: message from an earlier round came back"
-        );
-        assert!(p < PUBLISHERS);
-        assert!(
-            seq <= *sent[p].lock().unwrap(),
-            "{queue}: {p}:{seq} was never published"
-        );
-        by_publisher.entry(p).or_default().push(seq);
+    let mut have: BTreeMap<usize, BTreeSet<u64>> = BTreeMap::new();
+    for (queue, got) in queues {
+        let mut by_publisher: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+        for &(it, p, seq) in got {
+            assert_eq!(
+                it, iteration,
+                "{queue}: message from an earlier round came back"
+            );
+            assert!(p < PUBLISHERS);
+            assert!(
+                seq <= *sent[p].lock().unwrap(),
+                "{queue}: {p}:{seq} was never published"
+            );
+            by_publisher.entry(p).or_default().push(seq);
+        }
+        for (p, seqs) in by_publisher {
+            assert!(
+                seqs.windows(2).all(|w| w[0] < w[1]),
+                "{queue}: publisher {p} out of order: {seqs:?}"
+            );
+            have.entry(p).or_default().extend(seqs);
+        }
     }
+    let names: Vec<&str> = queues.iter().map(|(q, _)| *q).collect();
+    let queue = names.join(" + ");
     for (p, confirmed) in confirmed.iter().enumerate() {
-        let seqs = by_publisher.remove(&p).unwrap_or_default();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "{queue}: publisher {p} out of order: {seqs:?}"
-        );
-        let have: BTreeSet<u64> = seqs.into_iter().collect();
+        let have = have.remove(&p).unwrap_or_default();
         let missing: Vec<u64> = confirmed
             .lock()
             .unwrap()

@@ -735,4 +735,49 @@ mod tests {
         assert_eq!(recovery.queues[0].messages[0].0, kept);
         assert_eq!(std::fs::metadata(&newest).unwrap().len(), whole);
     }
+
+    /// Recovery of a segment cut short at every offset and of one with each byte flipped in
+    /// turn: it opens (never a panic or an error that stops the start), and every message it
+    /// recovers reads back as the one that was written.
+    #[test]
+    fn a_segment_cut_or_damaged_at_any_offset_opens_and_serves_only_whole_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MessageLog::open(dir.path(), 1 << 20).unwrap();
+        let mut bodies = std::collections::HashMap::new();
+        for i in 0..3 {
+            let body = format!("message {i}");
+            let id = log.publish(&message(&body), i, &[("/", "q")]).unwrap();
+            bodies.insert(id, body);
+        }
+        let first = *bodies.keys().min().unwrap();
+        log.ack("/", "q", vec![first]).unwrap();
+        let name = segment_path(dir.path(), log.active_no);
+        drop(log);
+        let original = std::fs::read(&name).unwrap();
+        let file_name = name.file_name().unwrap().to_owned();
+        let check = |data: &[u8], what: &str| {
+            let scratch = tempfile::tempdir().unwrap();
+            std::fs::write(scratch.path().join(&file_name), data).unwrap();
+            let (mut log, recovery) = MessageLog::open(scratch.path(), 1 << 20)
+                .unwrap_or_else(|e| panic!("{what}: recovery failed: {e}"));
+            for queue in &recovery.queues {
+                for (id, _) in &queue.messages {
+                    let read = log.read(*id).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert_eq!(
+                        Some(&String::from_utf8_lossy(&read.body).into_owned()),
+                        bodies.get(id),
+                        "{what}: message {id} came back changed"
+                    );
+                }
+            }
+        };
+        for cut in 0..original.len() {
+            check(&original[..cut], &format!("cut at {cut}"));
+        }
+        for at in 0..original.len() {
+            let mut bad = original.clone();
+            bad[at] ^= 0x20;
+            check(&bad, &format!("byte {at} flipped"));
+        }
+    }
 }
