@@ -213,3 +213,126 @@ async fn several_broker_urls_fail_over_to_the_next_node() {
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("retry-after"), Some("1"));
 }
+
+/// Four clients publish over HTTP with idempotency keys, through a gateway on an external
+/// RabbitMQ with Redis for keys and correlation, while Redis is SIGKILLed and restarted (empty)
+/// and then the RabbitMQ node is SIGKILLed and restarted. Every event that got a 2xx is in the
+/// durable queue afterwards; the others were told 503 (or failed to connect) and were never
+/// acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_rabbitmq_and_redis_under_load_loses_no_acknowledged_event() {
+    use common::redis::Redis;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    let mut rabbit = RabbitMq::start();
+    let mut redis = Redis::start_any();
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::start(
+        &dir.path().join("data"),
+        &dir.path().join("log"),
+        &["--broker-url", &rabbit.url(), "--redis-url", &redis.url()],
+    );
+    assert_eq!(
+        post_json(&server.http, "/events/calendar", &entry("first"), &[]).status,
+        200,
+        "declares the exchange"
+    );
+    {
+        let conn = Connection::connect(&rabbit.url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = channel(&conn).await;
+        common::declare_queue_with(&ch, "kept", true, lapin::types::FieldTable::default())
+            .await
+            .unwrap();
+        bind_queue(&ch, "kept", "events", "calendar.#")
+            .await
+            .unwrap();
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (stop, accepted, refused) = (stop.clone(), accepted.clone(), refused.clone());
+            let http = server.http.clone();
+            std::thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let key = format!("client-{c}-{i}");
+                    let body = entry(&key);
+                    let headers = [("Idempotency-Key", key.as_str())];
+                    match bloodbank_gateway::client::request(
+                        &http,
+                        "POST",
+                        "/events/calendar",
+                        &[("Content-Type", "application/json"), headers[0]],
+                        body.to_string().as_bytes(),
+                    ) {
+                        Ok(r) if r.status == 200 => {
+                            let id = r.json()["id"].as_str().unwrap().to_string();
+                            accepted.lock().unwrap().push(id);
+                        }
+                        Ok(r) => *refused.lock().unwrap().entry(r.status).or_default() += 1,
+                        Err(_) => *refused.lock().unwrap().entry(0).or_default() += 1,
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    let count = || accepted.lock().unwrap().len();
+    let settle = |what: &str| {
+        let before = count();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while count() < before + 50 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "publishing did not resume after {what}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    settle("the start");
+    redis.kill_and_restart();
+    settle("Redis was killed");
+    rabbit.kill_node();
+    std::thread::sleep(Duration::from_millis(500));
+    rabbit.start_node();
+    settle("RabbitMQ was killed");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+
+    let conn = Connection::connect(&rabbit.url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let kept: std::collections::HashSet<String> = common::drain(&channel(&conn).await, "kept")
+        .await
+        .iter()
+        .map(|b| {
+            serde_json::from_slice::<serde_json::Value>(b).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let accepted = accepted.lock().unwrap().clone();
+    let lost: Vec<_> = accepted.iter().filter(|id| !kept.contains(*id)).collect();
+    eprintln!(
+        "{} answered 200, {} in the queue, refused by status (0: no connection): {:?}",
+        accepted.len(),
+        kept.len(),
+        refused.lock().unwrap()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost: {lost:?}",
+        lost.len()
+    );
+}

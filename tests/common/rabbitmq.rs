@@ -187,6 +187,33 @@ impl RabbitMq {
         }
     }
 
+    /// SIGKILL to the node's Erlang VM (the process Debian's script starts as the rabbitmq
+    /// user, found by the node name in its environment), as a crash or the OOM killer would.
+    pub fn kill_node(&mut self) {
+        let name = format!("RABBITMQ_NODENAME={}", self.node);
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let ours = environ.split(|b| *b == 0).any(|v| v == name.as_bytes());
+            if ours && String::from_utf8_lossy(&cmdline).contains("beam") {
+                // SAFETY: kill(2) on a process of the node this value started.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "{} outlived SIGKILL", self.node);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// `rabbitmqctl stop`; the node's process, if it was running.
     fn halt(&mut self) -> Option<Child> {
         let _ = self

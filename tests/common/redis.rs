@@ -51,6 +51,13 @@ impl Redis {
         Redis { port, child }
     }
 
+    /// SIGKILL, then a new server on the same port (it starts empty: no persistence).
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        *self = Redis::start(self.port);
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
