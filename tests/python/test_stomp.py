@@ -433,3 +433,23 @@ def test_a_subscriber_that_never_reads_is_not_sent_the_whole_queue(bloodbank, am
         tail = seen[-7:]
     s.close()
     assert amqp.queue_declare(q, passive=True).method.message_count == 0
+
+
+def test_web_stomp_refuses_a_message_past_its_bound_and_serves_the_next_client(bloodbank):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = f"ws://{bloodbank.stomp_ws}/ws"
+    with connect(url, subprotocols=["v12.stomp"], max_size=None) as ws:
+        ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0")
+        assert ws.recv(timeout=5).startswith("CONNECTED")
+        try:
+            ws.send(b"SEND\ndestination:/queue/x\n\n" + b"z" * (17 * 1024 * 1024) + b"\0")
+            ws.recv(timeout=10)
+            raise AssertionError("a 17 MiB message was taken")
+        except ConnectionClosed as closed:
+            # Closed at the bound (axum ends the socket without sending 1009 first).
+            assert closed.rcvd is None or closed.rcvd.code == 1009, closed
+    with connect(url, subprotocols=["v12.stomp"]) as ws:
+        ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0")
+        assert ws.recv(timeout=5).startswith("CONNECTED")
