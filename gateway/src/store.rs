@@ -54,6 +54,11 @@ struct Remembered {
     body: Value,
 }
 
+/// redb's page cache for this store. Its default, 1 GiB, is a ceiling the cache grows
+/// towards as correlation links and idempotency keys are written: a one-hour soak saw the
+/// process's RSS climb with every publish.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
@@ -63,7 +68,10 @@ impl Store {
     /// `None`: in memory (a broker without a data directory).
     pub fn open(path: Option<&Path>) -> Result<Store, StoreError> {
         let db = match path {
-            Some(path) => Database::create(path).map_err(err)?,
+            Some(path) => Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)
+                .map_err(err)?,
             None => Database::builder()
                 .create_with_backend(redb::backends::InMemoryBackend::new())
                 .map_err(err)?,

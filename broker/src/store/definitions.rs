@@ -242,10 +242,14 @@ impl std::fmt::Debug for Definitions {
 impl Definitions {
     /// Opens (or creates) the database. Fails if another process has it open.
     pub fn open(path: &Path) -> Result<Definitions, DefinitionsError> {
-        let db = Database::create(path).map_err(|source| DefinitionsError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        // redb's default cache (1 GiB) is far above what a set of definitions needs.
+        let db = Database::builder()
+            .set_cache_size(4 * 1024 * 1024)
+            .create(path)
+            .map_err(|source| DefinitionsError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let defs = Definitions { db };
         defs.write(|_| Ok(()))?;
         Ok(defs)
