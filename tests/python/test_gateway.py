@@ -141,3 +141,27 @@ def test_a_websocket_client_that_stops_reading_is_cut_off_and_others_keep_stream
                     assert "too slow" in closed.rcvd.reason
 
     asyncio.run(run())
+
+
+def test_websocket_clients_that_send_too_much_are_closed_and_others_keep_streaming(bloodbank):
+    """/ws/events only listens: a client message past 64 KiB closes that socket, and a flood
+    of small messages from another client does not stop events reaching a third."""
+    import websockets
+
+    async def run():
+        base = bloodbank.http.replace("http://", "ws://") + "/ws/events?pattern=theboard.%23"
+        async with websockets.connect(base) as big, websockets.connect(base) as chatty, websockets.connect(base) as reader:
+            await big.send(b"x" * (1024 * 1024))
+            try:
+                await asyncio.wait_for(big.recv(), 10)
+                raise AssertionError("a 1 MiB client message was taken")
+            except websockets.ConnectionClosed as closed:
+                assert closed.rcvd is None or closed.rcvd.code == 1009, closed
+            for _ in range(5000):
+                await chatty.send("hello")
+            status, envelope = await asyncio.to_thread(post, bloodbank.http, "/events/theboard.meeting.created", {**MEETING, "topic": "after the flood"})
+            assert status == 200
+            frame = json.loads(await asyncio.wait_for(reader.recv(), 5))
+            assert frame["message_id"] == envelope["id"]
+
+    asyncio.run(run())
