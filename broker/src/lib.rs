@@ -25,6 +25,7 @@ mod pidlock;
 mod store;
 pub mod tls;
 mod users;
+pub mod websocket;
 pub mod wire;
 
 /// The broker's maps, keyed by names and ids that clients choose and looked up several times

@@ -15,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use bloodbank_broker::clock::rfc3339;
 use bloodbank_broker::tls::{self, Tls};
+use bloodbank_broker::websocket;
 use bloodbank_broker::Listen;
 use serde_json::Value;
 use uuid::Uuid;
@@ -300,6 +301,7 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
             // broken, so it ends here, without a "done" that would hide why.
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "speech session ended by a WebSocket error");
+                websocket::close_if_too_big(&mut socket, &e, MAX_MESSAGE).await;
                 return;
             }
             None => break,

@@ -77,7 +77,11 @@ async fn forward(mut socket: WebSocket, mut subscription: Stream) {
                 }
             }
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Err(e)) => {
+                    bloodbank_broker::websocket::close_if_too_big(&mut socket, &e, MAX_CLIENT_MESSAGE).await;
+                    break;
+                }
+                Some(Ok(Message::Close(_))) | None => break,
                 _ => {}
             },
         }

@@ -39,7 +39,10 @@ impl Transport for Ws {
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_))) | None => return Ok(0),
-                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                Some(Err(e)) => {
+                    crate::websocket::close_if_too_big(&mut self.socket, &e, MAX_MESSAGE).await;
+                    return Err(std::io::Error::other(e));
+                }
             }
         }
     }
