@@ -246,16 +246,13 @@ async fn sigkills_under_mixed_load_lose_nothing_confirmed_and_half_apply_no_defi
     stop(&mut server);
 }
 
-/// Consumes from `queue` and rejects every message without requeueing: it is dead-lettered.
-async fn reject_all(url: String, queue: &str) {
-    use futures_lite::StreamExt;
-    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    let Ok(mut consumer) = ch
+/// A consumer (acking) on `queue` over a connection of its own; None once the broker is gone.
+async fn consumer_on(url: &str, queue: &str) -> Option<(Connection, lapin::Consumer)> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .ok()?;
+    let ch = conn.create_channel().await.ok()?;
+    let consumer = ch
         .basic_consume(
             queue.into(),
             "".into(),
@@ -263,7 +260,14 @@ async fn reject_all(url: String, queue: &str) {
             FieldTable::default(),
         )
         .await
-    else {
+        .ok()?;
+    Some((conn, consumer))
+}
+
+/// Consumes from `queue` and rejects every message without requeueing: it is dead-lettered.
+async fn reject_all(url: String, queue: &str) {
+    use futures_lite::StreamExt;
+    let Some((_conn, mut consumer)) = consumer_on(&url, queue).await else {
         return;
     };
     while let Some(Ok(d)) = consumer.next().await {
@@ -281,6 +285,8 @@ async fn reject_all(url: String, queue: &str) {
 struct Answered {
     /// Queues whose declare and bind were both answered.
     bound: BTreeSet<String>,
+    /// Queues whose delete was sent: each may be gone even if the answer never came.
+    deleting: BTreeSet<String>,
     /// Queues whose delete was answered.
     deleted: BTreeSet<String>,
 }
@@ -306,6 +312,7 @@ async fn churn_definitions(url: String, iteration: usize, answered: Arc<Mutex<An
         answered.lock().unwrap().bound.insert(q);
         if n % 2 == 1 {
             let before = format!("defs-{iteration}-{}", n - 1);
+            answered.lock().unwrap().deleting.insert(before.clone());
             if ch
                 .queue_delete(before.as_str().into(), QueueDeleteOptions::default())
                 .await
@@ -318,15 +325,16 @@ async fn churn_definitions(url: String, iteration: usize, answered: Arc<Mutex<An
     }
 }
 
-/// Every answered declare-and-bind is there with its binding (a message routed by it
-/// arrives), every answered delete is gone; returns how many changes were checked.
+/// Every answered declare-and-bind whose delete was not sent is there with its binding (a
+/// message routed by it arrives), every answered delete is gone; returns how many changes
+/// were checked.
 async fn check_definitions(url: &str, answered: &Answered) -> usize {
     let conn = connect_url(url).await;
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
     };
-    for q in answered.bound.difference(&answered.deleted) {
+    for q in answered.bound.difference(&answered.deleting) {
         let ch = channel(&conn).await;
         ch.queue_declare(q.as_str().into(), passive, FieldTable::default())
             .await
@@ -469,21 +477,7 @@ async fn sigkill_during_compaction_and_paging_loses_nothing_unacked() {
 /// (live stragglers copied forward) while the kills come.
 async fn ack_nine_in_ten(url: String, queue: &str, acked: Arc<Mutex<BTreeSet<(usize, u64)>>>) {
     use futures_lite::StreamExt;
-    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    let Ok(mut consumer) = ch
-        .basic_consume(
-            queue.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-    else {
+    let Some((_conn, mut consumer)) = consumer_on(&url, queue).await else {
         return;
     };
     let mut n = 0u64;
