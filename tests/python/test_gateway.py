@@ -156,7 +156,8 @@ def test_websocket_clients_that_send_too_much_are_closed_and_others_keep_streami
                 await asyncio.wait_for(big.recv(), 10)
                 raise AssertionError("a 1 MiB client message was taken")
             except websockets.ConnectionClosed as closed:
-                assert closed.rcvd is not None and closed.rcvd.code == 1009, closed
+                # 1009, or no close frame when the unread rest of the message reset the socket.
+                assert closed.rcvd is None or closed.rcvd.code == 1009, closed
             for _ in range(5000):
                 await chatty.send("hello")
             status, envelope = await asyncio.to_thread(post, bloodbank.http, "/events/theboard.meeting.created", {**MEETING, "topic": "after the flood"})

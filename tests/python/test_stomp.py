@@ -447,8 +447,11 @@ def test_web_stomp_refuses_a_message_past_its_bound_and_serves_the_next_client(b
             ws.send(b"SEND\ndestination:/queue/x\n\n" + b"z" * (17 * 1024 * 1024) + b"\0")
             ws.recv(timeout=10)
             raise AssertionError("a 17 MiB message was taken")
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None and closed.rcvd.code == 1009, closed  # message too big
+        except (ConnectionClosed, ConnectionResetError) as closed:
+            # Close 1009, unless the rest of the message still unread on our side made the
+            # kernel answer the client with a reset first.
+            rcvd = getattr(closed, "rcvd", None)
+            assert rcvd is None or rcvd.code == 1009, closed
     with connect(url, subprotocols=["v12.stomp"]) as ws:
         ws.send("CONNECT\naccept-version:1.2\nlogin:guest\npasscode:guest\n\n\0")
         assert ws.recv(timeout=5).startswith("CONNECTED")
