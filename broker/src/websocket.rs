@@ -2,12 +2,17 @@
 //! share: telling a client in WebSocket's own terms that its message was past the bound.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use std::time::Duration;
 
 /// Close code 1009: a message too big to process (RFC 6455, section 7.4.1).
-pub const MESSAGE_TOO_BIG: u16 = 1009;
+const MESSAGE_TOO_BIG: u16 = 1009;
+
+/// How long the close frame may take to go out: a peer that does not read cannot hold the
+/// connection's task with it.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether a receive error is a message or frame past the size the socket was given.
-pub fn too_big(error: &axum::Error) -> bool {
+fn too_big(error: &axum::Error) -> bool {
     std::error::Error::source(error)
         .and_then(|e| e.downcast_ref::<tungstenite::Error>())
         .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
@@ -21,6 +26,6 @@ pub async fn close_if_too_big(socket: &mut WebSocket, error: &axum::Error, limit
             code: MESSAGE_TOO_BIG,
             reason: format!("message larger than {limit} bytes").into(),
         };
-        let _ = socket.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, socket.send(Message::Close(Some(frame)))).await;
     }
 }
