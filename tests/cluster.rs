@@ -145,7 +145,7 @@ fn publish_until_accepted(gateways: &[String; 2], i: u64, tally: &Mutex<Tally>) 
         ("X-API-Key", "change-me"),
         ("Idempotency-Key", key.as_str()),
     ];
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut target = (i % 2) as usize;
     loop {
         let answer = client::request(
@@ -281,7 +281,7 @@ async fn two_gateways_in_front_of_a_three_node_cluster_lose_nothing() {
         .collect();
     let accepted = || tally.lock().unwrap().accepted.len();
     let wait_for = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while accepted() < n {
             assert!(
                 Instant::now() < deadline,
