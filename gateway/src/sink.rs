@@ -117,7 +117,14 @@ impl Sink {
 pub struct External {
     url: String,
     exchange: String,
-    link: Mutex<Option<(Connection, Channel)>>,
+    link: Mutex<Option<Link>>,
+}
+
+/// The connection to one node, and the channel publishes go out on (none after a nack: the
+/// next publish opens a fresh one).
+struct Link {
+    conn: Connection,
+    channel: Option<Channel>,
 }
 
 fn lost(e: lapin::Error) -> SinkError {
@@ -141,13 +148,28 @@ impl External {
     /// A channel in confirm mode, connecting (and declaring the exchange) when there is none.
     async fn channel(&self) -> Result<Channel, SinkError> {
         let mut link = self.link.lock().await;
-        if let Some((conn, ch)) = link.as_ref() {
-            if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
-            }
+        match link.as_mut() {
+            Some(l) if l.conn.status().connected() => match &l.channel {
+                Some(ch) if ch.status().connected() => return Ok(ch.clone()),
+                _ => {
+                    let ch = self.confirming_channel(&l.conn).await?;
+                    l.channel = Some(ch.clone());
+                    return Ok(ch);
+                }
+            },
+            _ => *link = None,
         }
-        *link = None;
         let conn = connect(&self.url).await.map_err(lost)?;
+        let ch = self.confirming_channel(&conn).await?;
+        *link = Some(Link {
+            conn,
+            channel: Some(ch.clone()),
+        });
+        tracing::info!("connected to the external broker");
+        Ok(ch)
+    }
+
+    async fn confirming_channel(&self, conn: &Connection) -> Result<Channel, SinkError> {
         let ch = conn.create_channel().await.map_err(lost)?;
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
@@ -163,14 +185,13 @@ impl External {
         )
         .await
         .map_err(lost)?;
-        *link = Some((conn, ch.clone()));
-        tracing::info!("connected to the external broker");
         Ok(ch)
     }
 
-    /// Publishes with a confirm. When the node it was connected to has gone away, it tries
-    /// once more on a fresh connection (the next node of a cluster takes over) before giving
-    /// up: at least once, as a confirm lost with its connection may mean the first copy landed.
+    /// Publishes with a confirm. When the node it was connected to has gone away or the
+    /// message was nacked, it tries once more on a fresh connection or channel (the next node
+    /// of a cluster takes over) before giving up: at least once, as a confirm lost with its
+    /// connection may mean the first copy landed.
     async fn publish(
         &self,
         exchange: &str,
@@ -183,7 +204,7 @@ impl External {
             .await
         {
             Err(SinkError::Unavailable(first)) => {
-                tracing::warn!(error = %first, "publishing to the external broker failed; reconnecting once");
+                tracing::warn!(error = %first, "publishing to the external broker failed; trying once more");
                 self.publish_once(exchange, routing_key, properties, body)
                     .await
             }
@@ -212,10 +233,30 @@ impl External {
             .await
             .map_err(|e| self.forget(e))?;
         match confirm.is_nack() {
-            true => Err(SinkError::Unavailable(
-                "the external broker refused the message (basic.nack)".into(),
-            )),
+            true => {
+                self.retire(&ch).await;
+                Err(SinkError::Unavailable(
+                    "the external broker refused the message (basic.nack)".into(),
+                ))
+            }
             false => Ok(()),
+        }
+    }
+
+    /// After a nack the channel is not used again: RabbitMQ 3.10 was seen to nack every later
+    /// publish on a channel that first published to a quorum queue while the queue was
+    /// electing a new leader (a node had just stopped), while fresh channels were served. The
+    /// channel closes when the publishes still waiting on it are done.
+    async fn retire(&self, ch: &Channel) {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_mut() {
+            if l.channel.as_ref().is_some_and(|c| c.id() == ch.id()) {
+                tracing::warn!(
+                    channel = ch.id(),
+                    "basic.nack: the next publish opens a fresh channel"
+                );
+                l.channel = None;
+            }
         }
     }
 

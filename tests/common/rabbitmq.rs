@@ -175,6 +175,25 @@ impl RabbitMq {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Whether this value started the node and has not stopped it.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The last `lines` lines of the node's log, for a failing test to show.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let dir = self.dir.path().join("log");
+        let mut text = String::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            text += &format!("== {} ==\n", entry.path().display());
+            text += &all[all.len().saturating_sub(lines)..].join("\n");
+            text += "\n";
+        }
+        text
+    }
+
     /// The node's AMQP port.
     pub fn port(&self) -> u16 {
         self.port
