@@ -151,10 +151,9 @@ mod tests {
 
     fn entry(id: u64) -> Entry {
         let message = Message::new("", "q", Default::default(), Bytes::new());
-        Entry {
-            id,
-            ..Entry::new(Arc::new(message), None, 0)
-        }
+        let mut entry = Entry::new(Arc::new(message), None, 0);
+        entry.id = id;
+        entry
     }
 
     #[test]

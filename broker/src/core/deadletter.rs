@@ -54,7 +54,7 @@ impl Core {
                 Some((dlx, q.args.dead_letter_routing_key.clone()))
             });
         let Some((reason, (dlx, dlrk))) = reason.zip(target) else {
-            let persisted = entries.iter().filter_map(|e| e.persisted).collect();
+            let persisted = entries.iter().filter_map(|e| e.persisted()).collect();
             return self.forget(vname, queue, persisted);
         };
         let counter = match reason {
@@ -68,7 +68,7 @@ impl Core {
         let mut persisted = Vec::new();
         let mut on_disk = Vec::new();
         for entry in &entries {
-            match (&entry.message, entry.persisted) {
+            match (&entry.message, entry.persisted()) {
                 // Only in the log: the pager reads it for the dead-letter exchange.
                 (None, Some(id)) if self.has_pager() => on_disk.push(id),
                 _ => {
@@ -77,7 +77,7 @@ impl Core {
                             dead_lettered(&message, queue, reason, &dlx, dlrk.as_deref(), now);
                         self.republish(vname, dead, depth);
                     }
-                    persisted.extend(entry.persisted);
+                    persisted.extend(entry.persisted());
                 }
             }
         }
@@ -114,7 +114,7 @@ impl Core {
         if let Some(m) = &entry.message {
             return Some(m.clone());
         }
-        let id = entry.persisted?;
+        let id = entry.persisted()?;
         match self.log.as_mut()?.read(id) {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {

@@ -357,7 +357,7 @@ impl Core {
                 return Next::Empty;
             };
             let expired = head.expired(now);
-            if !expired && has_pager && head.message.is_none() && head.persisted.is_some() {
+            if !expired && has_pager && head.message.is_none() && head.persisted().is_some() {
                 self.request_page_in(vname, queue);
                 return Next::Waiting;
             }
@@ -379,7 +379,7 @@ impl Core {
                     return Next::Ready(entry, message);
                 }
                 None => {
-                    let lost: Vec<u64> = entry.persisted.into_iter().collect();
+                    let lost: Vec<u64> = entry.persisted().into_iter().collect();
                     self.forget(vname, queue, lost);
                 }
             }
@@ -396,7 +396,7 @@ impl Core {
         consumer: Option<Arc<str>>,
         no_ack: bool,
     ) -> Option<u64> {
-        if let (Some(id), Some(log)) = (entry.persisted, self.log.as_mut()) {
+        if let (Some(id), Some(log)) = (entry.persisted(), self.log.as_mut()) {
             let written = if no_ack {
                 log.ack(vname, queue, vec![id])
             } else if !entry.redelivered {

@@ -123,20 +123,7 @@ impl Core {
             };
             for (msg_id, meta) in rq.messages {
                 restored += 1;
-                let entry = Entry {
-                    id: 0,
-                    message: None,
-                    redelivered: meta.delivered,
-                    // The log keeps whether a message was delivered, not how often it
-                    // came back: delivery limits count afresh after a restart.
-                    returns: 0,
-                    persisted: Some(msg_id),
-                    size: meta.size,
-                    priority: meta.priority,
-                    published_ms: meta.published_ms,
-                    expires_at: None,
-                };
-                queue.push(entry, meta.expiration);
+                queue.push(Entry::recovered(msg_id, &meta), meta.expiration);
             }
         }
         tracing::info!(messages = restored, "recovered persistent messages");

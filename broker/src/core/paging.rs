@@ -103,7 +103,7 @@ impl Core {
             {
                 let dropped = q.paged_in(&HashMap::new(), &lost);
                 q.start_page_in(0);
-                let ids = dropped.iter().filter_map(|e| e.persisted).collect();
+                let ids = dropped.iter().filter_map(|e| e.persisted()).collect();
                 self.forget(vname, queue, ids);
             }
         }
@@ -172,7 +172,7 @@ impl Core {
                     return;
                 };
                 let dropped = q.paged_in(&bodies, &lost);
-                let ids = dropped.iter().filter_map(|e| e.persisted).collect();
+                let ids = dropped.iter().filter_map(|e| e.persisted()).collect();
                 self.forget(&vhost, &queue, ids);
                 self.serve_waiting_gets(&vhost, &queue);
                 self.dispatch(&vhost, &queue);

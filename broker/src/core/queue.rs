@@ -5,7 +5,9 @@ use super::channel::ChanKey;
 use super::ready::{MemoryQueue, PriorityQueue, QueueStore};
 use super::ConnId;
 use crate::message::Message;
+use crate::store::Meta;
 use amq_protocol::types::FieldTable;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,16 +21,19 @@ pub struct Entry {
     pub redelivered: bool,
     /// How many times it came back unacknowledged (`x-delivery-count` on quorum queues).
     pub returns: u32,
-    /// Its id in the message log, when it is persistent on a durable queue.
-    pub persisted: Option<u64>,
+    /// Its id in the message log (ids start at 1), when it is persistent on a durable queue.
+    persisted: Option<NonZeroU64>,
     /// Body size in bytes.
     pub size: u64,
     pub priority: u8,
     /// When it was published (ms since the Unix epoch).
     pub published_ms: u64,
     /// When its TTL runs out (ms since the Unix epoch).
-    pub expires_at: Option<u64>,
+    expires_at: Option<NonZeroU64>,
 }
+
+// Millions of these sit in a queue's backlog: keep them small.
+const _: () = assert!(std::mem::size_of::<Entry>() <= 56);
 
 impl Entry {
     /// A message as it enters a queue.
@@ -41,13 +46,34 @@ impl Entry {
             message: Some(message),
             redelivered: false,
             returns: 0,
-            persisted,
+            persisted: persisted.and_then(NonZeroU64::new),
             published_ms: now_ms,
         }
     }
 
+    /// A recovered message, only in the log for now. The log keeps whether a message was
+    /// delivered, not how often it came back: delivery limits count afresh after a restart.
+    pub fn recovered(msg_id: u64, meta: &Meta) -> Entry {
+        Entry {
+            id: 0,
+            message: None,
+            redelivered: meta.delivered,
+            returns: 0,
+            persisted: NonZeroU64::new(msg_id),
+            size: meta.size,
+            priority: meta.priority,
+            published_ms: meta.published_ms,
+            expires_at: None,
+        }
+    }
+
+    /// Its id in the message log, when it is persistent on a durable queue.
+    pub fn persisted(&self) -> Option<u64> {
+        self.persisted.map(NonZeroU64::get)
+    }
+
     pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_at.is_some_and(|at| now_ms > at)
+        self.expires_at.is_some_and(|at| now_ms > at.get())
     }
 }
 
@@ -198,7 +224,7 @@ impl Queue {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        entry.expires_at = ttl.map(|t| entry.published_ms.saturating_add(t));
+        entry.expires_at = ttl.and_then(|t| NonZeroU64::new(entry.published_ms.saturating_add(t)));
         self.account_in(&entry);
         self.messages.push(entry);
     }
@@ -255,7 +281,7 @@ impl Queue {
             .iter_mut()
             .take(max * 2)
             .filter(|e| e.message.is_none())
-            .filter_map(|e| e.persisted)
+            .filter_map(|e| e.persisted())
             .take(max)
             .collect()
     }
@@ -274,7 +300,7 @@ impl Queue {
             if placed == bodies.len() {
                 break;
             }
-            let Some(body) = entry.persisted.and_then(|id| bodies.get(&id)) else {
+            let Some(body) = entry.persisted().and_then(|id| bodies.get(&id)) else {
                 continue;
             };
             if entry.message.is_none() {
@@ -290,7 +316,7 @@ impl Queue {
         }
         let taken = self
             .messages
-            .remove_where(&mut |e| e.persisted.is_some_and(|id| lost.contains(&id)));
+            .remove_where(&mut |e| e.persisted().is_some_and(|id| lost.contains(&id)));
         for entry in &taken {
             self.account_out(entry);
         }

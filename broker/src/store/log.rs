@@ -15,9 +15,10 @@
 //! - Acks and delivery marks are appended without waiting: losing one to a crash only means a
 //!   message comes back (as `redelivered`).
 
+use super::live::LiveIndex;
 use super::paged::{PagedRef, SegmentFile};
 use super::record::{Holder, Record};
-use super::replay::{Live, Meta, Names, Replay};
+use super::replay::{Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
 use super::writer::LogWriter;
 use crate::message::Message;
@@ -32,6 +33,9 @@ use std::thread::JoinHandle;
 
 /// Buffered records are written out once they reach this many bytes.
 const FLUSH_AT: usize = 256 * 1024;
+
+/// The largest segment: the index keeps offsets in 32 bits.
+const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 
 /// A queue's messages as found on disk, in publish order.
 #[derive(Debug)]
@@ -74,7 +78,7 @@ pub struct MessageLog {
     writer: Arc<LogWriter>,
     writer_thread: Option<JoinHandle<()>>,
     names: Names,
-    live: Map<u64, Live>,
+    live: LiveIndex,
     segments: BTreeMap<u64, SegStats>,
     next_id: u64,
     /// The segments read from, each opened once; a segment in use is deleted by its last user.
@@ -154,9 +158,17 @@ impl MessageLog {
             }
             segments.insert(no, SegStats { len, live_bytes: 0 });
         }
-        for live in replay.live.values() {
-            if let Some(s) = segments.get_mut(&live.loc.segment) {
-                s.live_bytes += live.loc.len as u64;
+        for (id, loc) in &replay.unindexable {
+            problems.push(format!(
+                "{}: message {id} at offset {} is past the 4 GiB a segment may hold; not \
+                 recovered (segment_bytes is capped at 1 GiB)",
+                segment_path(dir, loc.segment).display(),
+                loc.offset
+            ));
+        }
+        for (_, loc) in replay.live.iter() {
+            if let Some(s) = segments.get_mut(&loc.segment) {
+                s.live_bytes += loc.len as u64;
             }
         }
         let active_no = found.last().map_or(1, |n| n + 1);
@@ -168,6 +180,7 @@ impl MessageLog {
             live,
             queues,
             max_id,
+            ..
         } = replay;
         let mut recovered: Vec<RecoveredQueue> = queues
             .into_iter()
@@ -184,7 +197,7 @@ impl MessageLog {
         recovered.sort_by(|a, b| (&a.vhost, &a.queue).cmp(&(&b.vhost, &b.queue)));
         let mut log = MessageLog {
             dir: dir.to_path_buf(),
-            segment_bytes: segment_bytes.max(4096),
+            segment_bytes: segment_bytes.clamp(4096, MAX_SEGMENT_BYTES),
             active_no,
             lsn: 0,
             pending: BytesMut::with_capacity(FLUSH_AT),
@@ -248,11 +261,11 @@ impl MessageLog {
         };
         let loc = self.append(&record, true)?;
         self.next_id += 1;
-        let holders = queues
+        let holders: Vec<(u32, bool)> = queues
             .iter()
             .map(|(v, q)| (self.names.id(v, q), false))
             .collect();
-        self.add_live(msg_id, Live { loc, holders });
+        self.add_live(msg_id, loc, &holders);
         Ok(msg_id)
     }
 
@@ -276,11 +289,7 @@ impl MessageLog {
     /// A message was handed out from `queue` for the first time.
     pub fn delivered(&mut self, vhost: &str, queue: &str, msg_id: u64) -> io::Result<()> {
         let q = self.names.id(vhost, queue);
-        if let Some(live) = self.live.get_mut(&msg_id) {
-            for h in live.holders.iter_mut().filter(|h| h.0 == q) {
-                h.1 = true;
-            }
-        }
+        self.live.mark_delivered(msg_id, q);
         let record = Record::Delivered {
             vhost: vhost.into(),
             queue: queue.into(),
@@ -294,12 +303,7 @@ impl MessageLog {
         let Some(q) = self.names.get(vhost, queue) else {
             return Ok(());
         };
-        let held: Vec<u64> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.holders.iter().any(|h| h.0 == q))
-            .map(|(id, _)| *id)
-            .collect();
+        let held = self.live.held_by(q);
         if held.is_empty() {
             return Ok(());
         }
@@ -334,21 +338,15 @@ impl MessageLog {
         (self.live.len(), self.segments.values().map(|s| s.len).sum())
     }
 
-    fn add_live(&mut self, msg_id: u64, live: Live) {
-        if let Some(s) = self.segments.get_mut(&live.loc.segment) {
-            s.live_bytes += live.loc.len as u64;
+    fn add_live(&mut self, msg_id: u64, loc: Location, holders: &[(u32, bool)]) {
+        if let Some(s) = self.segments.get_mut(&loc.segment) {
+            s.live_bytes += loc.len as u64;
         }
-        self.live.insert(msg_id, live);
+        self.live.insert(msg_id, loc, holders);
     }
 
     fn release(&mut self, msg_id: u64, q: u32) {
-        let Some(live) = self.live.get_mut(&msg_id) else {
-            return;
-        };
-        live.holders.retain(|h| h.0 != q);
-        if live.holders.is_empty() {
-            let loc = live.loc;
-            self.live.remove(&msg_id);
+        if let Some(loc) = self.live.release(msg_id, q) {
             if let Some(s) = self.segments.get_mut(&loc.segment) {
                 s.live_bytes = s.live_bytes.saturating_sub(loc.len as u64);
             }
@@ -396,6 +394,11 @@ impl MessageLog {
     fn roll(&mut self) -> io::Result<()> {
         self.flush();
         let next = self.active_no + 1;
+        if next > u32::MAX as u64 {
+            return Err(io::Error::other(
+                "the message log ran out of segment numbers",
+            ));
+        }
         // Creating the file is one quick call; syncing the directory is the writer's.
         let file = new_segment(&self.dir, next)?;
         let reader = SegmentFile::opened(
@@ -480,13 +483,12 @@ impl MessageLog {
 
     /// Where the live messages of `segment` are (nothing is read yet).
     fn plan_copy(&mut self, segment: u64) -> io::Result<CopyJob> {
-        let mut ids: Vec<u64> = self
+        let ids: Vec<u64> = self
             .live
             .iter()
-            .filter(|(_, l)| l.loc.segment == segment)
-            .map(|(id, _)| *id)
+            .filter(|(_, loc)| loc.segment == segment)
+            .map(|(id, _)| id)
             .collect();
-        ids.sort_unstable();
         let refs = ids
             .into_iter()
             .map(|id| self.locate(id))
@@ -513,14 +515,15 @@ impl MessageLog {
                     continue;
                 }
             };
-            let Some(live) = self.live.get(&id).filter(|l| l.loc.segment == segment) else {
+            if self.live.location(id).is_none_or(|l| l.segment != segment) {
                 continue;
-            };
+            }
             let Record::Publish { holders, .. } = &mut record else {
                 continue;
             };
-            *holders = live
-                .holders
+            *holders = self
+                .live
+                .holders(id)
                 .iter()
                 .map(|&(q, delivered)| {
                     let (vhost, queue) = self.names.name(q);
@@ -532,11 +535,7 @@ impl MessageLog {
                 })
                 .collect();
             let loc = self.append(&record, false)?;
-            let old = self
-                .live
-                .get_mut(&id)
-                .map(|l| std::mem::replace(&mut l.loc, loc));
-            if let Some(old) = old {
+            if let Some(old) = self.live.relocate(id, loc) {
                 if let Some(s) = self.segments.get_mut(&old.segment) {
                     s.live_bytes = s.live_bytes.saturating_sub(old.len as u64);
                 }
@@ -560,9 +559,8 @@ impl MessageLog {
     pub fn locate(&mut self, msg_id: u64) -> io::Result<PagedRef> {
         let loc = self
             .live
-            .get(&msg_id)
-            .ok_or_else(|| invalid(format!("message {msg_id} is not in the log")))?
-            .loc;
+            .location(msg_id)
+            .ok_or_else(|| invalid(format!("message {msg_id} is not in the log")))?;
         // A record appended since the log was opened may still be buffered or on its way to
         // the file (segments found at open are wholly on disk).
         let written_by = match self.segment_start.get(&loc.segment) {

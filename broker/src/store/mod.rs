@@ -8,6 +8,7 @@
 pub mod definitions;
 mod defs_writer;
 pub(crate) mod json_args;
+mod live;
 mod log;
 mod paged;
 mod pager;
@@ -21,4 +22,5 @@ pub use log::MessageLog;
 pub(crate) use log::Recovery;
 pub(crate) use paged::PagedRef;
 pub(crate) use pager::{PageRequest, Paged, PagedIn, Pager};
+pub(crate) use replay::Meta;
 pub(crate) use writer::{LogWriter, Outcome, Progress};

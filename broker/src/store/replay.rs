@@ -3,6 +3,7 @@
 //! The index knows, for every live persistent message, where its newest copy is and which
 //! queues still hold it; and, per queue, the messages it holds in publish (id) order.
 
+use super::live::{fits, LiveIndex};
 use super::record::{Holder, Record};
 use super::segment::Location;
 use crate::wire::parse_properties;
@@ -44,61 +45,6 @@ impl Names {
     }
 }
 
-/// A live persistent message: its newest copy, and the queues holding it (with whether it was
-/// delivered from each).
-#[derive(Debug, Clone)]
-pub(crate) struct Live {
-    pub loc: Location,
-    pub holders: Holders,
-}
-
-/// The queues holding a live message, each with whether it delivered it. Nearly always one,
-/// held inline: a queued message costs no allocation of its own here.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Holders {
-    /// None only when `rest` is empty too.
-    first: Option<(QueueId, bool)>,
-    rest: Vec<(QueueId, bool)>,
-}
-
-impl Holders {
-    pub(crate) fn push(&mut self, holder: (QueueId, bool)) {
-        match self.first {
-            None => self.first = Some(holder),
-            Some(_) => self.rest.push(holder),
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &(QueueId, bool)> {
-        self.first.iter().chain(&self.rest)
-    }
-
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut (QueueId, bool)> {
-        self.first.iter_mut().chain(&mut self.rest)
-    }
-
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&(QueueId, bool)) -> bool) {
-        self.rest.retain(&mut keep);
-        if !self.first.as_ref().is_some_and(&mut keep) {
-            self.first = (!self.rest.is_empty()).then(|| self.rest.remove(0));
-        }
-    }
-}
-
-impl FromIterator<(QueueId, bool)> for Holders {
-    fn from_iter<I: IntoIterator<Item = (QueueId, bool)>>(iter: I) -> Self {
-        let mut holders = Holders::default();
-        for h in iter {
-            holders.push(h);
-        }
-        holders
-    }
-}
-
 /// What a queue needs to know of a recovered message without reading its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -113,9 +59,13 @@ pub struct Meta {
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub names: Names,
-    pub live: Map<u64, Live>,
+    pub live: LiveIndex,
     pub queues: Map<QueueId, BTreeMap<u64, Meta>>,
     pub max_id: Option<u64>,
+    /// Records whose place in their segment is past what the index can hold.
+    pub unindexable: Vec<(u64, Location)>,
+    /// The holders of the record being applied (kept to save an allocation per record).
+    held: Vec<(QueueId, bool)>,
 }
 
 impl Replay {
@@ -141,7 +91,12 @@ impl Replay {
                         .and_then(|e| e.as_str().parse().ok()),
                     size: body.len() as u64,
                 };
-                let mut held = Holders::default();
+                if !fits(&loc) {
+                    self.unindexable.push((msg_id, loc));
+                    return;
+                }
+                let mut held = std::mem::take(&mut self.held);
+                held.clear();
                 for Holder {
                     vhost,
                     queue,
@@ -161,7 +116,8 @@ impl Replay {
                     held.push((q, delivered || was_delivered));
                 }
                 // A copy carried forward lists exactly the queues holding it at that time.
-                self.live.insert(msg_id, Live { loc, holders: held });
+                self.live.insert(msg_id, loc, &held);
+                self.held = held;
             }
             Record::Ack {
                 vhost,
@@ -185,11 +141,7 @@ impl Replay {
                 if let Some(meta) = self.queues.get_mut(&q).and_then(|m| m.get_mut(&msg_id)) {
                     meta.delivered = true;
                 }
-                if let Some(live) = self.live.get_mut(&msg_id) {
-                    for h in live.holders.iter_mut().filter(|h| h.0 == q) {
-                        h.1 = true;
-                    }
-                }
+                self.live.mark_delivered(msg_id, q);
             }
             Record::Drop { vhost, queue } => {
                 let q = self.names.id(&vhost, &queue);
@@ -204,12 +156,7 @@ impl Replay {
 
     /// Queue `q` no longer holds message `id`; the message dies with its last holder.
     fn release(&mut self, id: u64, q: QueueId) {
-        if let Some(live) = self.live.get_mut(&id) {
-            live.holders.retain(|h| h.0 != q);
-            if live.holders.is_empty() {
-                self.live.remove(&id);
-            }
-        }
+        self.live.release(id, q);
     }
 }
 
@@ -259,9 +206,9 @@ mod tests {
         r.apply(publish(1, &["a", "b"]), loc(0));
         r.apply(publish(2, &["a"]), loc(1));
         r.apply(ack("a", &[1]), loc(2));
-        assert!(r.live.contains_key(&1));
+        assert!(r.live.contains(1));
         r.apply(ack("b", &[1]), loc(3));
-        assert!(!r.live.contains_key(&1));
+        assert!(!r.live.contains(1));
         let a = r.names.get("/", "a").unwrap();
         assert_eq!(r.queues[&a].keys().copied().collect::<Vec<_>>(), vec![2]);
         assert_eq!(r.max_id, Some(2));
@@ -282,7 +229,7 @@ mod tests {
         r.apply(publish(1, &["a"]), loc(2));
         let a = r.names.get("/", "a").unwrap();
         assert!(r.queues[&a][&1].delivered);
-        assert_eq!(r.live[&1].loc, loc(2));
+        assert_eq!(r.live.location(1), Some(loc(2)));
         r.apply(
             Record::Drop {
                 vhost: "/".into(),
@@ -291,24 +238,5 @@ mod tests {
             loc(3),
         );
         assert!(r.live.is_empty());
-    }
-
-    #[test]
-    fn holders_keep_their_order_as_they_leave() {
-        let mut h: Holders = [(1, false), (2, true), (3, false)].into_iter().collect();
-        h.retain(|x| x.0 != 1);
-        assert_eq!(
-            h.iter().copied().collect::<Vec<_>>(),
-            [(2, true), (3, false)]
-        );
-        for x in h.iter_mut() {
-            x.1 = true;
-        }
-        h.retain(|x| x.0 != 3);
-        assert_eq!(h.iter().copied().collect::<Vec<_>>(), [(2, true)]);
-        h.retain(|_| false);
-        assert!(h.is_empty());
-        h.push((4, false));
-        assert_eq!(h.iter().copied().collect::<Vec<_>>(), [(4, false)]);
     }
 }
