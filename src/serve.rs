@@ -82,6 +82,8 @@ fn broker_listener(protocol: &str) -> (&'static str, &'static str, &'static str)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Before anything is announced: a SIGTERM right after the ready file must be a clean stop.
+    let stop = StopSignals::install()?;
     let data_dir = &settings.data_dir;
     let _lock = PidLock::try_acquire(data_dir, DATA_DIR_LOCK).map_err(|e| match e {
         PidLockError::Held { pid, .. } => anyhow::anyhow!(
@@ -240,7 +242,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .and_then(|_| std::fs::rename(&tmp, path))
             .with_context(|| format!("writing ready file {}", path.display()))?;
     }
-    wait_for_signal().await?;
+    stop.wait().await;
     tracing::info!("shutting down");
     let _ = stop_watching.send(true);
     // Listeners close first; requests in progress finish (a bounded wait) before the broker
@@ -272,13 +274,25 @@ fn join(addrs: &[std::net::SocketAddr]) -> String {
         .join(" ")
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment they are installed.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("installing SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

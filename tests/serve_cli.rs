@@ -263,3 +263,49 @@ fn tail_finds_the_broker_its_configuration_names() {
     let line: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(line["routing_key"], "theboard.meeting.created");
 }
+
+/// A service manager may stop `serve` the moment its ready file appears: that is a clean stop
+/// (exit 0), not death by SIGTERM (the handlers were once installed after the ready file was
+/// written; CI caught it once).
+#[test]
+fn sigterm_as_soon_as_ready_is_a_clean_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        let ready = dir.path().join(format!("ready-{i}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join(format!("data-{i}")))
+            .args([
+                "--amqp-listen",
+                "127.0.0.1:0",
+                "--gateway-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--speech-listen",
+                "127.0.0.1:0",
+                "--management-listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--stomp-listen",
+                "127.0.0.1:0",
+                "--stomp-ws-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // No sleep between looks: the signal follows the file as closely as it can.
+        while !ready.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "stop {i}: {status}");
+    }
+}
