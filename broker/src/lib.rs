@@ -76,7 +76,7 @@ pub mod fuzzing {
         use crate::store::record::{Decoded, Record};
         let buf = Bytes::copy_from_slice(data);
         let mut at = 0;
-        while let Decoded::Record(_, taken) = Record::decode(&buf.slice(at..)) {
+        while let Decoded::Record(_, taken) = Record::decode_at(&buf, at) {
             at += taken;
         }
     }

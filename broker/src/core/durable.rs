@@ -121,6 +121,7 @@ impl Core {
                 }
                 continue;
             };
+            queue.reserve(rq.messages.len());
             for (msg_id, meta) in rq.messages {
                 restored += 1;
                 queue.push(Entry::recovered(msg_id, &meta), meta.expiration);

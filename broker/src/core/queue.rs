@@ -216,6 +216,11 @@ impl Queue {
         self
     }
 
+    /// Makes room for `n` more messages at once.
+    pub fn reserve(&mut self, n: usize) {
+        self.messages.reserve(n);
+    }
+
     /// Appends a message in publish order, with the queue's TTL applied.
     pub fn push(&mut self, mut entry: Entry, expiration: Option<u64>) {
         entry.id = self.next_id;

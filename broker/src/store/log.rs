@@ -190,7 +190,7 @@ impl MessageLog {
                 RecoveredQueue {
                     vhost: vhost.to_string(),
                     queue: queue.to_string(),
-                    messages: m.into_iter().collect(),
+                    messages: m.into_sorted(),
                 }
             })
             .collect();

@@ -135,6 +135,12 @@ impl Record {
 
     /// Reads the record at the start of `buf`. Blobs are slices of `buf`, not copies.
     pub fn decode(buf: &Bytes) -> Decoded {
+        Record::decode_at(buf, 0)
+    }
+
+    /// Reads the record at offset `at` of `data`, without cloning `data` for each field.
+    pub fn decode_at(data: &Bytes, at: usize) -> Decoded {
+        let buf = &data[at.min(data.len())..];
         if buf.len() < HEADER_LEN {
             return Decoded::Incomplete;
         }
@@ -146,11 +152,15 @@ impl Record {
         if buf.len() < HEADER_LEN + len {
             return Decoded::Incomplete;
         }
-        let payload = buf.slice(HEADER_LEN..HEADER_LEN + len);
-        if crc32fast::hash(&payload) != crc {
+        if crc32fast::hash(&buf[HEADER_LEN..HEADER_LEN + len]) != crc {
             return Decoded::Corrupt("checksum mismatch");
         }
-        match parse_payload(payload) {
+        let mut cursor = Cursor {
+            data,
+            at: at + HEADER_LEN,
+            end: at + HEADER_LEN + len,
+        };
+        match parse_payload(&mut cursor) {
             Some(record) => Decoded::Record(record, HEADER_LEN + len),
             None => Decoded::Corrupt("malformed record"),
         }
@@ -168,19 +178,26 @@ fn put_blob(out: &mut BytesMut, b: &[u8]) {
     out.put_slice(b);
 }
 
-/// A cursor over a payload; every read checks the bytes are there.
-struct Cursor {
-    buf: Bytes,
+/// A cursor over a payload (`data[at..end]`); every read checks the bytes are there. Only
+/// blobs share `data` (one reference count each); the rest is read in place.
+struct Cursor<'a> {
+    data: &'a Bytes,
     at: usize,
+    end: usize,
 }
 
-impl Cursor {
-    fn take(&mut self, n: usize) -> Option<Bytes> {
+impl<'a> Cursor<'a> {
+    fn left(&self) -> usize {
+        self.end - self.at
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.at.checked_add(n)?;
-        if end > self.buf.len() {
+        if end > self.end {
             return None;
         }
-        let out = self.buf.slice(self.at..end);
+        let data: &'a Bytes = self.data;
+        let out = &data[self.at..end];
         self.at = end;
         Some(out)
     }
@@ -200,25 +217,23 @@ impl Cursor {
 
     fn u64(&mut self) -> Option<u64> {
         let b = self.take(8)?;
-        Some(u64::from_le_bytes(b[..].try_into().ok()?))
+        Some(u64::from_le_bytes(b.try_into().ok()?))
     }
 
     fn string(&mut self) -> Option<String> {
         let n = self.u16()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_string)
     }
 
     fn blob(&mut self) -> Option<Bytes> {
         let n = self.u32()? as usize;
-        self.take(n)
+        let from = self.at;
+        self.take(n)?;
+        Some(self.data.slice(from..from + n))
     }
 }
 
-fn parse_payload(payload: Bytes) -> Option<Record> {
-    let mut c = Cursor {
-        buf: payload,
-        at: 0,
-    };
+fn parse_payload(c: &mut Cursor) -> Option<Record> {
     let record = match c.u8()? {
         kind::PUBLISH => {
             let msg_id = c.u64()?;
@@ -229,7 +244,7 @@ fn parse_payload(payload: Bytes) -> Option<Record> {
             let body = c.blob()?;
             let n = c.u32()? as usize;
             // Each holder takes at least 5 bytes: a count beyond that is damage.
-            if n > (c.buf.len() - c.at) / 5 {
+            if n > c.left() / 5 {
                 return None;
             }
             let mut holders = Vec::with_capacity(n);
@@ -254,7 +269,7 @@ fn parse_payload(payload: Bytes) -> Option<Record> {
             let vhost = c.string()?;
             let queue = c.string()?;
             let n = c.u32()? as usize;
-            if n > (c.buf.len() - c.at) / 8 {
+            if n > c.left() / 8 {
                 return None;
             }
             let msg_ids = (0..n).map(|_| c.u64()).collect::<Option<Vec<_>>>()?;
@@ -276,7 +291,7 @@ fn parse_payload(payload: Bytes) -> Option<Record> {
         _ => return None,
     };
     // Trailing bytes mean the layout is not what we wrote.
-    (c.at == c.buf.len()).then_some(record)
+    (c.left() == 0).then_some(record)
 }
 
 #[cfg(test)]

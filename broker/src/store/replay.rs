@@ -56,11 +56,86 @@ pub struct Meta {
     pub size: u64,
 }
 
+/// A queue's messages while the log is replayed, in id order. Publishes arrive with growing ids
+/// and are appended; settled messages leave a gap, closed up once gaps are half the list. An id
+/// older than the newest (a copy carried forward whose original record is gone) waits aside.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    in_order: Vec<(u64, Option<Meta>)>,
+    gaps: usize,
+    late: BTreeMap<u64, Meta>,
+}
+
+impl Held {
+    fn find(&self, id: u64) -> Result<usize, usize> {
+        self.in_order.binary_search_by_key(&id, |m| m.0)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: u64) -> Option<&mut Meta> {
+        match self.find(id) {
+            Ok(at) => self.in_order[at].1.as_mut(),
+            Err(_) => self.late.get_mut(&id),
+        }
+    }
+
+    fn insert(&mut self, id: u64, meta: Meta) {
+        if self.in_order.last().is_none_or(|m| m.0 < id) {
+            self.in_order.push((id, Some(meta)));
+            return;
+        }
+        match self.find(id) {
+            Ok(at) => {
+                if self.in_order[at].1.replace(meta).is_none() {
+                    self.gaps -= 1;
+                }
+            }
+            Err(_) => {
+                self.late.insert(id, meta);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        match self.find(id) {
+            Ok(at) => {
+                if self.in_order[at].1.take().is_some() {
+                    self.gaps += 1;
+                }
+            }
+            Err(_) => {
+                self.late.remove(&id);
+            }
+        }
+        if self.gaps > 1024 && self.gaps * 2 > self.in_order.len() {
+            self.in_order.retain(|m| m.1.is_some());
+            self.gaps = 0;
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.in_order.len() == self.gaps && self.late.is_empty()
+    }
+
+    /// The messages, in id order.
+    pub(crate) fn into_sorted(self) -> Vec<(u64, Meta)> {
+        let mut out: Vec<(u64, Meta)> = self
+            .in_order
+            .into_iter()
+            .filter_map(|(id, m)| Some((id, m?)))
+            .collect();
+        if !self.late.is_empty() {
+            out.extend(self.late);
+            out.sort_unstable_by_key(|m| m.0);
+        }
+        out
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
     pub names: Names,
     pub live: LiveIndex,
-    pub queues: Map<QueueId, BTreeMap<u64, Meta>>,
+    pub queues: Map<QueueId, Held>,
     pub max_id: Option<u64>,
     /// Records whose place in their segment is past what the index can hold.
     pub unindexable: Vec<(u64, Location)>,
@@ -105,7 +180,7 @@ impl Replay {
                 {
                     let q = self.names.id(&vhost, &queue);
                     let m = self.queues.entry(q).or_default();
-                    let was_delivered = m.get(&msg_id).is_some_and(|x| x.delivered);
+                    let was_delivered = m.get_mut(msg_id).is_some_and(|x| x.delivered);
                     m.insert(
                         msg_id,
                         Meta {
@@ -127,7 +202,7 @@ impl Replay {
                 let q = self.names.id(&vhost, &queue);
                 for id in msg_ids {
                     if let Some(m) = self.queues.get_mut(&q) {
-                        m.remove(&id);
+                        m.remove(id);
                     }
                     self.release(id, q);
                 }
@@ -138,7 +213,7 @@ impl Replay {
                 msg_id,
             } => {
                 let q = self.names.id(&vhost, &queue);
-                if let Some(meta) = self.queues.get_mut(&q).and_then(|m| m.get_mut(&msg_id)) {
+                if let Some(meta) = self.queues.get_mut(&q).and_then(|m| m.get_mut(msg_id)) {
                     meta.delivered = true;
                 }
                 self.live.mark_delivered(msg_id, q);
@@ -146,7 +221,7 @@ impl Replay {
             Record::Drop { vhost, queue } => {
                 let q = self.names.id(&vhost, &queue);
                 if let Some(m) = self.queues.remove(&q) {
-                    for id in m.into_keys() {
+                    for (id, _) in m.into_sorted() {
                         self.release(id, q);
                     }
                 }
@@ -210,7 +285,15 @@ mod tests {
         r.apply(ack("b", &[1]), loc(3));
         assert!(!r.live.contains(1));
         let a = r.names.get("/", "a").unwrap();
-        assert_eq!(r.queues[&a].keys().copied().collect::<Vec<_>>(), vec![2]);
+        let held: Vec<u64> = r
+            .queues
+            .remove(&a)
+            .unwrap()
+            .into_sorted()
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(held, vec![2]);
         assert_eq!(r.max_id, Some(2));
     }
 
@@ -228,7 +311,7 @@ mod tests {
         );
         r.apply(publish(1, &["a"]), loc(2));
         let a = r.names.get("/", "a").unwrap();
-        assert!(r.queues[&a][&1].delivered);
+        assert!(r.queues.get_mut(&a).unwrap().get_mut(1).unwrap().delivered);
         assert_eq!(r.live.location(1), Some(loc(2)));
         r.apply(
             Record::Drop {
@@ -238,5 +321,42 @@ mod tests {
             loc(3),
         );
         assert!(r.live.is_empty());
+    }
+
+    #[test]
+    fn a_queue_keeps_id_order_through_gaps_and_late_copies() {
+        let meta = |size| Meta {
+            delivered: false,
+            published_ms: 0,
+            priority: 0,
+            expiration: None,
+            size,
+        };
+        let mut h = Held::default();
+        for id in 10..3000 {
+            h.insert(id, meta(id));
+        }
+        for id in 10..2500 {
+            h.remove(id);
+        }
+        assert!(h.in_order.len() < 2000, "gaps are closed up");
+        h.insert(5, meta(5));
+        h.insert(2600, meta(1));
+        h.remove(2700);
+        h.get_mut(2601).unwrap().delivered = true;
+        assert!(!h.is_empty());
+        let held = h.into_sorted();
+        let ids: Vec<u64> = held.iter().map(|m| m.0).collect();
+        let want: Vec<u64> = [5]
+            .into_iter()
+            .chain((2500..3000).filter(|&id| id != 2700))
+            .collect();
+        assert_eq!(ids, want);
+        assert_eq!(held.iter().find(|m| m.0 == 2600).unwrap().1.size, 1);
+        assert!(held.iter().find(|m| m.0 == 2601).unwrap().1.delivered);
+        let mut h = Held::default();
+        h.insert(1, meta(1));
+        h.remove(1);
+        assert!(h.is_empty());
     }
 }

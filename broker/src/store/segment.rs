@@ -48,7 +48,7 @@ pub(crate) fn walk(data: &Bytes, mut each: impl FnMut(Record, u64, u32)) -> Walk
     let mut result = Walk::default();
     let mut at = 0usize;
     while at < data.len() {
-        match Record::decode(&data.slice(at..)) {
+        match Record::decode_at(data, at) {
             Decoded::Record(record, used) => {
                 each(record, at as u64, used as u32);
                 at += used;
@@ -62,7 +62,7 @@ pub(crate) fn walk(data: &Bytes, mut each: impl FnMut(Record, u64, u32)) -> Walk
                     at = next;
                 }
                 None => {
-                    if let Decoded::Corrupt(why) = Record::decode(&data.slice(at..)) {
+                    if let Decoded::Corrupt(why) = Record::decode_at(data, at) {
                         result.skipped.push((at as u64, data.len() as u64, why));
                     }
                     result.truncate_at = Some(at as u64);
@@ -75,7 +75,7 @@ pub(crate) fn walk(data: &Bytes, mut each: impl FnMut(Record, u64, u32)) -> Walk
 }
 
 fn damage(data: &Bytes, at: usize) -> &'static str {
-    match Record::decode(&data.slice(at..)) {
+    match Record::decode_at(data, at) {
         Decoded::Corrupt(why) => why,
         _ => "record length runs past later records",
     }
@@ -83,7 +83,7 @@ fn damage(data: &Bytes, at: usize) -> &'static str {
 
 /// The first offset at or after `from` where an intact record starts.
 fn resync(data: &Bytes, from: usize) -> Option<usize> {
-    (from..data.len()).find(|&at| matches!(Record::decode(&data.slice(at..)), Decoded::Record(..)))
+    (from..data.len()).find(|&at| matches!(Record::decode_at(data, at), Decoded::Record(..)))
 }
 
 #[cfg(test)]

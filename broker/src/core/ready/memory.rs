@@ -14,6 +14,10 @@ impl QueueStore for MemoryQueue {
         self.entries.len()
     }
 
+    fn reserve(&mut self, n: usize) {
+        self.entries.reserve_exact(n);
+    }
+
     fn push(&mut self, entry: Entry) {
         self.entries.push_back(entry);
     }

@@ -17,6 +17,9 @@ pub(crate) trait QueueStore: Send + std::fmt::Debug {
         self.len() == 0
     }
 
+    /// Makes room for `n` more messages at once (recovery knows how many are coming).
+    fn reserve(&mut self, _n: usize) {}
+
     /// Appends a newly published message (ids grow with each push).
     fn push(&mut self, entry: Entry);
 
