@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
             let mut q = Queue::new("q", true, false, None, Default::default(), args.clone(), 0);
             b.iter(|| {
                 for _ in 0..1000 {
-                    q.push(Entry::new(message.clone(), None, 0), None);
+                    q.push(Entry::new(message.clone(), None), 0, None);
                 }
                 while let Some(e) = q.pop() {
                     std::hint::black_box(e);

@@ -151,7 +151,7 @@ mod tests {
 
     fn entry(id: u64) -> Entry {
         let message = Message::new("", "q", Default::default(), Bytes::new());
-        let mut entry = Entry::new(Arc::new(message), None, 0);
+        let mut entry = Entry::new(Arc::new(message), None);
         entry.id = id;
         entry
     }

@@ -357,7 +357,7 @@ impl Core {
                 return Next::Empty;
             };
             let expired = head.expired(now);
-            if !expired && has_pager && head.message.is_none() && head.persisted().is_some() {
+            if !expired && has_pager && !head.resident && head.persisted.is_some() {
                 self.request_page_in(vname, queue);
                 return Next::Waiting;
             }

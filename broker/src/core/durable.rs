@@ -124,7 +124,11 @@ impl Core {
             queue.reserve(rq.messages.len());
             for (msg_id, meta) in rq.messages {
                 restored += 1;
-                queue.push(Entry::recovered(msg_id, &meta), meta.expiration);
+                queue.push(
+                    Entry::recovered(msg_id, &meta),
+                    meta.published_ms,
+                    meta.expiration,
+                );
             }
         }
         tracing::info!(messages = restored, "recovered persistent messages");

@@ -137,7 +137,7 @@ impl Core {
             .and_then(|e| e.as_str().parse::<u64>().ok());
         for (name, durable) in &accepted {
             let persisted = if *durable { msg_id } else { None };
-            let mut entry = Entry::new(message.clone(), persisted, now);
+            let mut entry = Entry::new(message.clone(), persisted);
             if let Some(q) = self
                 .vhosts
                 .get_mut(vname)
@@ -149,7 +149,7 @@ impl Core {
                 if persisted.is_some() && page_out && behind_others {
                     entry.message = None;
                 }
-                q.push(entry, expiration);
+                q.push(entry, now, expiration);
                 q.stats.publish += 1;
                 out.queues += 1;
             }
@@ -157,7 +157,7 @@ impl Core {
             self.dispatch_at(vname, name, now);
         }
         for name in refused_dlx {
-            let entry = Entry::new(message.clone(), None, now);
+            let entry = Entry::new(message.clone(), None);
             self.discard(vname, &name, vec![entry], Some(Reason::MaxLen), depth);
         }
         out

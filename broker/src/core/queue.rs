@@ -2,7 +2,7 @@
 
 use super::args::{QueueArgs, QueueType};
 use super::channel::ChanKey;
-use super::ready::{MemoryQueue, PriorityQueue, QueueStore};
+use super::ready::{Head, MemoryQueue, PriorityQueue, QueueStore};
 use super::ConnId;
 use crate::message::Message;
 use crate::store::Meta;
@@ -22,22 +22,17 @@ pub struct Entry {
     /// How many times it came back unacknowledged (`x-delivery-count` on quorum queues).
     pub returns: u32,
     /// Its id in the message log (ids start at 1), when it is persistent on a durable queue.
-    persisted: Option<NonZeroU64>,
+    pub(crate) persisted: Option<NonZeroU64>,
     /// Body size in bytes.
     pub size: u64,
     pub priority: u8,
-    /// When it was published (ms since the Unix epoch).
-    pub published_ms: u64,
     /// When its TTL runs out (ms since the Unix epoch).
-    expires_at: Option<NonZeroU64>,
+    pub(crate) expires_at: Option<NonZeroU64>,
 }
-
-// Millions of these sit in a queue's backlog: keep them small.
-const _: () = assert!(std::mem::size_of::<Entry>() <= 56);
 
 impl Entry {
     /// A message as it enters a queue.
-    pub fn new(message: Arc<Message>, persisted: Option<u64>, now_ms: u64) -> Entry {
+    pub fn new(message: Arc<Message>, persisted: Option<u64>) -> Entry {
         Entry {
             id: 0,
             size: message.body.len() as u64,
@@ -47,7 +42,6 @@ impl Entry {
             redelivered: false,
             returns: 0,
             persisted: persisted.and_then(NonZeroU64::new),
-            published_ms: now_ms,
         }
     }
 
@@ -62,7 +56,6 @@ impl Entry {
             persisted: NonZeroU64::new(msg_id),
             size: meta.size,
             priority: meta.priority,
-            published_ms: meta.published_ms,
             expires_at: None,
         }
     }
@@ -70,10 +63,6 @@ impl Entry {
     /// Its id in the message log, when it is persistent on a durable queue.
     pub fn persisted(&self) -> Option<u64> {
         self.persisted.map(NonZeroU64::get)
-    }
-
-    pub fn expired(&self, now_ms: u64) -> bool {
-        self.expires_at.is_some_and(|at| now_ms > at.get())
     }
 }
 
@@ -221,15 +210,16 @@ impl Queue {
         self.messages.reserve(n);
     }
 
-    /// Appends a message in publish order, with the queue's TTL applied.
-    pub fn push(&mut self, mut entry: Entry, expiration: Option<u64>) {
+    /// Appends a message published at `published_ms` in publish order, with the queue's TTL
+    /// and the message's `expiration` (ms) applied.
+    pub fn push(&mut self, mut entry: Entry, published_ms: u64, expiration: Option<u64>) {
         entry.id = self.next_id;
         self.next_id += 1;
         let ttl = match (self.args.message_ttl, expiration) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        entry.expires_at = ttl.and_then(|t| NonZeroU64::new(entry.published_ms.saturating_add(t)));
+        entry.expires_at = ttl.and_then(|t| NonZeroU64::new(published_ms.saturating_add(t)));
         self.account_in(&entry);
         self.messages.push(entry);
     }
@@ -240,7 +230,7 @@ impl Queue {
         Some(entry)
     }
 
-    pub fn peek(&self) -> Option<&Entry> {
+    pub(crate) fn peek(&self) -> Option<Head> {
         self.messages.peek()
     }
 
@@ -282,13 +272,7 @@ impl Queue {
     /// the queue waits for them ([`Queue::paged_in`]).
     pub fn start_page_in(&mut self, max: usize) -> Vec<u64> {
         self.paging_in = true;
-        self.messages
-            .iter_mut()
-            .take(max * 2)
-            .filter(|e| e.message.is_none())
-            .filter_map(|e| e.persisted())
-            .take(max)
-            .collect()
+        self.messages.paged_out(max * 2, max)
     }
 
     /// Puts bodies read back from the log in place and takes the messages that could not
@@ -299,29 +283,12 @@ impl Queue {
         lost: &[u64],
     ) -> Vec<Entry> {
         self.paging_in = false;
-        let mut placed = 0;
-        let (mut held_bytes, mut held_count) = (0, 0);
-        for entry in self.messages.iter_mut() {
-            if placed == bodies.len() {
-                break;
-            }
-            let Some(body) = entry.persisted().and_then(|id| bodies.get(&id)) else {
-                continue;
-            };
-            if entry.message.is_none() {
-                entry.message = Some(body.clone());
-                held_bytes += entry.size;
-                held_count += 1;
-            }
-            placed += 1;
-        }
+        let (held_bytes, held_count) = self.messages.fill(bodies);
         self.hold(held_bytes, held_count);
         if lost.is_empty() {
             return Vec::new();
         }
-        let taken = self
-            .messages
-            .remove_where(&mut |e| e.persisted().is_some_and(|id| lost.contains(&id)));
+        let taken = self.messages.take_persisted(lost);
         for entry in &taken {
             self.account_out(entry);
         }
@@ -435,7 +402,7 @@ mod tests {
             Default::default(),
             Bytes::from_static(body.as_bytes()),
         );
-        Entry::new(Arc::new(m), None, 0)
+        Entry::new(Arc::new(m), None)
     }
 
     #[test]
@@ -446,13 +413,14 @@ mod tests {
             ..QueueArgs::default()
         };
         let mut q = Queue::new("q", true, false, None, FieldTable::default(), args, 0);
-        q.push(msg("a"), None);
-        for returns in 1..=2 {
+        q.push(msg("a"), 0, None);
+        for returns in 0..2 {
             let e = q.pop().unwrap();
+            assert_eq!(e.returns, returns);
             assert!(q.requeue(e).is_none());
-            assert_eq!(q.peek().unwrap().returns, returns);
         }
         let e = q.pop().unwrap();
+        assert_eq!(e.returns, 2);
         let back = q.requeue(e).expect("a third return is over the limit");
         assert_eq!(back.returns, 3);
         assert!(q.is_empty());
@@ -469,9 +437,9 @@ mod tests {
             QueueArgs::default(),
             0,
         );
-        q.push(msg("a"), None);
-        q.push(msg("b"), None);
-        q.push(msg("c"), None);
+        q.push(msg("a"), 0, None);
+        q.push(msg("b"), 0, None);
+        q.push(msg("c"), 0, None);
         let a = q.pop().unwrap();
         let b = q.pop().unwrap();
         assert!(q.requeue(b).is_none());
@@ -506,9 +474,9 @@ mod tests {
         };
         let mut a = new_queue();
         let mut b = new_queue();
-        a.push(msg("aaaa"), None);
-        a.push(msg("bb"), None);
-        b.push(msg("c"), None);
+        a.push(msg("aaaa"), 0, None);
+        a.push(msg("bb"), 0, None);
+        b.push(msg("c"), 0, None);
         let held = |bodies: u64, messages: u64| bodies + messages * HELD_OVERHEAD;
         assert_eq!(total.load(Ordering::Relaxed), held(7, 3));
         let taken = a.pop().unwrap();

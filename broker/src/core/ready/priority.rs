@@ -1,8 +1,12 @@
 //! A priority queue (`x-max-priority`): one list per level, the highest non-empty level first,
 //! publish order within a level. Priorities above the maximum count as the maximum.
 
+use super::slot::{Head, Slot};
 use super::{MemoryQueue, QueueStore};
 use crate::core::queue::Entry;
+use crate::message::Message;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub(crate) struct PriorityQueue {
@@ -29,6 +33,8 @@ impl QueueStore for PriorityQueue {
         self.len
     }
 
+    fn reserve(&mut self, _n: usize) {}
+
     fn push(&mut self, entry: Entry) {
         self.len += 1;
         self.level(&entry).push(entry);
@@ -40,7 +46,7 @@ impl QueueStore for PriorityQueue {
         Some(entry)
     }
 
-    fn peek(&self) -> Option<&Entry> {
+    fn peek(&self) -> Option<Head> {
         self.levels.iter().rev().find_map(|l| l.peek())
     }
 
@@ -58,16 +64,34 @@ impl QueueStore for PriorityQueue {
             .collect()
     }
 
-    fn iter_mut(&mut self) -> Box<dyn Iterator<Item = &mut Entry> + '_> {
-        Box::new(self.levels.iter_mut().rev().flat_map(|l| l.iter_mut()))
+    fn paged_out(&self, scan: usize, max: usize) -> Vec<u64> {
+        self.levels
+            .iter()
+            .rev()
+            .flat_map(|l| l.slots())
+            .take(scan)
+            .filter_map(Slot::paged_out)
+            .take(max)
+            .collect()
     }
 
-    fn remove_where(&mut self, take: &mut dyn FnMut(&Entry) -> bool) -> Vec<Entry> {
+    fn fill(&mut self, bodies: &HashMap<u64, Arc<Message>>) -> (u64, u64) {
+        let mut placed = 0;
+        let (mut bytes, mut count) = (0, 0);
+        for level in self.levels.iter_mut().rev() {
+            let (b, c) = level.fill_from(bodies, &mut placed);
+            bytes += b;
+            count += c;
+        }
+        (bytes, count)
+    }
+
+    fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry> {
         let taken: Vec<Entry> = self
             .levels
             .iter_mut()
             .rev()
-            .flat_map(|l| l.remove_where(take))
+            .flat_map(|l| l.take_persisted(ids))
             .collect();
         self.len -= taken.len();
         taken
