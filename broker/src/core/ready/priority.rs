@@ -1,7 +1,7 @@
 //! A priority queue (`x-max-priority`): one list per level, the highest non-empty level first,
 //! publish order within a level. Priorities above the maximum count as the maximum.
 
-use super::slot::{Head, Slot};
+use super::slot::Head;
 use super::{MemoryQueue, QueueStore};
 use crate::core::queue::Entry;
 use crate::message::Message;
@@ -70,7 +70,8 @@ impl QueueStore for PriorityQueue {
             .rev()
             .flat_map(|l| l.slots())
             .take(scan)
-            .filter_map(Slot::paged_out)
+            .filter(|h| !h.resident)
+            .filter_map(|h| h.persisted)
             .take(max)
             .collect()
     }

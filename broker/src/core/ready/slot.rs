@@ -45,23 +45,27 @@ impl Head {
     }
 }
 
+impl Head {
+    pub(crate) fn of(e: &Entry) -> Head {
+        Head {
+            expires_at: e.expires_at,
+            resident: e.message.is_some(),
+            persisted: e.persisted(),
+        }
+    }
+}
+
 impl From<Entry> for Slot {
     fn from(entry: Entry) -> Slot {
-        let compact = match (&entry.message, entry.persisted, entry.expires_at) {
-            (None, Some(msg_id), None) if entry.returns == 0 => {
-                u32::try_from(entry.size).ok().map(|size| Paged {
-                    id: entry.id,
-                    msg_id,
-                    size,
-                    priority: entry.priority,
-                    redelivered: entry.redelivered,
-                })
-            }
-            _ => None,
-        };
-        match compact {
-            Some(paged) => Slot::Paged(paged),
-            None => Slot::Whole(Box::new(entry)),
+        match (Slot::compacts(&entry), entry.persisted) {
+            (true, Some(msg_id)) => Slot::Paged(Paged {
+                id: entry.id,
+                msg_id,
+                size: entry.size as u32,
+                priority: entry.priority,
+                redelivered: entry.redelivered,
+            }),
+            _ => Slot::Whole(Box::new(entry)),
         }
     }
 }
@@ -85,6 +89,15 @@ impl From<Slot> for Entry {
 }
 
 impl Slot {
+    /// Whether `entry` would be kept in 24 bytes.
+    pub(crate) fn compacts(entry: &Entry) -> bool {
+        entry.message.is_none()
+            && entry.persisted.is_some()
+            && entry.expires_at.is_none()
+            && entry.returns == 0
+            && u32::try_from(entry.size).is_ok()
+    }
+
     pub(crate) fn id(&self) -> u64 {
         match self {
             Slot::Whole(e) => e.id,
@@ -94,25 +107,12 @@ impl Slot {
 
     pub(crate) fn head(&self) -> Head {
         match self {
-            Slot::Whole(e) => Head {
-                expires_at: e.expires_at,
-                resident: e.message.is_some(),
-                persisted: e.persisted(),
-            },
+            Slot::Whole(e) => Head::of(e),
             Slot::Paged(p) => Head {
                 expires_at: None,
                 resident: false,
                 persisted: Some(p.msg_id.get()),
             },
-        }
-    }
-
-    /// The log id of a message whose body is only in the log.
-    pub(crate) fn paged_out(&self) -> Option<u64> {
-        match self {
-            Slot::Whole(e) if e.message.is_none() => e.persisted(),
-            Slot::Whole(_) => None,
-            Slot::Paged(p) => Some(p.msg_id.get()),
         }
     }
 
