@@ -64,6 +64,16 @@ impl Entry {
     pub fn persisted(&self) -> Option<u64> {
         self.persisted.map(NonZeroU64::get)
     }
+
+    /// Puts its body, read back from the log, in place; the body's size if it was not in
+    /// memory.
+    pub(crate) fn fill(&mut self, body: &Arc<Message>) -> Option<u64> {
+        if self.message.is_some() {
+            return None;
+        }
+        self.message = Some(body.clone());
+        Some(self.size)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -160,11 +160,7 @@ impl Item for Entry {
     }
 
     fn fill(&mut self, body: &Arc<Message>) -> Option<u64> {
-        if self.message.is_some() {
-            return None;
-        }
-        self.message = Some(body.clone());
-        Some(self.size)
+        Entry::fill(self, body)
     }
 }
 

@@ -29,7 +29,8 @@ pub(crate) struct Paged {
 // 16-byte index slot).
 const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
-/// What the head of a queue is, without taking it.
+/// What a ready message is, without taking it: what delivery and expiry look at first, and
+/// what the pager is asked for.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Head {
     pub expires_at: Option<NonZeroU64>,
@@ -43,9 +44,7 @@ impl Head {
     pub(crate) fn expired(&self, now_ms: u64) -> bool {
         self.expires_at.is_some_and(|at| now_ms > at.get())
     }
-}
 
-impl Head {
     pub(crate) fn of(e: &Entry) -> Head {
         Head {
             expires_at: e.expires_at,
@@ -129,13 +128,9 @@ impl Slot {
         if let Slot::Paged(p) = *self {
             *self = Slot::Whole(Box::new(Entry::from(Slot::Paged(p))));
         }
-        let Slot::Whole(entry) = self else {
-            return None;
-        };
-        if entry.message.is_some() {
-            return None;
+        match self {
+            Slot::Whole(entry) => entry.fill(body),
+            Slot::Paged(_) => None,
         }
-        entry.message = Some(body.clone());
-        Some(entry.size)
     }
 }
