@@ -272,29 +272,7 @@ fn a_read_only_data_dir_stops_the_start_with_its_name() {
     let mut server = start(&data, &log, &[]);
     stop(&mut server);
     disk.remount("ro");
-    let out = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-        .args(["serve", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--amqp-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--speech-listen",
-            "127.0.0.1:0",
-            "--management-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--stomp-listen",
-            "127.0.0.1:0",
-            "--stomp-ws-listen",
-            "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
+    let out = common::process::serve_command(&data).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "serve started on a read-only disk");
     assert!(!err.contains("panicked"), "{err}");

@@ -272,27 +272,7 @@ fn sigterm_as_soon_as_ready_is_a_clean_stop() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..20 {
         let ready = dir.path().join(format!("ready-{i}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-            .args(["serve", "--data-dir"])
-            .arg(dir.path().join(format!("data-{i}")))
-            .args([
-                "--amqp-listen",
-                "127.0.0.1:0",
-                "--gateway-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--speech-listen",
-                "127.0.0.1:0",
-                "--management-listen",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--stomp-listen",
-                "127.0.0.1:0",
-                "--stomp-ws-listen",
-                "127.0.0.1:0",
-            ])
+        let mut child = process::serve_command(&dir.path().join(format!("data-{i}")))
             .arg("--ready-file")
             .arg(&ready)
             .stdout(std::process::Stdio::null())

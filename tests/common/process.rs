@@ -20,6 +20,23 @@ pub fn start(data: &Path, log: &Path, extra: &[&str]) -> Server {
     start_in(Path::new("."), data, log, extra)
 }
 
+/// `bloodbank serve` on `data`, every listener on a free port of 127.0.0.1.
+pub fn serve_command(data: &Path) -> Command {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_bloodbank"));
+    serve.args(["serve", "--data-dir"]).arg(data);
+    for listener in [
+        "amqp",
+        "gateway",
+        "speech",
+        "management",
+        "stomp",
+        "stomp-ws",
+    ] {
+        serve.arg(format!("--{listener}-listen")).arg("127.0.0.1:0");
+    }
+    serve
+}
+
 /// [`start`] with `cwd` as the working directory.
 pub fn start_in(cwd: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
     let ready = data.with_extension("ready");
@@ -29,24 +46,7 @@ pub fn start_in(cwd: &Path, data: &Path, log: &Path, extra: &[&str]) -> Server {
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_bloodbank"))
-        .args([
-            "serve",
-            "--amqp-listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-            "--speech-listen",
-            "127.0.0.1:0",
-            "--management-listen",
-            "127.0.0.1:0",
-            "--stomp-listen",
-            "127.0.0.1:0",
-            "--stomp-ws-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
+    let child = serve_command(data)
         .arg("--ready-file")
         .arg(&ready)
         .args(extra)

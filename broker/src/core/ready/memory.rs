@@ -112,12 +112,7 @@ impl QueueStore for MemoryQueue {
     }
 
     fn paged_out(&self, scan: usize, max: usize) -> Vec<u64> {
-        self.slots()
-            .take(scan)
-            .filter(|h| !h.resident)
-            .filter_map(|h| h.persisted)
-            .take(max)
-            .collect()
+        super::paged_out(self.slots(), scan, max)
     }
 
     fn fill(&mut self, bodies: &HashMap<u64, Arc<Message>>) -> (u64, u64) {

@@ -51,3 +51,14 @@ pub(crate) trait QueueStore: Send + std::fmt::Debug {
     /// Takes the messages with these log ids, wherever they are.
     fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry>;
 }
+
+/// The log ids of the messages among the first `scan` of `heads` whose bodies are only in the
+/// log, at most `max` ([`QueueStore::paged_out`]).
+fn paged_out(heads: impl Iterator<Item = Head>, scan: usize, max: usize) -> Vec<u64> {
+    heads
+        .take(scan)
+        .filter(|h| !h.resident)
+        .filter_map(|h| h.persisted)
+        .take(max)
+        .collect()
+}

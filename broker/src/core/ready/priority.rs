@@ -65,15 +65,8 @@ impl QueueStore for PriorityQueue {
     }
 
     fn paged_out(&self, scan: usize, max: usize) -> Vec<u64> {
-        self.levels
-            .iter()
-            .rev()
-            .flat_map(|l| l.slots())
-            .take(scan)
-            .filter(|h| !h.resident)
-            .filter_map(|h| h.persisted)
-            .take(max)
-            .collect()
+        let heads = self.levels.iter().rev().flat_map(|l| l.slots());
+        super::paged_out(heads, scan, max)
     }
 
     fn fill(&mut self, bodies: &HashMap<u64, Arc<Message>>) -> (u64, u64) {
