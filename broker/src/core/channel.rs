@@ -34,7 +34,7 @@ pub(crate) struct Consumer {
 
 #[derive(Debug)]
 pub(crate) struct Channel {
-    pub vhost: String,
+    pub vhost: Arc<str>,
     next_tag: u64,
     pub unacked: BTreeMap<u64, Unacked>,
     pub consumers: Map<Arc<str>, Consumer>,
@@ -63,7 +63,7 @@ impl Channel {
         }
     }
 
-    pub(crate) fn new(vhost: impl Into<String>) -> Channel {
+    pub(crate) fn new(vhost: impl Into<Arc<str>>) -> Channel {
         Channel {
             vhost: vhost.into(),
             next_tag: 1,

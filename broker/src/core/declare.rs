@@ -8,6 +8,7 @@ use super::queue::Queue;
 use super::{ChanKey, Core};
 use crate::error::{exchange_ref, queue_ref, AmqpError};
 use amq_protocol::types::{AMQPValue, FieldTable};
+use std::sync::Arc;
 
 /// The flags of an exchange declaration.
 #[derive(Debug, Clone, Default)]
@@ -47,11 +48,11 @@ fn inequivalent(arg: &str, what: &str, received: String, current: String) -> Amq
 }
 
 impl Core {
-    pub(crate) fn vhost_name(&self, ck: ChanKey) -> String {
+    pub(crate) fn vhost_name(&self, ck: ChanKey) -> Arc<str> {
         self.channels
             .get(&ck)
             .map(|c| c.vhost.clone())
-            .unwrap_or_else(|| "/".to_string())
+            .unwrap_or_else(|| "/".into())
     }
 
     pub fn exchange_declare(&mut self, ck: ChanKey, spec: ExchangeSpec) -> Result<(), AmqpError> {
@@ -68,7 +69,7 @@ impl Core {
         let what = exchange_ref(&spec.name, &vname);
         let vhost = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| no_vhost(&vname))?;
         if spec.passive {
             return match vhost.exchanges.contains_key(&spec.name) {
@@ -166,7 +167,7 @@ impl Core {
         check_not_reserved_exchange(name, &vname)?;
         let vhost = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| no_vhost(&vname))?;
         let Some(exchange) = vhost.exchanges.get(name) else {
             return Ok(());
@@ -195,7 +196,7 @@ impl Core {
         self.check_binding_ends(ck, &vname, source, &destination)?;
         let vhost = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| no_vhost(&vname))?;
         let binding = Binding {
             destination,
@@ -243,7 +244,7 @@ impl Core {
             return Err(default_exchange_refused());
         }
         if let Destination::Queue(q) = &destination {
-            if let Some(queue) = self.vhosts.get(&vname).and_then(|v| v.queues.get(q)) {
+            if let Some(queue) = self.vhosts.get(&*vname).and_then(|v| v.queues.get(q)) {
                 check_exclusive_access(queue, ck, &vname)?;
             }
         }
@@ -254,7 +255,7 @@ impl Core {
         };
         let removed = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .and_then(|v| v.exchanges.get_mut(source))
             .is_some_and(|e| e.unbind(&binding));
         if removed {
@@ -311,7 +312,7 @@ impl Core {
         }
         let vhost = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .ok_or_else(|| no_vhost(&vname))?;
         if spec.passive {
             let queue = vhost.queues.get(&spec.name).ok_or_else(|| {
@@ -438,7 +439,7 @@ impl Core {
     ) -> Result<u32, AmqpError> {
         let vname = self.vhost_name(ck);
         permitted(&self.conns, ck, Perm::Configure, Resource::Queue, name)?;
-        let Some(queue) = self.vhosts.get(&vname).and_then(|v| v.queues.get(name)) else {
+        let Some(queue) = self.vhosts.get(&*vname).and_then(|v| v.queues.get(name)) else {
             return Ok(0);
         };
         check_exclusive_access(queue, ck, &vname)?;

@@ -83,7 +83,7 @@ impl Core {
         );
         if let Some(q) = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .and_then(|v| v.queues.get_mut(&spec.queue))
         {
             q.add_consumer(ConsumerRef {
@@ -117,7 +117,7 @@ impl Core {
         };
         if let Some(q) = self
             .vhosts
-            .get_mut(&vname)
+            .get_mut(&*vname)
             .and_then(|v| v.queues.get_mut(&consumer.queue))
         {
             q.remove_consumer(ck, tag);
@@ -149,7 +149,7 @@ impl Core {
                 }
                 if let Some(q) = self
                     .vhosts
-                    .get_mut(&vname)
+                    .get_mut(&*vname)
                     .and_then(|v| v.queues.get_mut(queue))
                 {
                     q.add_getter(ck, no_ack);
@@ -211,7 +211,7 @@ impl Core {
         let mut touched: Vec<String> = Vec::new();
         if requeue {
             let mut over_limit = Vec::new();
-            if let Some(vhost) = self.vhosts.get_mut(&vname) {
+            if let Some(vhost) = self.vhosts.get_mut(&*vname) {
                 for Unacked { queue, entry, .. } in settled.into_iter().rev() {
                     if let Some(q) = vhost.queues.get_mut(&queue) {
                         over_limit.extend(q.requeue(entry).map(|e| (queue.clone(), e)));
@@ -231,7 +231,7 @@ impl Core {
                     self.totals.acknowledged += entries.len() as u64;
                     if let Some(q) = self
                         .vhosts
-                        .get_mut(&vname)
+                        .get_mut(&*vname)
                         .and_then(|v| v.queues.get_mut(&queue))
                     {
                         q.stats.ack += entries.len() as u64;

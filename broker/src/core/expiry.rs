@@ -28,7 +28,7 @@ impl Core {
             let mut dead = Vec::new();
             if let Some(q) = self
                 .vhosts
-                .get_mut(&vname)
+                .get_mut(&*vname)
                 .and_then(|v| v.queues.get_mut(&qname))
             {
                 while q.peek().is_some_and(|e| e.expired(now)) {

@@ -249,7 +249,7 @@ impl Core {
                     connection: conn.peer.details.name.clone(),
                     number: ck.channel,
                     user: conn.peer.user.clone(),
-                    vhost: ch.vhost.clone(),
+                    vhost: ch.vhost.to_string(),
                     consumers: ch.consumers.len(),
                     unacked: ch.unacked.len(),
                     prefetch: ch.consumer_prefetch,

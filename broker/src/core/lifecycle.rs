@@ -51,7 +51,7 @@ impl Core {
         let mut requeued: Vec<String> = Vec::new();
         let mut lost_consumers: Vec<String> = Vec::new();
         let mut over_limit = Vec::new();
-        if let Some(vhost) = self.vhosts.get_mut(&vname) {
+        if let Some(vhost) = self.vhosts.get_mut(&*vname) {
             // Requeue newest first so each lands in front of the ones after it.
             for (_, u) in channel.unacked.into_iter().rev() {
                 if let Some(q) = vhost.queues.get_mut(&u.queue) {

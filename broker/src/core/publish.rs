@@ -10,8 +10,12 @@ use super::permitted;
 use super::queue::Entry;
 use super::{ChanKey, Core, Message, Outbound};
 use crate::error::{code, exchange_ref, AmqpError};
+use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+/// The queues a message routes to, sorted, each once.
+pub(crate) type Routed = SmallVec<[String; 2]>;
 
 /// How a publish went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,13 +84,13 @@ impl Core {
         &mut self,
         vname: &str,
         message: Arc<Message>,
-        queues: BTreeSet<String>,
+        queues: Routed,
         depth: u32,
     ) -> Published {
         let now = (self.clock)();
         let size = message.body.len() as u64;
         let mut out = Published::default();
-        let mut accepted: Vec<(String, bool)> = Vec::new();
+        let mut accepted: SmallVec<[(String, bool); 2]> = SmallVec::new();
         let mut refused_dlx = Vec::new();
         let Some(vhost) = self.vhosts.get(vname) else {
             return out;
@@ -202,7 +206,7 @@ impl Core {
     }
 
     /// The queues a message reaches, each once.
-    pub fn route(&self, vname: &str, message: &Message) -> Result<BTreeSet<String>, AmqpError> {
+    pub(crate) fn route(&self, vname: &str, message: &Message) -> Result<Routed, AmqpError> {
         let vhost = self
             .vhosts
             .get(vname)
@@ -218,10 +222,10 @@ impl Core {
                 exchange_ref(name, vname)
             )));
         }
-        let mut queues = BTreeSet::new();
+        let mut queues = Routed::new();
         if name.is_empty() {
             if vhost.queues.contains_key(&message.routing_key) {
-                queues.insert(message.routing_key.clone());
+                queues.push(message.routing_key.clone());
             }
             return Ok(queues);
         }
@@ -243,7 +247,9 @@ impl Core {
                     match dest {
                         Destination::Queue(q) => {
                             if vhost.queues.contains_key(&q) {
-                                queues.insert(q);
+                                if let Err(at) = queues.binary_search(&q) {
+                                    queues.insert(at, q);
+                                }
                             }
                         }
                         Destination::Exchange(x) => {
