@@ -1,6 +1,7 @@
-//! Ready messages in memory, in id order. A queue with nothing paged out (the usual case)
-//! keeps whole entries, with no allocation per message; once a message that is only in the
-//! log arrives, the queue keeps [`Slot`]s (24 bytes for such a message) until it is empty.
+//! Ready messages in memory, in id order, in two lists: whole entries, then, from the first
+//! message that arrived only in the log (a backlog past `message_memory`), [`Slot`]s, 24 bytes
+//! for such a message. A queue with nothing paged out (the usual case) uses only the first,
+//! with no allocation per message; nothing is ever moved from one list to the other.
 
 use super::slot::{Head, Slot};
 use super::QueueStore;
@@ -9,34 +10,17 @@ use crate::message::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-#[derive(Debug)]
-pub(crate) enum MemoryQueue {
-    Whole(List<Entry>),
-    Compact(List<Slot>),
-}
-
-impl Default for MemoryQueue {
-    fn default() -> Self {
-        MemoryQueue::Whole(List::default())
-    }
-}
-
-/// `$body` with `$list` bound to the list, whichever kind it is.
-macro_rules! each {
-    ($queue:expr, $list:ident => $body:expr) => {
-        match $queue {
-            MemoryQueue::Whole($list) => $body,
-            MemoryQueue::Compact($list) => $body,
-        }
-    };
+/// Invariant: every id in `whole` is below every id in `slots`.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryQueue {
+    whole: List<Entry>,
+    slots: List<Slot>,
 }
 
 impl MemoryQueue {
-    pub(super) fn slots(&self) -> Box<dyn Iterator<Item = Head> + '_> {
-        match self {
-            MemoryQueue::Whole(l) => Box::new(l.items.iter().map(Item::head)),
-            MemoryQueue::Compact(l) => Box::new(l.items.iter().map(Item::head)),
-        }
+    pub(super) fn heads(&self) -> impl Iterator<Item = Head> + '_ {
+        let whole = self.whole.items.iter().map(Item::head);
+        whole.chain(self.slots.items.iter().map(Item::head))
     }
 
     /// [`QueueStore::fill`], counting the bodies placed into `placed` and stopping once every
@@ -46,73 +30,57 @@ impl MemoryQueue {
         bodies: &HashMap<u64, Arc<Message>>,
         placed: &mut usize,
     ) -> (u64, u64) {
-        each!(self, l => l.fill(bodies, placed))
-    }
-
-    /// Back to whole entries once empty.
-    fn settle(&mut self) {
-        if let MemoryQueue::Compact(l) = self {
-            if l.items.is_empty() {
-                *self = MemoryQueue::default();
-            }
-        }
-    }
-
-    /// Switches to slots, with room for `more`.
-    fn compact(&mut self, more: usize) -> &mut List<Slot> {
-        if let MemoryQueue::Whole(l) = self {
-            let mut items = VecDeque::with_capacity(l.items.len() + more);
-            items.extend(std::mem::take(&mut l.items).into_iter().map(Slot::from));
-            *self = MemoryQueue::Compact(List { items });
-        }
-        match self {
-            MemoryQueue::Compact(l) => l,
-            MemoryQueue::Whole(_) => unreachable!("switched above"),
-        }
+        let (b1, c1) = self.whole.fill(bodies, placed);
+        let (b2, c2) = self.slots.fill(bodies, placed);
+        (b1 + b2, c1 + c2)
     }
 }
 
 impl QueueStore for MemoryQueue {
     fn len(&self) -> usize {
-        each!(self, l => l.items.len())
+        self.whole.items.len() + self.slots.items.len()
     }
 
     fn reserve(&mut self, n: usize) {
-        self.compact(n);
+        self.slots.items.reserve_exact(n);
     }
 
     fn push(&mut self, entry: Entry) {
-        match self {
-            MemoryQueue::Whole(l) if !Slot::compacts(&entry) => l.push(entry),
-            _ => self.compact(1).push(Slot::from(entry)),
+        match self.slots.items.is_empty() && !Slot::compacts(&entry) {
+            true => self.whole.push(entry),
+            false => self.slots.push(Slot::from(entry)),
         }
     }
 
     fn pop(&mut self) -> Option<Entry> {
-        let entry = each!(self, l => l.items.pop_front().map(Item::into_entry));
-        self.settle();
-        entry
+        match self.whole.items.pop_front() {
+            Some(entry) => Some(entry),
+            None => self.slots.items.pop_front().map(Item::into_entry),
+        }
     }
 
     fn peek(&self) -> Option<Head> {
-        each!(self, l => l.items.front().map(Item::head))
+        self.heads().next()
     }
 
     fn requeue(&mut self, entry: Entry) {
-        match self {
-            MemoryQueue::Whole(l) => l.requeue(entry),
-            MemoryQueue::Compact(l) => l.requeue(Slot::from(entry)),
+        match self.slots.items.front() {
+            Some(first) if first.id() < entry.id => self.slots.requeue(Slot::from(entry)),
+            _ => self.whole.requeue(entry),
         }
     }
 
     fn drain(&mut self) -> Vec<Entry> {
-        let all = each!(self, l => std::mem::take(&mut l.items).into_iter().map(Item::into_entry).collect());
-        *self = MemoryQueue::default();
-        all
+        let whole = std::mem::take(&mut self.whole.items);
+        let slots = std::mem::take(&mut self.slots.items);
+        whole
+            .into_iter()
+            .chain(slots.into_iter().map(Item::into_entry))
+            .collect()
     }
 
     fn paged_out(&self, scan: usize, max: usize) -> Vec<u64> {
-        super::paged_out(self.slots(), scan, max)
+        super::paged_out(self.heads(), scan, max)
     }
 
     fn fill(&mut self, bodies: &HashMap<u64, Arc<Message>>) -> (u64, u64) {
@@ -121,8 +89,8 @@ impl QueueStore for MemoryQueue {
     }
 
     fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry> {
-        let taken = each!(self, l => l.take_persisted(ids));
-        self.settle();
+        let mut taken = self.whole.take_persisted(ids);
+        taken.extend(self.slots.take_persisted(ids));
         taken
     }
 }
@@ -265,17 +233,12 @@ mod tests {
 
     impl MemoryQueue {
         fn kinds(&self) -> Vec<&'static str> {
-            match self {
-                MemoryQueue::Whole(l) => l.items.iter().map(|_| "entry").collect(),
-                MemoryQueue::Compact(l) => l
-                    .items
-                    .iter()
-                    .map(|s| match s {
-                        Slot::Whole(_) => "whole",
-                        Slot::Paged(_) => "paged",
-                    })
-                    .collect(),
-            }
+            let whole = self.whole.items.iter().map(|_| "entry");
+            let slots = self.slots.items.iter().map(|s| match s {
+                Slot::Whole(_) => "whole",
+                Slot::Paged(_) => "paged",
+            });
+            whole.chain(slots).collect()
         }
     }
 
@@ -298,7 +261,7 @@ mod tests {
         with_ttl.expires_at = NonZeroU64::new(5);
         q.push(with_ttl);
         q.push(entry(3, 13, false));
-        assert_eq!(q.kinds(), ["whole", "paged", "whole", "paged"]);
+        assert_eq!(q.kinds(), ["entry", "paged", "whole", "paged"]);
         assert_eq!(q.paged_out(10, 10), [11, 12, 13]);
         assert_eq!(q.paged_out(2, 10), [11]);
         assert_eq!(q.paged_out(10, 1), [11]);
@@ -322,9 +285,10 @@ mod tests {
             second.message.as_ref().unwrap().body,
             Bytes::from_static(b"one")
         );
-        // Delivered and back: whole, before the rest.
+        // Delivered and back: both come before every slot left, so among the whole entries.
         q.requeue(second);
         q.requeue(first);
+        assert_eq!(q.kinds(), ["entry", "entry", "whole"]);
         let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|e| e.id).collect();
         assert_eq!(order, [0, 1, 3]);
     }
@@ -337,21 +301,44 @@ mod tests {
         let mut e = entry(1, 2, false);
         e.redelivered = true;
         q.push(e);
-        assert_eq!(q.kinds(), ["whole", "paged"]);
+        q.push(entry(2, 3, true));
+        assert_eq!(
+            q.kinds(),
+            ["entry", "paged", "whole"],
+            "after a paged one: slots"
+        );
         q.pop();
         assert!(q.pop().unwrap().redelivered);
-        assert!(
-            matches!(q, MemoryQueue::Whole(_)),
-            "empty: back to whole entries"
-        );
+        q.pop();
+        q.push(entry(3, 4, true));
+        assert_eq!(q.kinds(), ["entry"], "empty again: whole entries");
+        q.pop();
         for id in 0..1000 {
             q.push(entry(id, id + 1, false));
         }
-        let MemoryQueue::Compact(list) = &q else {
-            panic!("paged-out messages are kept compact");
-        };
-        assert!(list.items.capacity() <= 1000 * 5 / 4 + 16);
+        assert!(q.slots.items.capacity() <= 1000 * 5 / 4 + 16);
         assert_eq!(q.drain().len(), 1000);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn requeues_keep_id_order_across_both_lists() {
+        let mut q = MemoryQueue::default();
+        q.push(entry(0, 1, false));
+        q.push(entry(1, 2, true));
+        q.push(entry(2, 3, false));
+        q.fill(&HashMap::from([(1, body("abc"))]));
+        let (first, second) = (q.pop().unwrap(), q.pop().unwrap());
+        // Taken in order, they are older than every slot left: back among whole entries.
+        q.requeue(second);
+        q.requeue(first);
+        assert_eq!(q.kinds(), ["entry", "entry", "paged"]);
+        // One newer than the first slot goes among the slots, at its place.
+        let mut late = entry(5, 9, true);
+        late.redelivered = true;
+        q.push(entry(6, 10, false));
+        q.requeue(late);
+        let order: Vec<u64> = std::iter::from_fn(|| q.pop()).map(|e| e.id).collect();
+        assert_eq!(order, [0, 1, 2, 5, 6]);
     }
 }

@@ -65,7 +65,7 @@ impl QueueStore for PriorityQueue {
     }
 
     fn paged_out(&self, scan: usize, max: usize) -> Vec<u64> {
-        let heads = self.levels.iter().rev().flat_map(|l| l.slots());
+        let heads = self.levels.iter().rev().flat_map(|l| l.heads());
         super::paged_out(heads, scan, max)
     }
 
