@@ -147,6 +147,9 @@ pub struct ServeArgs {
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
 const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 
+/// The `segment_bytes` accepted: 4 KiB to 1 GiB.
+const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4096..=1 << 30;
+
 /// The file's form: the same keys as the flags, plus the exchanges to declare at start.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +401,14 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         broker.disk_free_limit = d;
     }
     if let Some(s) = file.segment_bytes {
+        if !SEGMENT_BYTES_RANGE.contains(&s) {
+            anyhow::bail!(
+                "segment_bytes {s} is outside {}..={} (the message log's index keeps offsets \
+                 in 32 bits)",
+                SEGMENT_BYTES_RANGE.start(),
+                SEGMENT_BYTES_RANGE.end()
+            );
+        }
         broker.segment_bytes = s;
     }
     if let Some(m) = file.message_memory {

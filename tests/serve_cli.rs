@@ -289,3 +289,20 @@ fn sigterm_as_soon_as_ready_is_a_clean_stop() {
         assert!(status.success(), "stop {i}: {status}");
     }
 }
+
+/// A segment size the message log cannot index is refused at start, naming the key and range.
+#[test]
+fn a_segment_size_past_1_gib_is_refused_with_its_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bloodbank.toml");
+    std::fs::write(&config, "segment_bytes = 2147483648\n").unwrap();
+    let data = dir.path().join("data");
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend(["--data-dir", data.to_str().unwrap()]);
+    args.extend(FREE_PORTS);
+    let err = failing_serve(dir.path(), &args);
+    assert!(
+        err.contains("segment_bytes 2147483648 is outside 4096..=1073741824"),
+        "{err}"
+    );
+}

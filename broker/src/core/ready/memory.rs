@@ -23,6 +23,12 @@ impl MemoryQueue {
         whole.chain(self.slots.items.iter().map(Item::head))
     }
 
+    /// [`QueueStore::take_persisted`] into `taken`, stopping once every id is found.
+    pub(super) fn take_persisted_into(&mut self, ids: &[u64], taken: &mut Vec<Entry>) {
+        self.whole.take_persisted(ids, taken);
+        self.slots.take_persisted(ids, taken);
+    }
+
     /// [`QueueStore::fill`], counting the bodies placed into `placed` and stopping once every
     /// one is (they were asked for from the head, so the scan stays short).
     pub(super) fn fill_from(
@@ -89,8 +95,8 @@ impl QueueStore for MemoryQueue {
     }
 
     fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry> {
-        let mut taken = self.whole.take_persisted(ids);
-        taken.extend(self.slots.take_persisted(ids));
+        let mut taken = Vec::new();
+        self.take_persisted_into(ids, &mut taken);
         taken
     }
 }
@@ -201,17 +207,22 @@ impl<T: Item> List<T> {
         (bytes, count)
     }
 
-    fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry> {
-        let mut taken = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.items.capacity());
-        for item in std::mem::take(&mut self.items) {
-            match item.persisted().is_some_and(|id| ids.contains(&id)) {
-                true => taken.push(item.into_entry()),
-                false => kept.push_back(item),
+    /// Moves the messages with these log ids into `taken`, in place. They were asked for from
+    /// the head (a page-in that failed), so the scan stops once all are found.
+    fn take_persisted(&mut self, ids: &[u64], taken: &mut Vec<Entry>) {
+        let mut at = 0;
+        while at < self.items.len() && taken.len() < ids.len() {
+            if !self.items[at]
+                .persisted()
+                .is_some_and(|id| ids.contains(&id))
+            {
+                at += 1;
+                continue;
+            }
+            if let Some(item) = self.items.remove(at) {
+                taken.push(item.into_entry());
             }
         }
-        self.items = kept;
-        taken
     }
 }
 

@@ -22,7 +22,8 @@ pub(crate) trait QueueStore: Send + std::fmt::Debug {
         self.len() == 0
     }
 
-    /// Makes room for `n` more messages at once (recovery knows how many are coming).
+    /// Makes room for `n` more messages that are only in the log (recovery knows how many
+    /// are coming).
     fn reserve(&mut self, n: usize);
 
     /// Appends a newly published message (ids grow with each push).

@@ -81,12 +81,10 @@ impl QueueStore for PriorityQueue {
     }
 
     fn take_persisted(&mut self, ids: &[u64]) -> Vec<Entry> {
-        let taken: Vec<Entry> = self
-            .levels
-            .iter_mut()
-            .rev()
-            .flat_map(|l| l.take_persisted(ids))
-            .collect();
+        let mut taken = Vec::new();
+        for level in self.levels.iter_mut().rev() {
+            level.take_persisted_into(ids, &mut taken);
+        }
         self.len -= taken.len();
         taken
     }
