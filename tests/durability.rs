@@ -367,3 +367,107 @@ async fn basic_get_and_dead_lettering_read_paged_out_messages_back() {
     );
     b.shutdown().await;
 }
+
+fn spill_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join("spill"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Transient messages past `message_memory` (on a transient queue, and on a durable one)
+/// go to the spill file instead of staying in RAM, come back complete and in order to
+/// consumers and `basic.get`, leave the file as they are acked or their queue is deleted,
+/// and are gone (as RabbitMQ's transient messages are) after a restart, with the file.
+#[tokio::test]
+async fn transient_messages_past_the_budget_spill_to_disk_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.limits.resident_bytes = 32 * 1024;
+    cfg.segment_bytes = 128 * 1024;
+    let b = start(cfg.clone()).await;
+    let conn = connect(&b).await;
+    let ch = confirm_channel(&conn).await;
+    declare_exchange(&ch, "fan", ExchangeKind::Fanout, Default::default())
+        .await
+        .unwrap();
+    declare_queue_with(&ch, "scratch", false, FieldTable::default())
+        .await
+        .unwrap();
+    declare_queue_with(&ch, "kept", true, FieldTable::default())
+        .await
+        .unwrap();
+    for q in ["scratch", "kept"] {
+        bind_queue(&ch, q, "fan", "").await.unwrap();
+    }
+    let n = 2000;
+    let pad = vec![b'x'; 1000];
+    for i in 0..n {
+        let mut m = format!("{i:06}").into_bytes();
+        m.extend_from_slice(&pad);
+        ch.basic_publish(
+            "fan".into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &m,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    for q in ["scratch", "kept"] {
+        let resident = b.shared().lock().vhost("/").unwrap().queues[q].resident_bytes();
+        assert!(resident < 40 * 1024, "{q}: {resident} body bytes in memory");
+    }
+    // One record for both queues: the file holds each message about once.
+    let spilled = spill_bytes(dir.path());
+    assert!(
+        (n as u64 * 1000..n as u64 * 1500).contains(&spilled),
+        "{spilled} bytes spilled for {n} messages of 1 KiB"
+    );
+
+    ch.basic_qos(50, BasicQosOptions::default()).await.unwrap();
+    let mut c = consume(&ch, "scratch", false).await;
+    for i in 0..n {
+        let d = next(&mut c).await;
+        assert_eq!(&d.data[..6], format!("{i:06}").as_bytes());
+        assert_eq!(d.data.len(), 1006);
+        d.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    for i in 0..n / 2 {
+        let got = ch
+            .basic_get("kept".into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+            .expect("a message");
+        assert_eq!(&got.delivery.data[..6], format!("{i:06}").as_bytes());
+    }
+    ch.queue_delete("scratch".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    // The half "kept" still holds stays on disk; the rest is compacted away.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while spill_bytes(dir.path()) > n as u64 * 1000 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = spill_bytes(dir.path());
+    assert!(
+        left <= n as u64 * 1000,
+        "{left} bytes still spilled with {} messages left",
+        n / 2
+    );
+    assert_eq!(
+        passive_queue(&ch, "kept").await.unwrap().message_count(),
+        n / 2
+    );
+    drop(c);
+    b.shutdown().await;
+
+    let b = start(cfg).await;
+    let conn = connect(&b).await;
+    let ch = channel(&conn).await;
+    assert_eq!(passive_queue(&ch, "kept").await.unwrap().message_count(), 0);
+    assert_eq!(spill_bytes(dir.path()), 0);
+    b.shutdown().await;
+}

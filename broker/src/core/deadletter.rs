@@ -8,6 +8,7 @@
 use super::paging::PageFor;
 use super::queue::Entry;
 use super::{Core, Message};
+use crate::store::SPILL_BASE;
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use std::sync::Arc;
@@ -97,14 +98,18 @@ impl Core {
         }
     }
 
-    /// Tells the log that `queue` no longer holds these messages.
+    /// Tells the logs (durable and spill) that `queue` no longer holds these messages.
     pub(super) fn forget(&mut self, vname: &str, queue: &str, persisted: Vec<u64>) {
         if persisted.is_empty() {
             return;
         }
-        if let Some(log) = self.log.as_mut() {
-            if let Err(e) = log.ack(vname, queue, persisted) {
-                tracing::error!(error = %e, "writing an ack to the message log failed");
+        let (spilled, logged): (Vec<u64>, Vec<u64>) =
+            persisted.into_iter().partition(|&id| id >= SPILL_BASE);
+        for (log, ids) in [(self.log.as_mut(), logged), (self.spill.as_mut(), spilled)] {
+            if let Some(log) = log.filter(|_| !ids.is_empty()) {
+                if let Err(e) = log.ack(vname, queue, ids) {
+                    tracing::error!(error = %e, "writing an ack to the message log failed");
+                }
             }
         }
     }
@@ -115,7 +120,7 @@ impl Core {
             return Some(m.clone());
         }
         let id = entry.persisted()?;
-        match self.log.as_mut()?.read(id) {
+        match self.store_of(id)?.read(id) {
             Ok(m) => Some(Arc::new(m)),
             Err(e) => {
                 tracing::error!(error = %e, "reading a message back from the log failed");

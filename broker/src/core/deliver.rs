@@ -396,7 +396,10 @@ impl Core {
         consumer: Option<Arc<str>>,
         no_ack: bool,
     ) -> Option<u64> {
-        if let (Some(id), Some(log)) = (entry.persisted(), self.log.as_mut()) {
+        if let Some((id, log)) = entry
+            .persisted()
+            .and_then(|id| Some((id, self.store_of(id)?)))
+        {
             let written = if no_ack {
                 log.ack(vname, queue, vec![id])
             } else if !entry.redelivered {

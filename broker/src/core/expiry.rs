@@ -42,7 +42,7 @@ impl Core {
             self.remove_queue(&vname, &qname);
         }
         self.flush_log();
-        if let Some(log) = self.log.as_mut() {
+        for log in self.stores() {
             if let Err(e) = log.compact() {
                 tracing::error!(error = %e, "compacting the message log failed");
             }

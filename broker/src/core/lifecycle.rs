@@ -199,10 +199,10 @@ impl Core {
         }
         if queue.durable {
             self.unpersist(vname, "queue", name);
-            if let Some(log) = self.log.as_mut() {
-                if let Err(e) = log.drop_queue(vname, name) {
-                    tracing::error!(error = %e, "writing to the message log failed");
-                }
+        }
+        for log in self.stores() {
+            if let Err(e) = log.drop_queue(vname, name) {
+                tracing::error!(error = %e, "writing to the message log failed");
             }
         }
         for source in sources {

@@ -24,6 +24,7 @@ mod outbound;
 mod paging;
 pub(crate) mod policy;
 pub(crate) mod publish;
+mod spill;
 mod vhost;
 
 #[cfg(test)]
@@ -162,6 +163,8 @@ pub struct Core {
     next_conn: ConnId,
     pub limits: Limits,
     log: Option<MessageLog>,
+    /// Transient messages past the memory budget (`spill.rs`).
+    spill: Option<MessageLog>,
     defs: Option<Arc<DefsWriter>>,
     /// The number of the last definition change queued for the writer.
     defs_seq: u64,
@@ -190,6 +193,7 @@ impl Core {
             next_conn: 1,
             limits,
             log: None,
+            spill: None,
             defs: None,
             defs_seq: 0,
             pager: None,
@@ -226,7 +230,7 @@ impl Core {
 
     /// Hands buffered log records to the writer (before asking for a sync; periodically).
     pub fn flush_log(&mut self) {
-        if let Some(log) = self.log.as_mut() {
+        for log in self.stores() {
             log.flush();
         }
     }
@@ -236,7 +240,7 @@ impl Core {
         // The pager ends after the request in hand (not waited for: it may be waiting for
         // this very lock to hand its answer in).
         self.pager = None;
-        if let Some(mut log) = self.log.take() {
+        for mut log in self.log.take().into_iter().chain(self.spill.take()) {
             if let Err(e) = log.close() {
                 tracing::error!(error = %e, "closing the message log failed");
             }

@@ -8,7 +8,7 @@
 
 use super::deadletter::{dead_lettered, Reason};
 use super::{ChanKey, Core};
-use crate::store::{PageRequest, Paged, PagedIn, PagedRef, Pager};
+use crate::store::{Kind, PageRequest, Paged, PagedIn, PagedRef, Pager};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ impl Core {
         done: Box<dyn Fn(Paged<PageFor>) + Send>,
     ) -> std::io::Result<()> {
         self.pager = Some(Pager::start(done)?);
-        if let Some(log) = self.log.as_mut() {
+        for log in self.stores() {
             log.offload_copies();
         }
         Ok(())
@@ -50,8 +50,16 @@ impl Core {
     pub(crate) fn paged(&mut self, paged: Paged<PageFor>) {
         match paged {
             Paged::Messages(messages) => self.paged_in(messages),
-            Paged::Copied { segment, records } => {
-                if let Some(log) = self.log.as_mut() {
+            Paged::Copied {
+                kind,
+                segment,
+                records,
+            } => {
+                let log = match kind {
+                    Kind::Durable => self.log.as_mut(),
+                    Kind::Spill => self.spill.as_mut(),
+                };
+                if let Some(log) = log {
                     if let Err(e) = log.finish_copy(segment, records) {
                         tracing::error!(error = %e, segment, "copying live messages forward failed; the segment stays");
                     }
@@ -60,12 +68,13 @@ impl Core {
         }
     }
 
-    /// Hands compaction's reads, if it wants some, to the pager.
+    /// Hands compaction's reads, if the logs want some, to the pager.
     pub(super) fn send_copy_job(&mut self) {
-        let (Some(pager), Some(log)) = (self.pager.as_ref(), self.log.as_mut()) else {
+        let jobs: Vec<_> = self.stores().filter_map(|l| l.take_copy_job()).collect();
+        let Some(pager) = self.pager.as_ref() else {
             return;
         };
-        if let Some(job) = log.take_copy_job() {
+        for job in jobs {
             if !pager.copy(job) {
                 tracing::error!("the pager has stopped");
             }
@@ -123,10 +132,11 @@ impl Core {
     fn locate(&mut self, ids: Vec<u64>) -> (Vec<PagedRef>, Vec<u64>) {
         let mut refs = Vec::with_capacity(ids.len());
         let mut lost = Vec::new();
-        let Some(log) = self.log.as_mut() else {
-            return (refs, ids);
-        };
         for id in ids {
+            let Some(log) = self.store_of(id) else {
+                lost.push(id);
+                continue;
+            };
             match log.locate(id) {
                 Ok(r) => refs.push(r),
                 Err(e) => {

@@ -131,26 +131,45 @@ impl Core {
                 }
             }
         }
-        let page_out = msg_id.is_some()
-            && self.resident.load(std::sync::atomic::Ordering::Relaxed)
-                > self.limits.resident_bytes;
+        let over_budget =
+            self.resident.load(std::sync::atomic::Ordering::Relaxed) > self.limits.resident_bytes;
+        let page_out = msg_id.is_some() && over_budget;
+        // Past the budget, what the durable log does not hold goes to the spill file.
+        let spilled = match over_budget {
+            true => {
+                let unlogged: Vec<&str> = accepted
+                    .iter()
+                    .filter(|(_, d)| !(*d && msg_id.is_some()))
+                    .map(|(q, _)| q.as_str())
+                    .collect();
+                self.spill_message(vname, &message, now, &unlogged)
+            }
+            false => None,
+        };
         let expiration = message
             .properties
             .expiration()
             .as_ref()
             .and_then(|e| e.as_str().parse::<u64>().ok());
         for (name, durable) in &accepted {
-            let persisted = if *durable { msg_id } else { None };
+            let spill_id = spilled
+                .as_ref()
+                .filter(|(_, queues)| queues.contains(name))
+                .map(|(id, _)| *id);
+            let persisted = match (*durable, spill_id) {
+                (true, _) if msg_id.is_some() => msg_id,
+                (_, spilled) => spilled,
+            };
             let mut entry = Entry::new(message.clone(), persisted);
             if let Some(q) = self
                 .vhosts
                 .get_mut(vname)
                 .and_then(|v| v.queues.get_mut(name))
             {
-                // Past the memory budget, a persistent message keeps only its place in a
-                // queue, unless a consumer can take it now (it would be read straight back).
+                // Past the memory budget, a message keeps only its place in a queue, unless a
+                // consumer can take it now (it would be read straight back).
                 let behind_others = !q.is_empty() || q.consumer_count() == 0;
-                if persisted.is_some() && page_out && behind_others {
+                if spill_id.is_some() || (persisted.is_some() && page_out && behind_others) {
                     entry.message = None;
                 }
                 q.push(entry, now, expiration);

@@ -288,6 +288,13 @@ fn open_store(
             source,
         })?;
     core.restore(defs, log, recovery)?;
+    let spill = dir.join("spill");
+    let spill_log =
+        MessageLog::spill(&spill, segment_bytes).map_err(|source| BrokerError::Log {
+            path: spill,
+            source,
+        })?;
+    core.attach_spill(spill_log);
     Ok(users)
 }
 

@@ -14,13 +14,19 @@
 //!   durable.
 //! - Acks and delivery marks are appended without waiting: losing one to a crash only means a
 //!   message comes back (as `redelivered`).
+//!
+//! The same structure is the spill file ([`Kind::Spill`]): transient messages past
+//! `message_memory` go there so that a backlog of them does not live in RAM. It is never
+//! synced and wiped at every start; only its publish records are written (what a queue no
+//! longer holds is only forgotten in the index, which compaction goes by), and its ids start
+//! at [`SPILL_BASE`] so that an id says which file holds the message.
 
 use super::live::LiveIndex;
 use super::paged::{PagedRef, SegmentFile};
 use super::record::{Holder, Record};
 use super::replay::{Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
-use super::writer::LogWriter;
+use super::writer::{LogWriter, Syncs};
 use crate::message::Message;
 use crate::Map;
 use bytes::{Bytes, BytesMut};
@@ -36,6 +42,18 @@ const FLUSH_AT: usize = 256 * 1024;
 
 /// The largest segment: the index keeps offsets in 32 bits.
 const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
+/// Ids of spilled messages start here; the durable log's stay below.
+pub(crate) const SPILL_BASE: u64 = 1 << 62;
+
+/// What a log holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Persistent messages of durable queues: synced for confirms, replayed at start.
+    Durable,
+    /// Transient messages past the memory budget: never synced, wiped at start.
+    Spill,
+}
 
 /// A queue's messages as found on disk, in publish order.
 #[derive(Debug)]
@@ -63,6 +81,7 @@ struct SegStats {
 }
 
 pub struct MessageLog {
+    kind: Kind,
     dir: PathBuf,
     segment_bytes: u64,
     active_no: u64,
@@ -94,6 +113,7 @@ pub struct MessageLog {
 /// [`MessageLog::finish_copy`].
 #[derive(Debug)]
 pub struct CopyJob {
+    pub(crate) kind: Kind,
     pub segment: u64,
     pub refs: Vec<PagedRef>,
 }
@@ -119,6 +139,21 @@ impl MessageLog {
     /// Opens (or creates) the log in `dir`: checks every record, cuts torn tails, rebuilds the
     /// index, and starts a new active segment.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(MessageLog, Recovery)> {
+        MessageLog::open_as(Kind::Durable, dir, segment_bytes)
+    }
+
+    /// Creates the spill file in `dir`, removing whatever an earlier run left there.
+    pub fn spill(dir: &Path, segment_bytes: u64) -> io::Result<MessageLog> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let (mut log, _) = MessageLog::open_as(Kind::Spill, dir, segment_bytes)?;
+        log.next_id = SPILL_BASE;
+        Ok(log)
+    }
+
+    fn open_as(kind: Kind, dir: &Path, segment_bytes: u64) -> io::Result<(MessageLog, Recovery)> {
         std::fs::create_dir_all(dir)?;
         let found = list_segments(dir)?;
         let mut replay = Replay::default();
@@ -174,7 +209,11 @@ impl MessageLog {
         let active_no = found.last().map_or(1, |n| n + 1);
         let active = create_segment(dir, active_no)?;
         segments.insert(active_no, SegStats::default());
-        let (writer, writer_thread) = LogWriter::start(active)?;
+        let syncs = match kind {
+            Kind::Durable => Syncs::OnRequest,
+            Kind::Spill => Syncs::Never,
+        };
+        let (writer, writer_thread) = LogWriter::start(active, syncs)?;
         let Replay {
             names,
             live,
@@ -196,6 +235,7 @@ impl MessageLog {
             .collect();
         recovered.sort_by(|a, b| (&a.vhost, &a.queue).cmp(&(&b.vhost, &b.queue)));
         let mut log = MessageLog {
+            kind,
             dir: dir.to_path_buf(),
             segment_bytes: segment_bytes.clamp(4096, MAX_SEGMENT_BYTES),
             active_no,
@@ -278,6 +318,9 @@ impl MessageLog {
         for id in &msg_ids {
             self.release(*id, q);
         }
+        if self.kind == Kind::Spill {
+            return Ok(());
+        }
         let record = Record::Ack {
             vhost: vhost.into(),
             queue: queue.into(),
@@ -288,6 +331,9 @@ impl MessageLog {
 
     /// A message was handed out from `queue` for the first time.
     pub fn delivered(&mut self, vhost: &str, queue: &str, msg_id: u64) -> io::Result<()> {
+        if self.kind == Kind::Spill {
+            return Ok(());
+        }
         let q = self.names.id(vhost, queue);
         self.live.mark_delivered(msg_id, q);
         let record = Record::Delivered {
@@ -309,6 +355,9 @@ impl MessageLog {
         }
         for id in held {
             self.release(id, q);
+        }
+        if self.kind == Kind::Spill {
+            return Ok(());
         }
         let record = Record::Drop {
             vhost: vhost.into(),
@@ -493,7 +542,11 @@ impl MessageLog {
             .into_iter()
             .map(|id| self.locate(id))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(CopyJob { segment, refs })
+        Ok(CopyJob {
+            kind: self.kind,
+            segment,
+            refs,
+        })
     }
 
     /// Appends copies of the records read for a copy job (of the messages still live there,
@@ -688,6 +741,28 @@ mod tests {
         // Ids keep growing across restarts.
         let next = log.publish(&message("later"), 3, &[("/", "q")]).unwrap();
         assert!(next > keep);
+    }
+
+    #[test]
+    fn the_spill_file_starts_empty_numbers_from_its_base_and_writes_no_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill");
+        let mut log = MessageLog::spill(&spill, 4096).unwrap();
+        let id = log.publish(&message("one"), 0, &[("/", "q")]).unwrap();
+        assert_eq!(id, SPILL_BASE);
+        let before = log.lsn();
+        log.ack("/", "q", vec![id]).unwrap();
+        assert_eq!(
+            log.lsn(),
+            before,
+            "an ack appends nothing to the spill file"
+        );
+        let kept = log.publish(&message("two"), 0, &[("/", "q")]).unwrap();
+        assert_eq!(log.read(kept).unwrap().body, Bytes::from("two"));
+        drop(log);
+        let log = MessageLog::spill(&spill, 4096).unwrap();
+        assert_eq!(log.usage(), (0, 0));
+        assert_eq!(list_segments(&spill).unwrap().len(), 1);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Where messages are kept.
 //!
 //! - `MessageLog`: the append-only segment log that makes persistent messages on durable
-//!   queues survive restarts and crashes (records, segments, replay, group commit).
+//!   queues survive restarts and crashes (records, segments, replay, group commit); the same
+//!   structure, unsynced, is the spill file of transient messages past the memory budget.
 //! - `Definitions`: durable exchanges, queues and bindings in `redb`, shaped like RabbitMQ's
 //!   definitions JSON; `DefsWriter` is the thread that commits changes to it off the lock.
 
@@ -20,6 +21,7 @@ mod writer;
 pub(crate) use defs_writer::DefsWriter;
 pub use log::MessageLog;
 pub(crate) use log::Recovery;
+pub(crate) use log::{Kind, SPILL_BASE};
 pub(crate) use paged::PagedRef;
 pub(crate) use pager::{PageRequest, Paged, PagedIn, Pager};
 pub(crate) use replay::Meta;

@@ -4,7 +4,7 @@
 //! It hands what it read back through a callback that takes the lock briefly. Each request
 //! carries the caller's note of what the messages are for (`T`), handed back with them.
 
-use super::log::CopyJob;
+use super::log::{CopyJob, Kind};
 use super::paged::PagedRef;
 use super::record::Record;
 use crate::message::Message;
@@ -22,8 +22,9 @@ enum Work<T> {
 #[derive(Debug)]
 pub(crate) enum Paged<T> {
     Messages(PagedIn<T>),
-    /// The records of a [`CopyJob`], for `MessageLog::finish_copy`.
+    /// The records of a [`CopyJob`], for `MessageLog::finish_copy` of the log it came from.
     Copied {
+        kind: Kind,
         segment: u64,
         records: Vec<(u64, io::Result<Record>)>,
     },
@@ -63,6 +64,7 @@ impl<T: Send + 'static> Pager<T> {
                             then: request.then,
                         }),
                         Work::Copy(job) => Paged::Copied {
+                            kind: job.kind,
                             segment: job.segment,
                             records: job.read_all(),
                         },

@@ -8,6 +8,9 @@
 //!
 //! Positions are log sequence numbers (LSN): bytes appended since the log was opened.
 //!
+//! The spill file of transient messages uses the same writer with [`Syncs::Never`]: nothing
+//! there has to survive a crash, so a write counts as done once it is in the file.
+//!
 //! A write or sync that fails (EIO, ENOSPC, a file size limit) is retried with a growing pause,
 //! so nothing handed over is dropped and every record stays where the index says it is; but
 //! whoever waits for the records pending at that moment (or handed over while it keeps failing)
@@ -106,7 +109,17 @@ struct State {
     stop: bool,
 }
 
+/// Whether the writer makes what it writes durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syncs {
+    /// fdatasync on request (group commit) and at every segment roll.
+    OnRequest,
+    /// Never: written is as far as anyone is promised (the spill file).
+    Never,
+}
+
 pub struct LogWriter {
+    syncs: Syncs,
     state: Mutex<State>,
     /// Wakes the writer thread.
     work: Condvar,
@@ -119,8 +132,9 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread with `file` as the current segment.
-    pub fn start(file: File) -> std::io::Result<(Arc<LogWriter>, JoinHandle<()>)> {
+    pub fn start(file: File, syncs: Syncs) -> std::io::Result<(Arc<LogWriter>, JoinHandle<()>)> {
         let writer = Arc::new(LogWriter {
+            syncs,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 written: 0,
@@ -291,6 +305,10 @@ impl LogWriter {
                         end = Some(at);
                         batches += 1;
                     }
+                    Chunk::Switch(next, _) if self.syncs == Syncs::Never => {
+                        file = next;
+                        len = 0;
+                    }
                     Chunk::Switch(next, dir) => {
                         if !self.persist("syncing a full log segment", || file.sync_data())
                             || !self.persist("syncing the log directory", || {
@@ -320,6 +338,13 @@ impl LogWriter {
                 self.progress.notify_all();
                 state.written
             };
+            if self.syncs == Syncs::Never {
+                self.advance(written);
+                if stop && self.lock().queue.is_empty() {
+                    return;
+                }
+                continue;
+            }
             let durable = self.durable();
             if stop || (sync_wanted > durable && written > durable) {
                 if !stop && busy {
