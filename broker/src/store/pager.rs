@@ -5,7 +5,7 @@
 //! carries the caller's note of what the messages are for (`T`), handed back with them.
 
 use super::log::{CopyJob, Kind};
-use super::paged::PagedRef;
+use super::paged::{read_messages, PagedRef};
 use super::record::Record;
 use crate::message::Message;
 use std::io;
@@ -60,7 +60,7 @@ impl<T: Send + 'static> Pager<T> {
                 while let Ok(work) = incoming.recv() {
                     done(match work {
                         Work::Messages(request) => Paged::Messages(PagedIn {
-                            bodies: request.refs.iter().map(|r| (r.msg_id, r.read())).collect(),
+                            bodies: read_messages(&request.refs),
                             then: request.then,
                         }),
                         Work::Copy(job) => Paged::Copied {
