@@ -181,7 +181,6 @@ impl LiveIndex {
         self.len
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }

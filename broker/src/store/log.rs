@@ -467,6 +467,12 @@ impl MessageLog {
     /// each forward first, so disk use follows the live backlog. Runs on every segment roll
     /// and periodically (after a queue is deleted or drained, nothing else would roll).
     pub fn compact(&mut self) -> io::Result<()> {
+        // A spill file that holds nothing starts over, so a drained backlog leaves no file
+        // behind (the durable log keeps its active segment: rolling costs syncs there).
+        let active_len = self.segments.get(&self.active_no).map_or(0, |s| s.len);
+        if self.kind == Kind::Spill && self.live.is_empty() && active_len > 0 {
+            self.roll()?;
+        }
         loop {
             let Some((&oldest, &stats)) = self.segments.iter().next() else {
                 return Ok(());
@@ -760,9 +766,16 @@ mod tests {
         let kept = log.publish(&message("two"), 0, &[("/", "q")]).unwrap();
         assert_eq!(log.read(kept).unwrap().body, Bytes::from("two"));
         drop(log);
-        let log = MessageLog::spill(&spill, 4096).unwrap();
+        let mut log = MessageLog::spill(&spill, 4096).unwrap();
         assert_eq!(log.usage(), (0, 0));
         assert_eq!(list_segments(&spill).unwrap().len(), 1);
+        // Once nothing in it is live, compaction leaves one empty file.
+        let id = log.publish(&message("three"), 0, &[("/", "q")]).unwrap();
+        log.compact().unwrap();
+        assert!(log.usage().1 > 0);
+        log.ack("/", "q", vec![id]).unwrap();
+        log.compact().unwrap();
+        assert_eq!(log.usage(), (0, 0));
     }
 
     /// The pager reads runs of nearby records at once: across gaps of other records and

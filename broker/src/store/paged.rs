@@ -101,7 +101,7 @@ impl PagedRef {
     /// Its record, found at `at` in `data`, checked.
     fn record_in(&self, data: &Bytes, at: usize) -> io::Result<Record> {
         let msg_id = self.msg_id;
-        match Record::decode_at(data, at) {
+        match Record::decode_message_at(data, at) {
             Decoded::Record(record @ Record::Publish { .. }, _) if matches!(record, Record::Publish { msg_id: m, .. } if m == msg_id) => {
                 Ok(record)
             }

@@ -140,6 +140,16 @@ impl Record {
 
     /// Reads the record at offset `at` of `data`, without cloning `data` for each field.
     pub fn decode_at(data: &Bytes, at: usize) -> Decoded {
+        Record::decode_with(data, at, true)
+    }
+
+    /// As [`Record::decode_at`] (checked alike), but a publish record's holders are left
+    /// out: whoever reads a message back knows who holds it from the index.
+    pub fn decode_message_at(data: &Bytes, at: usize) -> Decoded {
+        Record::decode_with(data, at, false)
+    }
+
+    fn decode_with(data: &Bytes, at: usize, holders: bool) -> Decoded {
         let buf = &data[at.min(data.len())..];
         if buf.len() < HEADER_LEN {
             return Decoded::Incomplete;
@@ -160,7 +170,7 @@ impl Record {
             at: at + HEADER_LEN,
             end: at + HEADER_LEN + len,
         };
-        match parse_payload(&mut cursor) {
+        match parse_payload(&mut cursor, holders) {
             Some(record) => Decoded::Record(record, HEADER_LEN + len),
             None => Decoded::Corrupt("malformed record"),
         }
@@ -202,6 +212,11 @@ impl<'a> Cursor<'a> {
         Some(out)
     }
 
+    /// Passes over what is left (checked by the record's checksum, not parsed).
+    fn skip_rest(&mut self) {
+        self.at = self.end;
+    }
+
     fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
@@ -233,7 +248,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn parse_payload(c: &mut Cursor) -> Option<Record> {
+fn parse_payload(c: &mut Cursor, with_holders: bool) -> Option<Record> {
     let record = match c.u8()? {
         kind::PUBLISH => {
             let msg_id = c.u64()?;
@@ -247,13 +262,18 @@ fn parse_payload(c: &mut Cursor) -> Option<Record> {
             if n > c.left() / 5 {
                 return None;
             }
-            let mut holders = Vec::with_capacity(n);
-            for _ in 0..n {
-                holders.push(Holder {
-                    vhost: c.string()?,
-                    queue: c.string()?,
-                    delivered: c.u8()? != 0,
-                });
+            let mut holders = Vec::new();
+            if with_holders {
+                holders.reserve_exact(n);
+                for _ in 0..n {
+                    holders.push(Holder {
+                        vhost: c.string()?,
+                        queue: c.string()?,
+                        delivered: c.u8()? != 0,
+                    });
+                }
+            } else {
+                c.skip_rest();
             }
             Record::Publish {
                 msg_id,
