@@ -137,7 +137,7 @@ impl Core {
         // Past the budget, what the durable log does not hold goes to the spill file.
         let spilled = match over_budget {
             true => {
-                let unlogged: Vec<&str> = accepted
+                let unlogged: super::spill::Names = accepted
                     .iter()
                     .filter(|(_, d)| !(*d && msg_id.is_some()))
                     .map(|(q, _)| q.as_str())
@@ -154,7 +154,7 @@ impl Core {
         for (name, durable) in &accepted {
             let spill_id = spilled
                 .as_ref()
-                .filter(|(_, queues)| queues.contains(name))
+                .filter(|(_, queues)| queues.contains(&name.as_str()))
                 .map(|(id, _)| *id);
             let persisted = match (*durable, spill_id) {
                 (true, _) if msg_id.is_some() => msg_id,

@@ -8,6 +8,7 @@
 use super::Core;
 use crate::message::Message;
 use crate::store::{MessageLog, SPILL_BASE};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 impl Core {
@@ -36,29 +37,29 @@ impl Core {
     /// keep only its place: ones with messages ahead of it or no consumer. Returns its spill
     /// id and those queues; None when none is, or when there is no spill file or it cannot be
     /// written to now (the message then stays in memory).
-    pub(super) fn spill_message(
+    pub(super) fn spill_message<'q>(
         &mut self,
         vname: &str,
         message: &Arc<Message>,
         now: u64,
-        queues: &[&str],
-    ) -> Option<(u64, Vec<String>)> {
+        queues: &[&'q str],
+    ) -> Option<(u64, Names<'q>)> {
         let vhost = self.vhosts.get(vname)?;
-        let behind: Vec<String> = queues
+        let behind: Names<'q> = queues
             .iter()
+            .copied()
             .filter(|name| {
                 vhost
                     .queues
-                    .get(**name)
+                    .get(*name)
                     .is_some_and(|q| !q.is_empty() || q.consumer_count() == 0)
             })
-            .map(|name| name.to_string())
             .collect();
         let spill = self.spill.as_mut()?;
         if behind.is_empty() || spill.writer().failing() {
             return None;
         }
-        let holders: Vec<(&str, &str)> = behind.iter().map(|q| (vname, q.as_str())).collect();
+        let holders: SmallVec<[(&str, &str); 2]> = behind.iter().map(|q| (vname, *q)).collect();
         match spill.publish(message, now, &holders) {
             Ok(id) => Some((id, behind)),
             Err(e) => {
@@ -68,3 +69,6 @@ impl Core {
         }
     }
 }
+
+/// Queue names, most often one.
+pub(super) type Names<'q> = SmallVec<[&'q str; 2]>;

@@ -23,13 +23,14 @@
 
 use super::live::LiveIndex;
 use super::paged::{PagedRef, SegmentFile};
-use super::record::{Holder, Record};
+use super::record::{Holder, PublishHead, Record};
 use super::replay::{Meta, Names, Replay};
 use super::segment::{list_segments, segment_path, walk, Location};
 use super::writer::{LogWriter, Syncs};
 use crate::message::Message;
 use crate::Map;
 use bytes::{Bytes, BytesMut};
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -207,7 +208,11 @@ impl MessageLog {
             }
         }
         let active_no = found.last().map_or(1, |n| n + 1);
-        let active = create_segment(dir, active_no)?;
+        let active = match kind {
+            Kind::Durable => create_segment(dir, active_no)?,
+            // Nothing in the spill file outlives a crash: its entry need not either.
+            Kind::Spill => new_segment(dir, active_no)?,
+        };
         segments.insert(active_no, SegStats::default());
         let syncs = match kind {
             Kind::Durable => Syncs::OnRequest,
@@ -283,25 +288,18 @@ impl MessageLog {
         queues: &[(&str, &str)],
     ) -> io::Result<u64> {
         let msg_id = self.next_id;
-        let record = Record::Publish {
+        let head = PublishHead {
             msg_id,
             published_ms,
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
-            properties: message.raw_properties.clone(),
-            body: message.body.clone(),
-            holders: queues
-                .iter()
-                .map(|(v, q)| Holder {
-                    vhost: v.to_string(),
-                    queue: q.to_string(),
-                    delivered: false,
-                })
-                .collect(),
+            exchange: &message.exchange,
+            routing_key: &message.routing_key,
+            properties: &message.raw_properties,
+            body: &message.body,
         };
-        let loc = self.append(&record, true)?;
+        let holders = queues.iter().map(|&(v, q)| (v, q, false));
+        let loc = self.append_with(|out| head.encode(out, holders), true)?;
         self.next_id += 1;
-        let holders: Vec<(u32, bool)> = queues
+        let holders: SmallVec<[(u32, bool); 2]> = queues
             .iter()
             .map(|(v, q)| (self.names.id(v, q), false))
             .collect();
@@ -403,8 +401,17 @@ impl MessageLog {
     }
 
     fn append(&mut self, record: &Record, may_compact: bool) -> io::Result<Location> {
+        self.append_with(|out| record.encode(out), may_compact)
+    }
+
+    /// Appends what `encode` writes (one record) and says where it went.
+    fn append_with(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut),
+        may_compact: bool,
+    ) -> io::Result<Location> {
         let before = self.pending.len();
-        record.encode(&mut self.pending);
+        encode(&mut self.pending);
         let len = (self.pending.len() - before) as u64;
         let active_len = self.segments.get(&self.active_no).map_or(0, |s| s.len);
         let rolled = active_len > 0 && active_len + len > self.segment_bytes;

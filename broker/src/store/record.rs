@@ -69,11 +69,57 @@ pub enum Decoded {
     Corrupt(&'static str),
 }
 
+/// The fields of a publish record but its holders, borrowed: what the log appends for a
+/// message without copying its names into a [`Record`].
+pub(crate) struct PublishHead<'a> {
+    pub msg_id: u64,
+    pub published_ms: u64,
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub properties: &'a [u8],
+    pub body: &'a [u8],
+}
+
+impl PublishHead<'_> {
+    /// Appends the publish record, header included, with these holders (vhost, queue,
+    /// delivered).
+    pub(crate) fn encode<'h>(
+        &self,
+        out: &mut BytesMut,
+        holders: impl ExactSizeIterator<Item = (&'h str, &'h str, bool)>,
+    ) {
+        framed(out, |out| {
+            out.put_u8(kind::PUBLISH);
+            out.put_u64_le(self.msg_id);
+            out.put_u64_le(self.published_ms);
+            put_str(out, self.exchange);
+            put_str(out, self.routing_key);
+            put_blob(out, self.properties);
+            put_blob(out, self.body);
+            out.put_u32_le(holders.len() as u32);
+            for (vhost, queue, delivered) in holders {
+                put_str(out, vhost);
+                put_str(out, queue);
+                out.put_u8(delivered as u8);
+            }
+        });
+    }
+}
+
+/// Appends what `payload` writes as one record: its length and checksum, then it.
+fn framed(out: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    out.put_u64_le(0); // length and checksum, filled in below
+    payload(out);
+    let payload_len = (out.len() - start - HEADER_LEN) as u32;
+    let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
 impl Record {
     /// Appends the record, header included.
     pub fn encode(&self, out: &mut BytesMut) {
-        let start = out.len();
-        out.put_u64_le(0); // length and checksum, filled in below
         match self {
             Record::Publish {
                 msg_id,
@@ -84,25 +130,24 @@ impl Record {
                 body,
                 holders,
             } => {
-                out.put_u8(kind::PUBLISH);
-                out.put_u64_le(*msg_id);
-                out.put_u64_le(*published_ms);
-                put_str(out, exchange);
-                put_str(out, routing_key);
-                put_blob(out, properties);
-                put_blob(out, body);
-                out.put_u32_le(holders.len() as u32);
-                for h in holders {
-                    put_str(out, &h.vhost);
-                    put_str(out, &h.queue);
-                    out.put_u8(h.delivered as u8);
-                }
+                let head = PublishHead {
+                    msg_id: *msg_id,
+                    published_ms: *published_ms,
+                    exchange,
+                    routing_key,
+                    properties,
+                    body,
+                };
+                let holders = holders
+                    .iter()
+                    .map(|h| (h.vhost.as_str(), h.queue.as_str(), h.delivered));
+                head.encode(out, holders);
             }
             Record::Ack {
                 vhost,
                 queue,
                 msg_ids,
-            } => {
+            } => framed(out, |out| {
                 out.put_u8(kind::ACK);
                 put_str(out, vhost);
                 put_str(out, queue);
@@ -110,27 +155,23 @@ impl Record {
                 for id in msg_ids {
                     out.put_u64_le(*id);
                 }
-            }
+            }),
             Record::Delivered {
                 vhost,
                 queue,
                 msg_id,
-            } => {
+            } => framed(out, |out| {
                 out.put_u8(kind::DELIVERED);
                 put_str(out, vhost);
                 put_str(out, queue);
                 out.put_u64_le(*msg_id);
-            }
-            Record::Drop { vhost, queue } => {
+            }),
+            Record::Drop { vhost, queue } => framed(out, |out| {
                 out.put_u8(kind::DROP);
                 put_str(out, vhost);
                 put_str(out, queue);
-            }
+            }),
         }
-        let payload_len = (out.len() - start - HEADER_LEN) as u32;
-        let crc = crc32fast::hash(&out[start + HEADER_LEN..]);
-        out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
     /// Reads the record at the start of `buf`. Blobs are slices of `buf`, not copies.
