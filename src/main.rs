@@ -16,6 +16,11 @@ mod speech;
 mod tail;
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc, with background threads returning freed memory to the system (after its decay
+/// time, 10 s) so that resident memory follows what is held.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::io::IsTerminal;
 
 #[derive(Parser)]
