@@ -121,7 +121,9 @@ fn run(
     }
 }
 
-/// Freed message memory goes back to the system, so a memory alarm can clear.
+/// Freed memory of glibc's heap goes back to the system, so a memory alarm can clear: all of
+/// it when the broker is embedded with the system allocator; with the `bloodbank` binary's
+/// jemalloc, what C libraries allocate (jemalloc returns its own from background threads).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn trim() {
     // SAFETY: malloc_trim has no preconditions.
