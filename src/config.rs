@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use bloodbank_broker::tls::{CertLoginFrom, Tls, TlsSettings};
-use bloodbank_broker::{BrokerConfig, ExchangeDecl, Listen, Switch};
+use bloodbank_broker::{BrokerConfig, ExchangeDecl, Listen, Switch, SEGMENT_BYTES};
 use bloodbank_gateway::{ApiKey, Auth, GatewayConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -146,9 +146,6 @@ pub struct ServeArgs {
 
 /// The largest `max_message_size` accepted (512 MiB, as RabbitMQ).
 const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
-
-/// The `segment_bytes` accepted: 4 KiB to 1 GiB.
-const SEGMENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 4096..=1 << 30;
 
 /// The file's form: the same keys as the flags, plus the exchanges to declare at start.
 #[derive(Deserialize, Debug, Default)]
@@ -401,12 +398,12 @@ pub fn load(args: ServeArgs) -> anyhow::Result<Settings> {
         broker.disk_free_limit = d;
     }
     if let Some(s) = file.segment_bytes {
-        if !SEGMENT_BYTES_RANGE.contains(&s) {
+        if !SEGMENT_BYTES.contains(&s) {
             anyhow::bail!(
                 "segment_bytes {s} is outside {}..={} (the message log's index keeps offsets \
                  in 32 bits)",
-                SEGMENT_BYTES_RANGE.start(),
-                SEGMENT_BYTES_RANGE.end()
+                SEGMENT_BYTES.start(),
+                SEGMENT_BYTES.end()
             );
         }
         broker.segment_bytes = s;

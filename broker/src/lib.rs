@@ -53,6 +53,7 @@ pub use store::definitions;
 pub use store::json_args::{
     json_to_table as arguments_from_json, table_to_json as arguments_to_json,
 };
+pub use store::SEGMENT_BYTES;
 pub use users::UserError;
 
 /// The parsers that read untrusted bytes, for `fuzz/` (its targets and its corpus replay).

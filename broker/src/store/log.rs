@@ -41,8 +41,9 @@ use std::thread::JoinHandle;
 /// Buffered records are written out once they reach this many bytes.
 const FLUSH_AT: usize = 256 * 1024;
 
-/// The largest segment: the index keeps offsets in 32 bits.
-const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+/// The segment sizes a log takes (`BrokerConfig::segment_bytes`; others are clamped): at
+/// most 1 GiB, as the index keeps offsets in 32 bits.
+pub const SEGMENT_BYTES: std::ops::RangeInclusive<u64> = 4096..=1 << 30;
 
 /// Ids of spilled messages start here; the durable log's stay below.
 pub(crate) const SPILL_BASE: u64 = 1 << 62;
@@ -242,7 +243,7 @@ impl MessageLog {
         let mut log = MessageLog {
             kind,
             dir: dir.to_path_buf(),
-            segment_bytes: segment_bytes.clamp(4096, MAX_SEGMENT_BYTES),
+            segment_bytes: segment_bytes.clamp(*SEGMENT_BYTES.start(), *SEGMENT_BYTES.end()),
             active_no,
             lsn: 0,
             pending: BytesMut::with_capacity(FLUSH_AT),
@@ -316,30 +317,26 @@ impl MessageLog {
         for id in &msg_ids {
             self.release(*id, q);
         }
-        if self.kind == Kind::Spill {
-            return Ok(());
-        }
-        let record = Record::Ack {
+        self.note(|| Record::Ack {
             vhost: vhost.into(),
             queue: queue.into(),
             msg_ids,
-        };
-        self.append(&record, true).map(drop)
+        })
     }
 
     /// A message was handed out from `queue` for the first time.
     pub fn delivered(&mut self, vhost: &str, queue: &str, msg_id: u64) -> io::Result<()> {
+        // Only replay reads delivery marks: the spill keeps none, in its index either.
         if self.kind == Kind::Spill {
             return Ok(());
         }
         let q = self.names.id(vhost, queue);
         self.live.mark_delivered(msg_id, q);
-        let record = Record::Delivered {
+        self.note(|| Record::Delivered {
             vhost: vhost.into(),
             queue: queue.into(),
             msg_id,
-        };
-        self.append(&record, true).map(drop)
+        })
     }
 
     /// The queue is gone, with every message it held.
@@ -354,14 +351,10 @@ impl MessageLog {
         for id in held {
             self.release(id, q);
         }
-        if self.kind == Kind::Spill {
-            return Ok(());
-        }
-        let record = Record::Drop {
+        self.note(|| Record::Drop {
             vhost: vhost.into(),
             queue: queue.into(),
-        };
-        self.append(&record, true).map(drop)
+        })
     }
 
     /// Reads a live message back from disk, here and now (blocking: see [`MessageLog::locate`]
@@ -397,6 +390,15 @@ impl MessageLog {
             if let Some(s) = self.segments.get_mut(&loc.segment) {
                 s.live_bytes = s.live_bytes.saturating_sub(loc.len as u64);
             }
+        }
+    }
+
+    /// Appends a change to what queues hold (ack, delivery mark, drop) for replay; the spill
+    /// file, never replayed, keeps none.
+    fn note(&mut self, record: impl FnOnce() -> Record) -> io::Result<()> {
+        match self.kind {
+            Kind::Durable => self.append(&record(), true).map(drop),
+            Kind::Spill => Ok(()),
         }
     }
 

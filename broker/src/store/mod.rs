@@ -19,9 +19,9 @@ pub(crate) mod segment;
 mod writer;
 
 pub(crate) use defs_writer::DefsWriter;
-pub use log::MessageLog;
 pub(crate) use log::Recovery;
 pub(crate) use log::{Kind, SPILL_BASE};
+pub use log::{MessageLog, SEGMENT_BYTES};
 pub(crate) use paged::PagedRef;
 pub(crate) use pager::{PageRequest, Paged, PagedIn, Pager};
 pub(crate) use replay::Meta;

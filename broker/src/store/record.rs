@@ -174,12 +174,8 @@ impl Record {
         }
     }
 
-    /// Reads the record at the start of `buf`. Blobs are slices of `buf`, not copies.
-    pub fn decode(buf: &Bytes) -> Decoded {
-        Record::decode_at(buf, 0)
-    }
-
-    /// Reads the record at offset `at` of `data`, without cloning `data` for each field.
+    /// Reads the record at offset `at` of `data`. Blobs are slices of `data`, not copies; the
+    /// rest is read in place.
     pub fn decode_at(data: &Bytes, at: usize) -> Decoded {
         Record::decode_with(data, at, true)
     }
@@ -398,7 +394,7 @@ mod tests {
             let mut out = BytesMut::new();
             r.encode(&mut out);
             let len = out.len();
-            assert_eq!(Record::decode(&out.freeze()), Decoded::Record(r, len));
+            assert_eq!(Record::decode_at(&out.freeze(), 0), Decoded::Record(r, len));
         }
     }
 
@@ -410,7 +406,7 @@ mod tests {
             let whole = out.freeze();
             for cut in 0..whole.len() {
                 assert!(matches!(
-                    Record::decode(&whole.slice(..cut)),
+                    Record::decode_at(&whole.slice(..cut), 0),
                     Decoded::Incomplete | Decoded::Corrupt(_)
                 ));
             }
@@ -418,7 +414,7 @@ mod tests {
                 let mut bad = whole.to_vec();
                 bad[at] ^= 0x40;
                 assert!(
-                    !matches!(Record::decode(&Bytes::from(bad)), Decoded::Record(ref x, _) if *x == r),
+                    !matches!(Record::decode_at(&Bytes::from(bad), 0), Decoded::Record(ref x, _) if *x == r),
                     "flip at {at} went unnoticed"
                 );
             }
@@ -428,7 +424,7 @@ mod tests {
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = Record::decode(&Bytes::from(data));
+            let _ = Record::decode_at(&Bytes::from(data), 0);
         }
     }
 }
